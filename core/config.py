@@ -1,0 +1,147 @@
+"""Settings from the environment (and `.env`), and the choice of backends they imply."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from platformdirs import user_data_dir
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_T8STAR_URL = "https://ai.t8star.cn"
+WORKER_PATH = "/api/v1/internal/video-worker"
+
+
+def default_db_path() -> Path:
+    return Path(user_data_dir("videoq", appauthor=False)) / "videoq.db"
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class Settings(BaseSettings):
+    """Every knob of videoq; each field's docstring is its documentation."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+        validate_default=True,
+    )
+
+    db_path: Path = Field(default_factory=default_db_path, validation_alias=_env("VIDEOQ_DB"))
+    """SQLite file of the embedded store and queue (default: videoq.db in the user data dir)."""
+
+    t8star_api_key: SecretStr | None = Field(None, validation_alias=_env("T8STAR_API_KEY"))
+    """T8Star API key; without it the local simulator stands in for the upstream."""
+
+    t8star_base_url: str = Field(DEFAULT_T8STAR_URL, validation_alias=_env("T8STAR_BASE_URL"))
+    """Base URL of the T8Star API."""
+
+    sim_speed: float = Field(1.0, gt=0, le=10_000, validation_alias=_env("VIDEOQ_SIM_SPEED"))
+    """How many times faster than real time the simulator's clock runs."""
+
+    sim_failure_rate: float = Field(
+        0.1, ge=0, le=1, validation_alias=_env("VIDEOQ_SIM_FAILURE_RATE")
+    )
+    """Share of simulated tasks that fail with an upstream-style reason."""
+
+    concurrency: int = Field(8, ge=1, le=512, validation_alias=_env("VIDEOQ_CONCURRENCY"))
+    """Worker steps run at once by one worker process."""
+
+    poll_min_interval: float = Field(
+        3.0, gt=0, validation_alias=_env("VIDEOQ_POLL_MIN_INTERVAL")
+    )
+    """Shortest wait between two status polls of one task, in seconds."""
+
+    poll_max_interval: float = Field(
+        30.0, gt=0, validation_alias=_env("VIDEOQ_POLL_MAX_INTERVAL")
+    )
+    """Longest wait between two status polls of one task, in seconds."""
+
+    task_deadline: float = Field(2700.0, gt=0, validation_alias=_env("VIDEOQ_TASK_DEADLINE"))
+    """Seconds after which a task still queued or running fails as "timed out"."""
+
+    reconcile_interval: float = Field(
+        10.0, gt=0, validation_alias=_env("VIDEOQ_RECONCILE_INTERVAL")
+    )
+    """Seconds between two passes of the reconciler, which re-publishes lost steps."""
+
+    signature_leeway: float = Field(
+        5.0, ge=0, le=60, validation_alias=_env("VIDEOQ_SIGNATURE_LEEWAY")
+    )
+    """Clock leeway in seconds when verifying delivery signatures."""
+
+    public_url: str = Field(
+        "http://127.0.0.1:8000", validation_alias=_env("VIDEOQ_PUBLIC_URL")
+    )
+    """Public base URL of `videoq serve`; QStash delivers to it plus the worker path."""
+
+    qstash_token: SecretStr | None = Field(None, validation_alias=_env("QSTASH_TOKEN"))
+    """QStash token; when set, messages go through QStash instead of the local queue."""
+
+    qstash_url: str | None = Field(None, validation_alias=_env("QSTASH_URL"))
+    """QStash API base URL (e.g. a local QStash dev server)."""
+
+    qstash_current_signing_key: SecretStr | None = Field(
+        None, validation_alias=_env("QSTASH_CURRENT_SIGNING_KEY")
+    )
+    """Key QStash signs deliveries with now."""
+
+    qstash_next_signing_key: SecretStr | None = Field(
+        None, validation_alias=_env("QSTASH_NEXT_SIGNING_KEY")
+    )
+    """Key QStash will sign with after the next rotation."""
+
+    supabase_url: str | None = Field(None, validation_alias=_env("SUPABASE_URL"))
+    """Supabase project URL; with the service-role key, tasks live in Supabase."""
+
+    supabase_service_role_key: SecretStr | None = Field(
+        None, validation_alias=_env("SUPABASE_SERVICE_ROLE_KEY")
+    )
+    """Supabase service-role key (server side only)."""
+
+    supabase_jwt_secret: SecretStr | None = Field(
+        None, validation_alias=_env("SUPABASE_JWT_SECRET")
+    )
+    """Secret that verifies users' Supabase JWTs (HS256) for the task API."""
+
+    secret_key: SecretStr | None = Field(None, validation_alias=_env("VIDEOQ_SECRET_KEY"))
+    """Server secret that encrypts users' own upstream keys (BYOK) at rest."""
+
+    log_level: str = Field("INFO", validation_alias=_env("VIDEOQ_LOG_LEVEL"))
+    """Log level of the command line: DEBUG, INFO, WARNING or ERROR."""
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value
+
+    @field_validator("t8star_base_url", "public_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def worker_url(self) -> str:
+        """The URL deliveries are addressed (and signed) to."""
+        return self.public_url + WORKER_PATH
+
+    @property
+    def uses_simulator(self) -> bool:
+        return self.t8star_api_key is None
+
+    @property
+    def uses_qstash(self) -> bool:
+        return self.qstash_token is not None
+
+    @property
+    def uses_supabase(self) -> bool:
+        return bool(self.supabase_url and self.supabase_service_role_key)

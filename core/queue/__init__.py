@@ -1,0 +1,60 @@
+"""The Queue port: durable, delayed, deduplicated delivery of worker steps."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from core.models import WorkMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One delivery attempt of a message, as the worker endpoint receives it."""
+
+    body: bytes
+    headers: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """What the worker answers; the queue acts on it the way QStash acts on an HTTP status.
+
+    2xx: done. 489 with `non_retryable`: dead-letter now. Anything else: redeliver later,
+    after `retry_after` seconds if given, else after the queue's backoff.
+    """
+
+    status: int
+    retry_after: float | None = None
+    non_retryable: bool = False
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+DeliveryHandler = Callable[[Delivery], Awaitable[DeliveryResult]]
+
+
+class Queue(Protocol):
+    """Publishes worker steps; the local adapter also delivers them."""
+
+    def describe(self) -> str: ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def publish(self, message: WorkMessage, delay: float = 0.0) -> str:
+        """Publish `message` after `delay` seconds, deduplicated on `message.dedup_id`.
+
+        Returns the queue's message id (the existing one when the publish was a duplicate).
+        Raises QueueError when the message could not be accepted.
+        """
+        ...
+
+    async def cancel(self, message_id: str) -> None:
+        """Best effort: drop a message not yet delivered."""
+        ...

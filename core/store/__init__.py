@@ -1,0 +1,99 @@
+"""The TaskStore port: where every task and its history live."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from core.models import Task, TaskChange, TaskEvent, TaskStatus
+
+
+class FeedState(StrEnum):
+    LIVE = "live"
+    RECONNECTING = "reconnecting"
+    OFFLINE = "offline"
+
+
+@dataclass
+class FeedStatus:
+    """What a dashboard shows about the live feed."""
+
+    state: FeedState = FeedState.OFFLINE
+    last_event_at: datetime | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Expect:
+    """The compare part of a compare-and-set: the row must still look like this."""
+
+    statuses: frozenset[TaskStatus]
+    attempt: int | None = None
+    polls: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls, *statuses: TaskStatus, attempt: int | None = None, polls: int | None = None
+    ) -> Expect:
+        return cls(frozenset(statuses), attempt, polls)
+
+
+class TaskStore(Protocol):
+    """Rows of `video_tasks` and `task_events`, with compare-and-set writes and a change feed."""
+
+    feed: FeedStatus
+
+    def describe(self) -> str:
+        """A one-line name for logs and the dashboard header, e.g. `sqlite: /path/videoq.db`."""
+        ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def insert(self, task: Task, event: TaskEvent | None = None) -> Task:
+        """Store a new task (and its first history event) and return the stored row."""
+        ...
+
+    async def get(self, task_id: str) -> Task | None: ...
+
+    async def list(
+        self,
+        *,
+        statuses: Collection[TaskStatus] | None = None,
+        user_id: str | None = None,
+        updated_before: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Task]:
+        """Tasks newest first (by created_at), filtered."""
+        ...
+
+    async def update(
+        self,
+        task_id: str,
+        expect: Expect,
+        changes: Mapping[str, Any],
+        event: TaskEvent | None = None,
+    ) -> Task | None:
+        """Apply `changes` if the row matches `expect`; return the new row, or None if it did not.
+
+        `version` and `updated_at` are bumped by the store. `event` is appended to the history
+        in the same transaction, only when the update applied.
+        """
+        ...
+
+    async def add_event(self, event: TaskEvent) -> None: ...
+
+    async def events(self, task_id: str) -> list[TaskEvent]:
+        """The task's history, oldest first."""
+        ...
+
+    async def count_by_status(self, user_id: str | None = None) -> dict[TaskStatus, int]: ...
+
+    def changes(self) -> AsyncIterator[TaskChange]:
+        """Live change events; the first one is SYNC, and another SYNC follows every reconnect."""
+        ...
