@@ -51,15 +51,14 @@ class Settings(BaseSettings):
     concurrency: int = Field(8, ge=1, le=512, validation_alias=_env("VIDEOQ_CONCURRENCY"))
     """Worker steps run at once by one worker process."""
 
-    poll_min_interval: float = Field(
-        3.0, gt=0, validation_alias=_env("VIDEOQ_POLL_MIN_INTERVAL")
-    )
+    poll_min_interval: float = Field(3.0, gt=0, validation_alias=_env("VIDEOQ_POLL_MIN_INTERVAL"))
     """Shortest wait between two status polls of one task, in seconds."""
 
-    poll_max_interval: float = Field(
-        30.0, gt=0, validation_alias=_env("VIDEOQ_POLL_MAX_INTERVAL")
-    )
+    poll_max_interval: float = Field(30.0, gt=0, validation_alias=_env("VIDEOQ_POLL_MAX_INTERVAL"))
     """Longest wait between two status polls of one task, in seconds."""
+
+    step_timeout: float = Field(30.0, gt=0, le=600, validation_alias=_env("VIDEOQ_STEP_TIMEOUT"))
+    """Longest one worker step may take (an upstream call included) before it is abandoned."""
 
     task_deadline: float = Field(2700.0, gt=0, validation_alias=_env("VIDEOQ_TASK_DEADLINE"))
     """Seconds after which a task still queued or running fails as "timed out"."""
@@ -74,9 +73,7 @@ class Settings(BaseSettings):
     )
     """Clock leeway in seconds when verifying delivery signatures."""
 
-    public_url: str = Field(
-        "http://127.0.0.1:8000", validation_alias=_env("VIDEOQ_PUBLIC_URL")
-    )
+    public_url: str = Field("http://127.0.0.1:8000", validation_alias=_env("VIDEOQ_PUBLIC_URL"))
     """Public base URL of `videoq serve`; QStash delivers to it plus the worker path."""
 
     qstash_token: SecretStr | None = Field(None, validation_alias=_env("QSTASH_TOKEN"))

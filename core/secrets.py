@@ -27,4 +27,6 @@ class KeyBox:
         try:
             return self._fernet.decrypt(ciphertext.encode()).decode()
         except InvalidToken as exc:
-            raise VideoqError("the stored upstream key cannot be decrypted with this server secret") from exc
+            raise VideoqError(
+                "the stored upstream key cannot be decrypted with this server secret"
+            ) from exc

@@ -100,6 +100,8 @@ def _verify_with(
 
 
 def _reason(error: Exception) -> str:
+    if isinstance(error, jwt.InvalidSignatureError):
+        return "signature does not match the signing key"
     if isinstance(error, jwt.ExpiredSignatureError):
         return "token expired"
     if isinstance(error, jwt.ImmatureSignatureError):

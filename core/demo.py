@@ -1,0 +1,38 @@
+"""Varied sample requests, so a new user sees the queue move at once."""
+
+from __future__ import annotations
+
+import itertools
+
+from core.models import VideoRequest
+
+_PROMPTS = (
+    "A red fox trotting through fresh snow at dawn, tracking shot",
+    "Timelapse of a city skyline as storm clouds roll in, cinematic",
+    "A paper boat drifting down a rain-soaked street, macro lens",
+    "An astronaut tending a tomato plant inside a space station",
+    "Waves crashing on black volcanic sand, slow motion, golden hour",
+    "A barista pouring latte art in a cosy cafe, shallow depth of field",
+    "Hot air balloons rising over Cappadocia at sunrise, drone shot",
+    "A robot learning to paint watercolours in a sunlit studio",
+    "Neon-lit night market in the rain, handheld camera",
+    "A hummingbird feeding from a flower, 240 fps slow motion",
+)
+
+_SHAPES: tuple[dict[str, object], ...] = (
+    {"model": "sora-2", "duration": 10, "aspect_ratio": "16:9"},
+    {"model": "sora-2", "duration": 15, "aspect_ratio": "9:16"},
+    {"model": "sora-2-pro", "duration": 10, "aspect_ratio": "16:9", "hd": True},
+    {"model": "sora-2", "duration": 10, "aspect_ratio": "9:16"},
+    {"model": "sora-2-pro", "duration": 25, "aspect_ratio": "16:9"},
+    {"model": "sora-2-pro", "duration": 15, "aspect_ratio": "16:9"},
+)
+
+
+def demo_requests(count: int) -> list[VideoRequest]:
+    """`count` valid requests mixing prompts, models, durations and aspect ratios."""
+    pairs = zip(itertools.cycle(_PROMPTS), itertools.cycle(_SHAPES), strict=False)
+    return [
+        VideoRequest.model_validate({"prompt": prompt, **shape})
+        for prompt, shape in itertools.islice(pairs, count)
+    ]

@@ -1,0 +1,175 @@
+"""The QStash Queue adapter: publishes worker steps through the `qstash` SDK's async client.
+
+QStash delivers them, signed, to the worker endpoint of `videoq serve`; this side only publishes
+and cancels. A publish that fails raises QueueError and is counted: the task row stays as it is
+and the reconciler publishes the step again later (same deduplication id, so no double step).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import re
+
+import httpx
+from qstash import AsyncQStash
+from qstash.errors import DailyMessageLimitExceededError, QStashError, RateLimitExceededError
+from qstash.http import BASE_URL, RetryConfig
+from qstash.message import FlowControl, PublishResponse
+
+from core.errors import QueueError
+from core.models import WorkMessage
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT = 15.0
+"""Seconds a publish or cancel may take before it counts as failed (the SDK's own is 600 s)."""
+
+# The SDK retries only calls that got no answer at all (and sleeps after the last try too);
+# two quick retries cover a dropped connection, anything longer is the reconciler's job.
+_SDK_RETRY = RetryConfig(retries=2, backoff=lambda attempt: 50.0 * (attempt + 1))
+_STATUS = re.compile(r"status: (\d{3})")
+# What a failed call can raise through the SDK: its own errors, httpx's, a timeout, and a
+# malformed answer (JSON or shape).
+_FAILURES = (QStashError, httpx.HTTPError, OSError, TimeoutError, ValueError, KeyError, TypeError)
+
+
+class QStashQueue:
+    """Queue port on QStash: deduplicated, delayed publishes with retries and flow control."""
+
+    def __init__(
+        self,
+        token: str,
+        destination: str,
+        *,
+        base_url: str | None = None,
+        retries: int = 3,
+        flow_control_key: str | None = "t8star",
+        parallelism: int | None = None,
+        rate: int | None = None,
+        period: int | None = None,
+    ) -> None:
+        self._token = token
+        self.destination = destination
+        self.base_url = (base_url or os.environ.get("QSTASH_URL") or BASE_URL).rstrip("/")
+        self.retries = retries
+        self.flow_control = _flow_control(flow_control_key, parallelism, rate, period)
+        self.publish_errors = 0
+        self._client: AsyncQStash | None = None
+
+    def describe(self) -> str:
+        """Where messages go, for logs and the dashboard header."""
+        return f"qstash: {self.base_url}"
+
+    async def open(self) -> None:
+        """Create the SDK client (idempotent)."""
+        if self._client is None:
+            self._client = AsyncQStash(self._token, retry=_SDK_RETRY, base_url=self.base_url)
+
+    async def close(self) -> None:
+        """Close the SDK client's connection pool."""
+        client, self._client = self._client, None
+        if client is not None:
+            # The SDK has no close(); its httpx client would otherwise leak its sockets.
+            http_client = getattr(client.http, "_client", None)
+            if isinstance(http_client, httpx.AsyncClient):
+                await http_client.aclose()
+
+    async def publish(self, message: WorkMessage, delay: float = 0.0) -> str:
+        """Publish `message` after `delay` seconds (rounded up to whole seconds); returns its id."""
+        dedup_id = message.dedup_id
+        if ":" in dedup_id:
+            raise QueueError(f"task {message.task_id}: deduplication id may not contain ':'")
+        client = self._require_client()
+        seconds = math.ceil(delay) if delay > 0 else 0
+        try:
+            response = await asyncio.wait_for(
+                client.message.publish(
+                    url=self.destination,
+                    body=message.to_bytes(),
+                    content_type="application/json",
+                    deduplication_id=dedup_id,
+                    retries=self.retries,
+                    delay=seconds or None,
+                    flow_control=self.flow_control,
+                ),
+                PUBLISH_TIMEOUT,
+            )
+        except _FAILURES as exc:
+            self.publish_errors += 1
+            reason = _reason(exc, self.base_url)
+            log.warning("task %s: %s step %s not published: %s", message.task_id,
+                        message.step, message.seq, reason)  # fmt: skip
+            raise QueueError(f"task {message.task_id}: QStash publish failed: {reason}") from exc
+        if not isinstance(response, PublishResponse):
+            self.publish_errors += 1
+            raise QueueError(f"task {message.task_id}: QStash answered a URL-group publish")
+        if response.deduplicated:
+            log.debug("task %s: %s was already published as %s", message.task_id, dedup_id,
+                      response.message_id)  # fmt: skip
+        return response.message_id
+
+    async def cancel(self, message_id: str) -> None:
+        """Drop a message QStash has not delivered yet; an unknown id is not an error."""
+        if not message_id:
+            return
+        client = self._require_client()
+        try:
+            await asyncio.wait_for(client.message.cancel(message_id), PUBLISH_TIMEOUT)
+        except _FAILURES as exc:
+            if isinstance(exc, QStashError) and _status(exc) == 404:
+                return  # delivered, dead-lettered or cancelled already
+            raise QueueError(
+                f"QStash cancel of {message_id} failed: {_reason(exc, self.base_url)}"
+            ) from exc
+
+    def _require_client(self) -> AsyncQStash:
+        if self._client is None:
+            raise QueueError("the QStash queue is not open")
+        return self._client
+
+
+def _flow_control(
+    key: str | None, parallelism: int | None, rate: int | None, period: int | None
+) -> FlowControl | None:
+    # QStash wants at least one limit with a key; a bare key would limit nothing anyway.
+    if not key or (parallelism is None and rate is None):
+        return None
+    control = FlowControl(key=key)
+    if parallelism is not None:
+        control["parallelism"] = parallelism
+    if rate is not None:
+        control["rate"] = rate
+        if period is not None:
+            control["period"] = period
+    return control
+
+
+def _status(exc: QStashError) -> int | None:
+    # The SDK keeps the status only in its message ("Request failed with status: 404, body: …").
+    found = _STATUS.search(str(exc))
+    return int(found.group(1)) if found else None
+
+
+def _reason(exc: BaseException, base_url: str) -> str:
+    """A short cause without the SDK's raw response body (or anything secret)."""
+    if isinstance(exc, DailyMessageLimitExceededError):
+        return "the daily message limit of the QStash plan is used up"
+    if isinstance(exc, RateLimitExceededError):
+        return "QStash rate limit exceeded (HTTP 429)"
+    if isinstance(exc, QStashError):
+        status = _status(exc)
+        if status == 401:
+            return "QStash refused the token (HTTP 401): check QSTASH_TOKEN"
+        if status is not None:
+            return f"QStash answered HTTP {status}"
+        return "QStash refused the request"
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return f"no answer from {base_url} in time"
+    if isinstance(exc, httpx.ConnectError | ConnectionRefusedError):
+        return f"could not reach {base_url}"
+    if isinstance(exc, httpx.HTTPError | OSError):
+        return f"the connection to {base_url} failed ({type(exc).__name__})"
+    return f"unexpected {type(exc).__name__} from the QStash client"

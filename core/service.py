@@ -1,0 +1,214 @@
+"""The use cases: submit, cancel, retry, list, get. The CLI, the dashboard and the HTTP API all
+come through here, so these rules live in one place."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from core.errors import InvalidState, QueueError, TaskNotFound
+from core.models import (
+    ACTIVE,
+    LOCAL_USER,
+    RETRYABLE,
+    Task,
+    TaskEvent,
+    TaskStatus,
+    VideoRequest,
+    WorkMessage,
+    utcnow,
+)
+from core.queue import Queue
+from core.secrets import KeyBox
+from core.store import Expect, TaskStore
+
+log = logging.getLogger(__name__)
+
+MAX_LIST_LIMIT = 1000
+
+# What a retry clears: the previous attempt's upstream job and result.
+_RETRY_RESET: dict[str, Any] = {
+    "progress": 0,
+    "upstream_task_id": None,
+    "video_url": None,
+    "error_message": None,
+    "message_id": None,
+    "polls": 0,
+    "upstream_status": None,
+    "last_polled_at": None,
+    "next_poll_at": None,
+    "step_lease_until": None,
+    "started_at": None,
+    "completed_at": None,
+}
+
+
+@dataclass(frozen=True)
+class TaskDetail:
+    task: Task
+    history: list[TaskEvent]
+
+
+class TaskService:
+    """Submit, cancel, retry and read tasks, on behalf of an actor (who did it, from where)."""
+
+    def __init__(self, store: TaskStore, queue: Queue, key_box: KeyBox | None = None) -> None:
+        self.store = store
+        self.queue = queue
+        self.key_box = key_box
+
+    async def submit(
+        self,
+        request: VideoRequest,
+        *,
+        user_id: str = LOCAL_USER,
+        actor: str = "cli",
+        upstream_api_key: str | None = None,
+        provider: str = "t8star",
+    ) -> Task:
+        """Store a validated request as a queued task and publish its first step."""
+        task = Task.new(request, user_id=user_id, provider=provider)
+        if upstream_api_key:
+            if self.key_box is None:
+                raise InvalidState(
+                    "this server cannot keep your own upstream key: VIDEOQ_SECRET_KEY is not set"
+                )
+            task.upstream_key_ciphertext = self.key_box.seal(upstream_api_key)
+        event = TaskEvent(
+            task_id=task.id, kind="transition", attempt=1, to_status=TaskStatus.QUEUED, actor=actor
+        )
+        task = await self.store.insert(task, event)
+        log.info(
+            "task %s: submitted by %s (%s, %ss, %s)",
+            task.id,
+            actor,
+            task.model,
+            task.duration,
+            task.aspect_ratio,
+        )
+        return await self._publish_submit(task)
+
+    async def cancel(self, task_id: str, *, actor: str = "cli", user_id: str | None = None) -> Task:
+        """Cancel a queued or running task; nothing touches it afterwards."""
+        task = await self.get(task_id, user_id=user_id)
+        if task.status not in ACTIVE:
+            raise InvalidState(
+                f"task {task.id[:8]} is already {task.status}; "
+                "only queued or running tasks can be cancelled"
+            )
+        now = utcnow()
+        changes = {
+            "status": TaskStatus.CANCELLED,
+            "completed_at": now,
+            "next_poll_at": None,
+            "step_lease_until": None,
+            "upstream_key_ciphertext": None,
+        }
+        event = _action(task, TaskStatus.CANCELLED, actor)
+        updated = await self.store.update(
+            task.id, Expect(frozenset({task.status}), task.attempt), changes, event
+        )
+        if updated is None:
+            return await self._raced(task_id, "cancel", actor, user_id)
+        log.info("task %s: %s -> cancelled by %s", task.id, task.status, actor)
+        if task.message_id:
+            await self._drop_message(task)
+        return updated
+
+    async def retry(self, task_id: str, *, actor: str = "cli", user_id: str | None = None) -> Task:
+        """Queue a failed or cancelled task again as a new attempt."""
+        task = await self.get(task_id, user_id=user_id)
+        if task.status not in RETRYABLE:
+            raise InvalidState(
+                f"task {task.id[:8]} is {task.status}; "
+                "only failed or cancelled tasks can be retried"
+            )
+        changes = dict(
+            _RETRY_RESET, status=TaskStatus.QUEUED, attempt=task.attempt + 1, queued_at=utcnow()
+        )
+        event = _action(task, TaskStatus.QUEUED, actor, attempt=task.attempt + 1)
+        updated = await self.store.update(
+            task.id, Expect(frozenset({task.status}), task.attempt), changes, event
+        )
+        if updated is None:
+            return await self._raced(task_id, "retry", actor, user_id)
+        log.info(
+            "task %s: %s -> queued by %s (attempt %d)", task.id, task.status, actor, updated.attempt
+        )
+        return await self._publish_submit(updated)
+
+    async def get(self, task_id: str, *, user_id: str | None = None) -> Task:
+        """The task, or TaskNotFound (also when it belongs to someone else)."""
+        task = await self.store.get(task_id)
+        if task is None or (user_id is not None and task.user_id != user_id):
+            raise TaskNotFound(task_id)
+        return task
+
+    async def detail(self, task_id: str, *, user_id: str | None = None) -> TaskDetail:
+        task = await self.get(task_id, user_id=user_id)
+        return TaskDetail(task, await self.store.events(task.id))
+
+    async def list(
+        self,
+        *,
+        statuses: Collection[TaskStatus] | None = None,
+        user_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Task]:
+        limit = max(1, min(limit, MAX_LIST_LIMIT))
+        return await self.store.list(statuses=statuses, user_id=user_id, limit=limit)
+
+    async def resolve_id(self, prefix: str) -> str:
+        """Expand a short id (as the dashboard and `list` show it) to the full task id."""
+        if len(prefix) >= 36 or await self.store.get(prefix):
+            return prefix
+        matches = [
+            t.id for t in await self.store.list(limit=MAX_LIST_LIMIT) if t.id.startswith(prefix)
+        ]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidState(
+                f"id prefix {prefix!r} matches {len(matches)} tasks; give more characters"
+            )
+        raise TaskNotFound(prefix)
+
+    async def _publish_submit(self, task: Task) -> Task:
+        message = WorkMessage(task_id=task.id, attempt=task.attempt, step="submit", seq=1)
+        try:
+            message_id = await self.queue.publish(message)
+        except QueueError as exc:
+            log.warning(
+                "task %s: first step not published, the reconciler will retry: %s",
+                task.id,
+                exc.message,
+            )
+            return task
+        expect = Expect(frozenset({TaskStatus.QUEUED}), task.attempt)
+        return await self.store.update(task.id, expect, {"message_id": message_id}) or task
+
+    async def _raced(self, task_id: str, action: str, actor: str, user_id: str | None) -> Task:
+        # The row moved between our read and our write; decide again on the fresh row.
+        log.info("task %s: %s by %s raced another change, trying again", task_id, action, actor)
+        if action == "cancel":
+            return await self.cancel(task_id, actor=actor, user_id=user_id)
+        return await self.retry(task_id, actor=actor, user_id=user_id)
+
+    async def _drop_message(self, task: Task) -> None:
+        try:
+            await self.queue.cancel(task.message_id or "")
+        except QueueError as exc:
+            log.debug("task %s: pending message not dropped: %s", task.id, exc.message)
+
+
+def _action(task: Task, to: TaskStatus, actor: str, attempt: int | None = None) -> TaskEvent:
+    return TaskEvent(
+        task_id=task.id,
+        kind="action",
+        attempt=attempt or task.attempt,
+        from_status=task.status,
+        to_status=to,
+        actor=actor,
+    )

@@ -1,0 +1,339 @@
+"""The TaskStore port on SQLite: one WAL-mode file, compare-and-set writes, a tailed change log.
+
+Every SQLite call runs on one dedicated thread, so the event loop never waits on the disk or on
+a lock another process holds. Writes made through this instance reach its subscribers directly;
+writes by other processes (or other instances) reach them through `change_log`, which the feed
+tails every few tens of milliseconds while anyone is subscribed (a `PRAGMA data_version` check
+first, so an idle file costs next to nothing). The local queue keeps its own tables in the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+import sqlite3
+import uuid
+from collections.abc import AsyncGenerator, Callable, Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from core.errors import StoreError
+from core.models import TASK_COLUMNS, Task, TaskChange, TaskEvent, TaskStatus
+from core.store import Expect, FeedState, FeedStatus
+from core.store.sqlite_db import (
+    EVENT_COLUMNS,
+    STORE_SET_COLUMNS,
+    ChangeRow,
+    Database,
+    check_columns,
+    decode_task,
+    encode,
+    encode_time,
+    list_sql,
+    update_sql,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_SYNC = TaskChange("SYNC")
+_LIVE = "sqlite: local file"
+
+
+class _Subscriber:
+    """One `changes()` iterator's buffer; a writer never waits for it."""
+
+    def __init__(self, limit: int) -> None:
+        self.items: list[TaskChange] = []
+        self.ready = asyncio.Event()
+        self.limit = limit
+        self.closed = False
+
+    def push(self, change: TaskChange) -> None:
+        if len(self.items) >= self.limit:
+            # Too slow to keep up: drop the backlog and make it load a fresh snapshot instead.
+            logger.warning("a live feed subscriber fell %d changes behind; re-syncing", self.limit)
+            self.items = [_SYNC]
+        self.items.append(change)
+        self.ready.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.ready.set()
+
+    async def take(self) -> list[TaskChange] | None:
+        """Everything buffered (waiting for at least one), or None once the store is closed."""
+        while not self.items:
+            if self.closed:
+                return None
+            self.ready.clear()
+            await self.ready.wait()
+        items, self.items = self.items, []
+        return items
+
+
+class SqliteStore:
+    """Tasks in one SQLite file; the embedded default."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        busy_timeout: float = 10.0,
+        poll_interval: float = 0.025,
+        buffer_limit: int = 10_000,
+    ) -> None:
+        self.path = Path(path)
+        self.feed = FeedStatus()
+        self._busy_timeout = busy_timeout
+        self._poll_interval = poll_interval
+        self._buffer_limit = buffer_limit
+        self._origin = uuid.uuid4().hex
+        self._db: Database | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._subscribers: set[_Subscriber] = set()
+        self._tailer: asyncio.Task[None] | None = None
+        self._tail_ready: asyncio.Future[None] | None = None
+
+    def describe(self) -> str:
+        """`sqlite: <path>` for logs and the dashboard header."""
+        return f"sqlite: {self.path}"
+
+    async def open(self) -> None:
+        """Open the file on the store's own thread and create the tables if they are missing."""
+        if self._executor is not None:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoq-store")
+        try:
+            self._db = await self._call(Database, self.path, self._origin, self._busy_timeout)
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
+        self._set_feed(FeedState.LIVE, _LIVE)
+        logger.info("task store open: %s", self.describe())
+
+    async def close(self) -> None:
+        """End every live feed and close the file."""
+        for subscriber in self._subscribers:
+            subscriber.close()
+        await self._stop_tailer()
+        executor, self._executor = self._executor, None
+        db, self._db = self._db, None
+        if executor is None:
+            return
+        if db is not None:
+            await asyncio.get_running_loop().run_in_executor(executor, db.close)
+        executor.shutdown(wait=True)
+        self._set_feed(FeedState.OFFLINE, "sqlite: closed")
+
+    # -- reads and writes -------------------------------------------------------------------
+
+    async def insert(self, task: Task, event: TaskEvent | None = None) -> Task:
+        """Store a new task (and its first history event) in one transaction."""
+        values = [encode(name, getattr(task, name)) for name in TASK_COLUMNS]
+        events = _event_values(event, task.id)
+        stored = decode_task(await self._call(self._open_db.insert, task.id, values, events))
+        self._publish(TaskChange("INSERT", stored))
+        return stored
+
+    async def get(self, task_id: str) -> Task | None:
+        row = await self._call(self._open_db.get, task_id)
+        return decode_task(row) if row is not None else None
+
+    async def list(
+        self,
+        *,
+        statuses: Collection[TaskStatus] | None = None,
+        user_id: str | None = None,
+        updated_before: datetime | None = None,
+        limit: int = 100,
+    ) -> builtins.list[Task]:
+        """Tasks newest first (by created_at, then id), filtered."""
+        if (statuses is not None and not statuses) or limit <= 0:
+            return []
+        wanted = sorted({TaskStatus(s).value for s in statuses}) if statuses is not None else None
+        params: builtins.list[Any] = [*(wanted or ())]
+        if user_id is not None:
+            params.append(user_id)
+        if updated_before is not None:
+            params.append(encode_time(updated_before))
+        params.append(limit)
+        count = None if wanted is None else len(wanted)
+        sql = list_sql(count, user_id is not None, updated_before is not None)
+        return [decode_task(row) for row in await self._call(self._open_db.select, sql, params)]
+
+    async def update(
+        self,
+        task_id: str,
+        expect: Expect,
+        changes: Mapping[str, Any],
+        event: TaskEvent | None = None,
+    ) -> Task | None:
+        """Compare-and-set in one statement; None when the row no longer matches `expect`.
+
+        `id`, `version` and `updated_at` belong to the store: naming them in `changes` does
+        nothing (as on Supabase, where a trigger sets them).
+        """
+        check_columns(changes, "changes")
+        check_columns(expect.extra, "expect.extra")
+        if not expect.statuses:
+            return None
+        columns = tuple(name for name in changes if name not in STORE_SET_COLUMNS)
+        extra = tuple(expect.extra)
+        statuses = sorted({TaskStatus(s).value for s in expect.statuses})
+        sql = update_sql(
+            columns, len(statuses), expect.attempt is not None, expect.polls is not None, extra
+        )
+        params = [encode(name, changes[name]) for name in columns]
+        params += [encode_time(datetime.now(UTC)), task_id, *statuses]
+        params += [value for value in (expect.attempt, expect.polls) if value is not None]
+        params += [encode(name, expect.extra[name]) for name in extra]
+        events = _event_values(event, task_id)
+        row = await self._call(self._open_db.update, task_id, sql, params, events)
+        if row is None:
+            logger.debug("task %s: compare-and-set did not apply", task_id)
+            return None
+        task = decode_task(row)
+        self._publish(TaskChange("UPDATE", task))
+        return task
+
+    async def add_event(self, event: TaskEvent) -> None:
+        values = _event_values(event, event.task_id)
+        assert values is not None
+        await self._call(self._open_db.add_event, values)
+
+    async def events(self, task_id: str) -> builtins.list[TaskEvent]:
+        """The task's history, oldest first."""
+        rows = await self._call(self._open_db.events, task_id)
+        try:
+            return [
+                TaskEvent.model_validate(dict(zip(EVENT_COLUMNS, row, strict=True))) for row in rows
+            ]
+        except ValidationError as exc:
+            raise StoreError(f"task {task_id}: its stored history cannot be read") from exc
+
+    async def count_by_status(self, user_id: str | None = None) -> dict[TaskStatus, int]:
+        """Tasks per status, every status present (0 when there are none)."""
+        counts = dict.fromkeys(TaskStatus, 0)
+        for status, count in await self._call(self._open_db.count_by_status, user_id):
+            counts[TaskStatus(status)] = count
+        return counts
+
+    # -- the live feed ----------------------------------------------------------------------
+
+    async def changes(self) -> AsyncGenerator[TaskChange, None]:
+        """SYNC, then every INSERT/UPDATE with the full row, until the store closes.
+
+        Close it with `contextlib.aclosing` (or `aclose()`) when done; that unsubscribes.
+        """
+        subscriber = _Subscriber(self._buffer_limit)
+        self._subscribers.add(subscriber)
+        try:
+            await self._follow_others()
+            yield _SYNC
+            while (items := await subscriber.take()) is not None:
+                for change in items:
+                    yield change
+        finally:
+            self._subscribers.discard(subscriber)
+            if not self._subscribers:
+                await self._stop_tailer()
+
+    def _publish(self, change: TaskChange) -> None:
+        if not self._subscribers:
+            return
+        self.feed.last_event_at = datetime.now(UTC)
+        for subscriber in self._subscribers:
+            subscriber.push(change)
+
+    async def _follow_others(self) -> None:
+        """Start tailing the change log (once) and wait until its starting point is known."""
+        if self._tailer is None or self._tailer.done() or self._tail_ready is None:
+            self._tail_ready = asyncio.get_running_loop().create_future()
+            self._tailer = asyncio.create_task(self._tail(self._tail_ready))
+        await asyncio.shield(self._tail_ready)
+
+    async def _stop_tailer(self) -> None:
+        tailer, self._tailer, self._tail_ready = self._tailer, None, None
+        if tailer is not None:
+            tailer.cancel()
+            await asyncio.gather(tailer, return_exceptions=True)
+
+    async def _tail(self, ready: asyncio.Future[None]) -> None:
+        """Poll `change_log` for other writers' changes while anyone is subscribed."""
+        try:
+            seq = await self._call(self._open_db.last_seq)
+        except StoreError as exc:
+            ready.set_exception(exc)
+            return
+        ready.set_result(None)
+        failing = False
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            try:
+                batch = await self._call(self._open_db.tail, seq)
+            except StoreError as exc:
+                if not failing:
+                    logger.warning("live feed cannot read the change log: %s", exc.message)
+                    self._set_feed(FeedState.RECONNECTING, f"sqlite: {exc.message}")
+                failing = True
+                continue
+            if failing:
+                failing = False
+                self._set_feed(FeedState.LIVE, _LIVE)
+                self._publish(_SYNC)  # the outage may have outlived the change log's retention
+            if batch is not None:
+                seq = self._dispatch(seq, *batch)
+
+    def _dispatch(self, seq: int, last: int, missed: bool, rows: builtins.list[ChangeRow]) -> int:
+        if missed:
+            logger.warning("live feed missed pruned changes after #%d; re-syncing", seq)
+            self._publish(_SYNC)
+        for op, row in rows:
+            try:
+                self._publish(TaskChange(op, decode_task(row)))
+            except StoreError as exc:
+                logger.warning("%s; change dropped from the live feed", exc.message)
+        return last
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @property
+    def _open_db(self) -> Database:
+        if self._db is None:
+            raise StoreError(f"the task store {self.path} is not open")
+        return self._db
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            raise StoreError(f"the task store {self.path} is not open")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreError(
+                    f"the task database {self.path} stayed locked by another process for over "
+                    f"{self._busy_timeout:.0f}s"
+                ) from exc
+            raise StoreError(f"the task database {self.path} failed: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StoreError(f"the task database {self.path} failed: {exc}") from exc
+
+    def _set_feed(self, state: FeedState, detail: str) -> None:
+        self.feed.state = state
+        self.feed.detail = detail
+
+
+def _event_values(event: TaskEvent | None, task_id: str) -> builtins.list[Any] | None:
+    if event is None:
+        return None
+    return [
+        task_id if name == "task_id" else encode(name, getattr(event, name))
+        for name in EVENT_COLUMNS
+    ]

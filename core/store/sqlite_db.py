@@ -1,0 +1,291 @@
+"""The synchronous SQLite side of SqliteStore: schema, column encoding, and the statements.
+
+`Database` runs on the store's one thread only. Its tables are `video_tasks` (one column per
+Task field: timestamps as fixed-width ISO-8601 UTC text, images as JSON text, hd as 0/1),
+`task_events` (the history) and `change_log` (what the live feed of other processes tails).
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import functools
+import json
+import sqlite3
+import time
+from collections.abc import Collection, Iterator
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+from types import NoneType, UnionType
+from typing import Any, Literal, Union, get_args, get_origin
+
+from pydantic import ValidationError
+
+from core.errors import StoreError
+from core.models import TASK_COLUMNS, ChangeOp, Task, TaskEvent
+
+EVENT_COLUMNS: tuple[str, ...] = tuple(TaskEvent.model_fields)
+STORE_SET_COLUMNS = frozenset({"id", "version", "updated_at"})
+CHANGE_LOG_RETENTION = 600.0
+"""Seconds a change_log row is kept; a feed that falls further behind re-syncs."""
+PRUNE_EVERY = 60.0
+_SELECT = ", ".join(TASK_COLUMNS)
+_IMAGES = TASK_COLUMNS.index("images")
+_SQL_TYPES = {
+    "time": "TEXT",
+    "json": "TEXT",
+    "text": "TEXT",
+    "bool": "INTEGER",
+    "int": "INTEGER",
+    "float": "REAL",
+}
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool]:
+    """The annotation without `| None`, and whether None was allowed."""
+    if get_origin(annotation) in (Union, UnionType):
+        args = get_args(annotation)
+        (inner,) = [arg for arg in args if arg is not NoneType]
+        return inner, NoneType in args
+    return annotation, False
+
+
+def _kind(annotation: Any) -> str:
+    inner, _ = _unwrap(annotation)
+    if get_origin(inner) is Literal:
+        inner = type(get_args(inner)[0])
+    elif get_origin(inner) is not None:
+        return "json"
+    return {datetime: "time", bool: "bool", int: "int", float: "float"}.get(inner, "text")
+
+
+_FIELDS = {**TaskEvent.model_fields, **Task.model_fields}
+_KINDS = {name: _kind(field.annotation) for name, field in _FIELDS.items()}
+
+
+def _columns_sql(model: Any) -> builtins.list[str]:
+    return [
+        f"{name} {_SQL_TYPES[_KINDS[name]]}" + ("" if _unwrap(field.annotation)[1] else " NOT NULL")
+        for name, field in model.model_fields.items()
+        if name != "id"
+    ]
+
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS video_tasks (id TEXT PRIMARY KEY NOT NULL, {", ".join(_columns_sql(Task))});
+CREATE INDEX IF NOT EXISTS video_tasks_created ON video_tasks (created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS video_tasks_status ON video_tasks (status, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS video_tasks_user ON video_tasks (user_id, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS video_tasks_status_updated ON video_tasks (status, updated_at);
+CREATE TABLE IF NOT EXISTS task_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, {", ".join(_columns_sql(TaskEvent))});
+CREATE INDEX IF NOT EXISTS task_events_task ON task_events (task_id, id);
+CREATE TABLE IF NOT EXISTS change_log (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id TEXT NOT NULL, op TEXT NOT NULL, origin TEXT NOT NULL, at REAL NOT NULL);
+"""  # noqa: E501
+_INSERT = (
+    f"INSERT INTO video_tasks ({_SELECT}) VALUES ({', '.join('?' * len(TASK_COLUMNS))})"
+    f" RETURNING {_SELECT}"
+)
+_INSERT_EVENT = (
+    f"INSERT INTO task_events ({', '.join(EVENT_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+)
+_GET = f"SELECT {_SELECT} FROM video_tasks WHERE id = ?"
+_LOG = "INSERT INTO change_log (task_id, op, origin, at) VALUES (?, ?, ?, ?)"
+_TAIL = f"""SELECT c.task_id, c.op, {", ".join(f"t.{name}" for name in TASK_COLUMNS)}
+FROM change_log AS c JOIN video_tasks AS t ON t.id = c.task_id
+WHERE c.seq > ? AND c.seq <= ? AND c.origin <> ? ORDER BY c.seq"""
+_BOUNDS = "SELECT (SELECT min(seq) FROM change_log), (SELECT max(seq) FROM change_log)"
+_PRUNE = """DELETE FROM change_log
+WHERE seq < (SELECT seq FROM change_log WHERE at >= ? ORDER BY seq LIMIT 1)"""
+
+
+def encode_time(moment: datetime | str) -> str:
+    """Fixed-width ISO-8601 UTC text, so text order is time order (naive means UTC)."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def encode(name: str, value: Any) -> Any:
+    """A column value as SQLite stores it."""
+    if value is None:
+        return None
+    kind = _KINDS[name]
+    if kind == "time":
+        return encode_time(value)
+    if kind == "json":
+        return json.dumps(list(value))
+    if kind == "bool":
+        return int(bool(value))
+    return value.value if isinstance(value, Enum) else value
+
+
+def check_columns(names: Collection[str], what: str) -> None:
+    """Raise ValueError unless every name is a task column (they are spliced into SQL)."""
+    unknown = sorted(set(names).difference(TASK_COLUMNS))
+    if unknown:
+        raise ValueError(f"{what} names unknown task column(s): {', '.join(unknown)}")
+
+
+@functools.lru_cache(maxsize=512)
+def update_sql(
+    columns: tuple[str, ...], statuses: int, attempt: bool, polls: bool, extra: tuple[str, ...]
+) -> str:
+    """The compare-and-set statement for one shape of update (few shapes exist)."""
+    sets = [f"{name} = ?" for name in columns] + ["version = version + 1", "updated_at = ?"]
+    where = ["id = ?", f"status IN ({', '.join('?' * statuses)})"]
+    where += ["attempt = ?"] * attempt + ["polls = ?"] * polls
+    where += [f"{name} IS ?" for name in extra]  # IS: an expected None matches NULL
+    return (
+        f"UPDATE video_tasks SET {', '.join(sets)} WHERE {' AND '.join(where)} RETURNING {_SELECT}"
+    )
+
+
+def list_sql(statuses: int | None, user: bool, updated_before: bool) -> str:
+    """The SELECT behind `list()`, newest first."""
+    where = [f"status IN ({', '.join('?' * statuses)})"] if statuses is not None else []
+    where += ["user_id = ?"] * user + ["updated_at < ?"] * updated_before
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    return f"SELECT {_SELECT} FROM video_tasks{clause} ORDER BY created_at DESC, id DESC LIMIT ?"
+
+
+def decode_task(row: tuple[Any, ...]) -> Task:
+    """A `video_tasks` row (columns in TASK_COLUMNS order) as a Task."""
+    values = dict(zip(TASK_COLUMNS, row, strict=True))
+    try:
+        values["images"] = json.loads(row[_IMAGES])
+        return Task.model_validate(values)
+    except (ValueError, ValidationError) as exc:
+        raise StoreError(f"task {values['id']}: its stored row cannot be read") from exc
+
+
+ChangeRow = tuple[ChangeOp, tuple[Any, ...]]
+
+
+class Database:
+    """The synchronous side; every method runs on the store's one thread."""
+
+    def __init__(self, path: Path, origin: str, busy_timeout: float) -> None:
+        self.origin = origin
+        self.db = sqlite3.connect(
+            path, isolation_level=None, timeout=busy_timeout, cached_statements=512
+        )
+        try:
+            self._prepare(path, busy_timeout)
+        except BaseException:
+            self.db.close()
+            raise
+        self.data_version = -1
+        self.next_prune = time.monotonic() + PRUNE_EVERY
+
+    def _prepare(self, path: Path, busy_timeout: float) -> None:
+        self.db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        self.db.execute("PRAGMA journal_mode = WAL")
+        # WAL with NORMAL survives a crashed process; only a power cut may lose the last commits.
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        self.db.executescript(_SCHEMA)
+        found = {row[1] for row in self.db.execute("PRAGMA table_info(video_tasks)")}
+        if missing := sorted(set(TASK_COLUMNS) - found):
+            raise StoreError(
+                f"the task database {path} was made by another videoq version "
+                f"(no column {', '.join(missing)}); move it away to start afresh"
+            )
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        # IMMEDIATE takes the write lock up front: a CAS never upgrades a read lock mid-way.
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        if time.monotonic() >= self.next_prune:
+            self.prune()
+
+    def insert(self, task_id: str, values: list[Any], event: list[Any] | None) -> tuple[Any, ...]:
+        try:
+            with self._write():
+                row = self.db.execute(_INSERT, values).fetchone()
+                self._logged(task_id, "INSERT", event)
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"task {task_id}: a task with this id already exists") from exc
+        return row
+
+    def update(
+        self, task_id: str, sql: str, params: list[Any], event: list[Any] | None
+    ) -> tuple[Any, ...] | None:
+        with self._write():
+            row = self.db.execute(sql, params).fetchone()
+            if row is not None:
+                self._logged(task_id, "UPDATE", event)
+        return row
+
+    def _logged(self, task_id: str, op: str, event: list[Any] | None) -> None:
+        if event is not None:
+            self.db.execute(_INSERT_EVENT, event)
+        self.db.execute(_LOG, (task_id, op, self.origin, time.time()))
+
+    def get(self, task_id: str) -> tuple[Any, ...] | None:
+        return self.db.execute(_GET, (task_id,)).fetchone()
+
+    def select(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        return self.db.execute(sql, params).fetchall()
+
+    def add_event(self, event: list[Any]) -> None:
+        with self._write():
+            self.db.execute(_INSERT_EVENT, event)
+
+    def events(self, task_id: str) -> list[tuple[Any, ...]]:
+        sql = f"SELECT {', '.join(EVENT_COLUMNS)} FROM task_events WHERE task_id = ? ORDER BY id"
+        return self.db.execute(sql, (task_id,)).fetchall()
+
+    def count_by_status(self, user_id: str | None) -> list[tuple[str, int]]:
+        if user_id is None:
+            sql = "SELECT status, count(*) FROM video_tasks GROUP BY status"
+            return self.db.execute(sql).fetchall()
+        sql = "SELECT status, count(*) FROM video_tasks WHERE user_id = ? GROUP BY status"
+        return self.db.execute(sql, (user_id,)).fetchall()
+
+    def last_seq(self) -> int:
+        """Where tailing starts: the newest change_log row now."""
+        self.data_version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        return self.db.execute(_BOUNDS).fetchone()[1] or 0
+
+    def tail(self, seq: int) -> tuple[int, bool, list[ChangeRow]] | None:
+        """Other writers' changes after `seq` (newest row per task), or None if none committed.
+
+        Returns the new position, whether rows after `seq` were pruned unseen, and the rows.
+        """
+        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        if version == self.data_version:
+            return None  # no other connection has committed since the last look
+        self.data_version = version
+        self.db.execute("BEGIN")
+        try:
+            first, last = self.db.execute(_BOUNDS).fetchone()
+            if last is None or last <= seq:
+                return None
+            latest: dict[str, ChangeRow] = {}
+            for task_id, op, *row in self.db.execute(_TAIL, (seq, last, self.origin)):
+                if task_id in latest and latest[task_id][0] == "INSERT":
+                    op = "INSERT"  # the subscriber has not seen it yet
+                latest.pop(task_id, None)
+                latest[task_id] = (op, tuple(row))
+        finally:
+            self.db.execute("COMMIT")
+        return last, first > seq + 1, list(latest.values())
+
+    def prune(self) -> None:
+        self.next_prune = time.monotonic() + PRUNE_EVERY
+        with self._write():
+            self.db.execute(_PRUNE, (time.time() - CHANGE_LOG_RETENTION,))

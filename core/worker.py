@@ -1,0 +1,431 @@
+"""The step engine: one signed delivery in, one short step, one answer out (DESIGN §3)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from core import signing
+from core.errors import QueueError, SignatureError, UpstreamError, VideoqError
+from core.models import Task, TaskEvent, TaskStatus, WorkMessage, utcnow
+from core.queue import Delivery, DeliveryResult, Queue
+from core.schedule import PollSchedule
+from core.secrets import KeyBox
+from core.store import Expect, TaskStore
+from core.upstream import Upstream, UpstreamState, UpstreamStatus, expected_timing
+
+log = logging.getLogger(__name__)
+
+ACK = DeliveryResult(200)
+NOT_FOUND_POLLS_TOLERATED = 3
+MAX_ERROR_CHARS = 300
+
+
+@dataclass(frozen=True)
+class SigningKeys:
+    """The keys deliveries are verified with, and the URL they must be addressed to."""
+
+    current: str
+    next: str | None
+    subject: str | None
+    leeway: float = signing.DEFAULT_LEEWAY
+
+
+@dataclass(frozen=True)
+class WorkerTiming:
+    """Deadlines and intervals in seconds of the upstream's clock."""
+
+    schedule: PollSchedule = field(default_factory=PollSchedule)
+    deadline: float = 2700.0
+    # Real seconds one step may take; a submit claim outlives it so that no second delivery
+    # submits while the first may still be talking to the upstream.
+    step_timeout: float = 30.0
+    # Extra factor on the upstream's own time_scale, for tests that run real HTTP fakes fast.
+    speedup: float = 1.0
+
+    @property
+    def submit_lease(self) -> float:
+        return self.step_timeout + 5.0
+
+
+@dataclass
+class WorkerStats:
+    """Counters for /metrics and the benchmarks."""
+
+    deliveries: dict[str, int] = field(default_factory=dict)
+    upstream_calls: int = 0
+    upstream_seconds: float = 0.0
+
+    def count(self, outcome: str) -> None:
+        self.deliveries[outcome] = self.deliveries.get(outcome, 0) + 1
+
+
+class Worker:
+    """Runs one step of one task per delivery; every write is a compare-and-set."""
+
+    def __init__(
+        self,
+        store: TaskStore,
+        queue: Queue,
+        upstream: Upstream,
+        keys: SigningKeys,
+        timing: WorkerTiming | None = None,
+        key_box: KeyBox | None = None,
+    ) -> None:
+        self.store = store
+        self.queue = queue
+        self.upstream = upstream
+        self.keys = keys
+        self.timing = timing or WorkerTiming()
+        self.key_box = key_box
+        self.stats = WorkerStats()
+
+    async def handle(self, delivery: Delivery) -> DeliveryResult:
+        """Verify a delivery, run its step, and say what the queue should do next."""
+        try:
+            signing.verify(
+                _header(delivery.headers, "upstash-signature"),
+                delivery.body,
+                current_key=self.keys.current,
+                next_key=self.keys.next,
+                subject=self.keys.subject,
+                leeway=self.keys.leeway,
+            )
+        except SignatureError as exc:
+            log.warning("refused a delivery: %s", exc.message)
+            self.stats.count("unauthorized")
+            return DeliveryResult(401, reason=exc.message)
+        try:
+            message = WorkMessage.from_bytes(delivery.body)
+        except ValidationError:
+            log.warning("refused a malformed message (%d bytes)", len(delivery.body))
+            self.stats.count("malformed")
+            return DeliveryResult(489, non_retryable=True, reason="malformed message")
+        result = await self.run_step(message)
+        self.stats.count("ok" if result.ok else "retry")
+        return result
+
+    async def run_step(self, message: WorkMessage) -> DeliveryResult:
+        """Run the step `message` names, if the task still wants it."""
+        task = await self.store.get(message.task_id)
+        if task is None or task.attempt != message.attempt or task.status.terminal:
+            log.debug(
+                "task %s: %s step %d is stale, acknowledged",
+                message.task_id,
+                message.step,
+                message.seq,
+            )
+            return ACK
+        try:
+            async with asyncio.timeout(self.timing.step_timeout):
+                if message.step == "submit":
+                    return await self._submit(task)
+                return await self._poll(task, message.seq)
+        except VideoqError as exc:
+            log.warning("task %s: step failed, will be redelivered: %s", task.id, exc.message)
+            return DeliveryResult(503, reason=exc.message)
+        except TimeoutError:
+            log.warning(
+                "task %s: %s step took over %.0fs, will be redelivered",
+                task.id,
+                message.step,
+                self.timing.step_timeout,
+            )
+            return DeliveryResult(503, reason="step timed out")
+
+    # -- submit -------------------------------------------------------------------------------
+
+    async def _submit(self, task: Task) -> DeliveryResult:
+        if task.status is not TaskStatus.QUEUED:
+            return ACK
+        now = utcnow()
+        if task.step_lease_until is not None and task.step_lease_until > now:
+            wait = (task.step_lease_until - now).total_seconds()
+            return DeliveryResult(503, retry_after=max(1.0, wait), reason="submit in flight")
+        lease = now + timedelta(seconds=self.timing.submit_lease)
+        claimed = await self.store.update(
+            task.id,
+            _expect(task, step_lease_until=task.step_lease_until),
+            {"step_lease_until": lease},
+        )
+        if claimed is None:
+            return DeliveryResult(503, retry_after=1.0, reason="lost the submit claim")
+        try:
+            upstream_id = await self._call(self.upstream.submit(task.request, self._api_key(task)))
+        except UpstreamError as exc:
+            return await self._submit_failed(claimed, exc)
+        return await self._submitted(claimed, upstream_id)
+
+    async def _submitted(self, task: Task, upstream_id: str) -> DeliveryResult:
+        now = utcnow()
+        first = self.timing.schedule.first_delay(expected_timing(task.request))
+        delay = first / self._scale
+        running = await self.store.update(
+            task.id,
+            _expect(task, step_lease_until=task.step_lease_until),
+            {
+                "status": TaskStatus.RUNNING,
+                "upstream_task_id": upstream_id,
+                "upstream_status": "SUBMITTED",
+                "started_at": now,
+                "step_lease_until": None,
+                "next_poll_at": now + timedelta(seconds=delay),
+            },
+            _transition(task, TaskStatus.RUNNING, f"upstream task {upstream_id}"),
+        )
+        if running is None:
+            log.info(
+                "task %s: changed while submitting; upstream task %s left alone",
+                task.id,
+                upstream_id,
+            )
+            return ACK
+        log.info("task %s: queued -> running (upstream task %s)", task.id, upstream_id)
+        await self._publish_quietly(
+            WorkMessage(task_id=task.id, attempt=task.attempt, step="poll", seq=1), delay
+        )
+        return ACK
+
+    async def _submit_failed(self, task: Task, exc: UpstreamError) -> DeliveryResult:
+        if not exc.transient:
+            await self._finish(
+                task, TaskStatus.FAILED, error=exc.message, http_status=exc.http_status
+            )
+            return ACK
+        if self._past_deadline(task.queued_at):
+            await self._finish(
+                task, TaskStatus.FAILED, error=f"timed out (last error: {exc.message})"
+            )
+            return ACK
+        await self.store.update(
+            task.id,
+            _expect(task, step_lease_until=task.step_lease_until),
+            {"step_lease_until": None},
+        )
+        log.warning("task %s: submit will be retried: %s", task.id, exc.message)
+        return DeliveryResult(503, retry_after=exc.retry_after, reason=exc.message)
+
+    # -- poll ---------------------------------------------------------------------------------
+
+    async def _poll(self, task: Task, seq: int) -> DeliveryResult:
+        if task.status is not TaskStatus.RUNNING or seq != task.polls + 1:
+            return ACK
+        if self._past_deadline(task.started_at or task.queued_at):
+            await self._finish(task, TaskStatus.FAILED, error="timed out")
+            return ACK
+        assert task.upstream_task_id is not None
+        started = time.perf_counter()
+        try:
+            answer = await self._call(
+                self.upstream.status(task.upstream_task_id, self._api_key(task))
+            )
+        except UpstreamError as exc:
+            return await self._poll_failed(task, exc, _ms_since(started))
+        latency_ms = _ms_since(started)
+        if answer.state is UpstreamState.SUCCEEDED:
+            await self._finish(task, TaskStatus.SUCCEEDED, answer=answer, latency_ms=latency_ms)
+        elif answer.state is UpstreamState.FAILED:
+            reason = answer.fail_reason or "upstream reported failure without a reason"
+            await self._finish(
+                task, TaskStatus.FAILED, error=reason, answer=answer, latency_ms=latency_ms
+            )
+        else:
+            await self._keep_polling(task, answer, latency_ms)
+        return ACK
+
+    async def _poll_failed(
+        self, task: Task, exc: UpstreamError, latency_ms: float
+    ) -> DeliveryResult:
+        gone = exc.http_status == 404 and task.polls + 1 >= NOT_FOUND_POLLS_TOLERATED
+        if not exc.transient or gone:
+            error = "upstream no longer knows this task" if gone else exc.message
+            await self._finish(
+                task,
+                TaskStatus.FAILED,
+                error=error,
+                http_status=exc.http_status,
+                latency_ms=latency_ms,
+            )
+            return ACK
+        delay = max(exc.retry_after or 0.0, self.timing.schedule.min_interval / self._scale)
+        log.warning("task %s: poll failed, next in %.1fs: %s", task.id, delay, exc.message)
+        event = _poll_event(task, None, latency_ms, http_status=exc.http_status, detail=exc.message)
+        await self._schedule_poll(task, delay, {"polls": task.polls + 1}, event)
+        return ACK
+
+    async def _keep_polling(self, task: Task, answer: UpstreamStatus, latency_ms: float) -> None:
+        now = utcnow()
+        scale = self._scale
+        started_at = task.started_at or now
+        last = task.last_polled_at or started_at
+        delay = (
+            self.timing.schedule.next_delay(
+                estimate=expected_timing(task.request),
+                elapsed=(now - started_at).total_seconds() * scale,
+                since_last_poll=(now - last).total_seconds() * scale,
+                progress=answer.progress,
+                previous_progress=task.progress if task.polls else None,
+            )
+            / scale
+        )
+        changes: dict[str, Any] = {
+            "polls": task.polls + 1,
+            "upstream_status": answer.raw_status,
+            "last_polled_at": now,
+            "next_poll_at": now + timedelta(seconds=delay),
+        }
+        if answer.progress is not None:
+            changes["progress"] = max(task.progress, min(answer.progress, 99))
+        await self._schedule_poll(task, delay, changes, _poll_event(task, answer, latency_ms))
+
+    async def _schedule_poll(
+        self, task: Task, delay: float, changes: dict[str, Any], event: TaskEvent
+    ) -> None:
+        # Publish before the write: a poll has no side effect upstream, so a message for a task
+        # that moved on meanwhile is harmless, while a write without its message would stall.
+        message = WorkMessage(
+            task_id=task.id, attempt=task.attempt, step="poll", seq=task.polls + 2
+        )
+        changes["message_id"] = await self.queue.publish(message, delay)
+        if (
+            await self.store.update(task.id, _expect(task, polls=task.polls), changes, event)
+            is None
+        ):
+            log.debug("task %s: changed while polling", task.id)
+
+    # -- shared -------------------------------------------------------------------------------
+
+    async def _finish(
+        self,
+        task: Task,
+        status: TaskStatus,
+        *,
+        error: str | None = None,
+        answer: UpstreamStatus | None = None,
+        http_status: int | None = None,
+        latency_ms: float | None = None,
+    ) -> None:
+        now = utcnow()
+        changes: dict[str, Any] = {
+            "status": status,
+            "completed_at": now,
+            "step_lease_until": None,
+            "next_poll_at": None,
+            "upstream_key_ciphertext": None,
+        }
+        if error is not None:
+            changes["error_message"] = _one_line(error)
+        if answer is not None:
+            changes.update(
+                polls=task.polls + 1,
+                upstream_status=answer.raw_status,
+                last_polled_at=now,
+                video_url=answer.video_url,
+            )
+            if status is TaskStatus.SUCCEEDED:
+                changes["progress"] = 100
+            http_status = answer.http_status
+        event = _transition(task, status, changes.get("error_message"))
+        event.http_status, event.latency_ms = http_status, latency_ms
+        if answer is not None:
+            event.upstream_status, event.progress = answer.raw_status, answer.progress
+        if await self.store.update(task.id, _expect(task, polls=task.polls), changes, event):
+            log.info(
+                "task %s: %s -> %s%s",
+                task.id,
+                task.status,
+                status,
+                f" ({changes['error_message']})" if error else "",
+            )
+
+    async def _call(self, awaitable: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await awaitable
+        finally:
+            self.stats.upstream_calls += 1
+            self.stats.upstream_seconds += time.perf_counter() - started
+
+    async def _publish_quietly(self, message: WorkMessage, delay: float) -> None:
+        try:
+            await self.queue.publish(message, delay)
+        except QueueError as exc:
+            log.warning(
+                "task %s: %s not published, the reconciler will: %s",
+                message.task_id,
+                message.step,
+                exc.message,
+            )
+
+    @property
+    def _scale(self) -> float:
+        return self.upstream.time_scale * self.timing.speedup
+
+    def _api_key(self, task: Task) -> str | None:
+        if task.upstream_key_ciphertext is None or self.key_box is None:
+            return None
+        return self.key_box.open(task.upstream_key_ciphertext)
+
+    def _past_deadline(self, since: datetime) -> bool:
+        elapsed = (utcnow() - since).total_seconds() * self._scale
+        return elapsed > self.timing.deadline
+
+
+def _expect(task: Task, **extra: Any) -> Expect:
+    polls = extra.pop("polls", None)
+    return Expect(frozenset({task.status}), task.attempt, polls, extra)
+
+
+def _transition(task: Task, to: TaskStatus, detail: str | None = None) -> TaskEvent:
+    return TaskEvent(
+        task_id=task.id,
+        kind="transition",
+        attempt=task.attempt,
+        from_status=task.status,
+        to_status=to,
+        actor="worker",
+        detail=detail,
+    )
+
+
+def _poll_event(
+    task: Task,
+    answer: UpstreamStatus | None,
+    latency_ms: float,
+    *,
+    http_status: int | None = None,
+    detail: str | None = None,
+) -> TaskEvent:
+    return TaskEvent(
+        task_id=task.id,
+        kind="poll",
+        attempt=task.attempt,
+        actor="worker",
+        upstream_status=answer.raw_status if answer else None,
+        progress=answer.progress if answer else None,
+        http_status=answer.http_status if answer else http_status,
+        latency_ms=round(latency_ms, 1),
+        detail=detail,
+    )
+
+
+def _header(headers: Any, name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        value = next((v for k, v in headers.items() if k.lower() == name), None)
+    return value
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000

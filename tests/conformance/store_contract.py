@@ -1,0 +1,367 @@
+"""The TaskStore conformance suite: what every adapter promises, from a row's columns to its feed.
+
+An adapter's test module subclasses `StoreContract` and provides a `store` fixture that yields
+an opened store on empty tables. Nothing here times anything: every expected feed event is
+awaited with a timeout, and the tests judge what arrives, not how fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from core.errors import StoreError
+from core.models import TASK_COLUMNS, Task, TaskChange, TaskEvent, TaskStatus, VideoRequest
+from core.store import Expect, TaskStore
+
+WAIT = 10.0
+"""Seconds any expected feed event may take to show up before a test fails."""
+
+QUEUED, RUNNING, FAILED = TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.FAILED
+T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+PNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYAAAAAMAAWgmWQ0AAAAASUVORK5CYII="  # noqa: E501
+
+
+def new_task(prompt: str = "a fox in the snow", **fields: object) -> Task:
+    """A fresh queued task, with `fields` overriding its columns."""
+    return Task.new(VideoRequest(prompt=prompt)).model_copy(update=fields)
+
+
+def every_column_set() -> Task:
+    """A task in which no column holds its default value."""
+    later = T0 + timedelta(minutes=3, microseconds=7)
+    values: dict[str, object] = {
+        "id": "5f0c2f4e-9a43-4c1e-8d2b-7e3f1a6b9c01",
+        "user_id": "0b6c1d52-user",
+        "provider": "t8star-eu",
+        "model": "sora-2-pro",
+        "prompt": "a lighthouse in a storm, 35mm film",
+        "aspect_ratio": "9:16",
+        "duration": 25,
+        "hd": True,
+        "images": ["https://example.com/a.png", PNG],
+        "status": RUNNING,
+        "progress": 37,
+        "attempt": 2,
+        "upstream_task_id": "task_01J8XYZ",
+        "video_url": "https://cdn.example.com/v.mp4",
+        "error_message": "previous attempt: timed out",
+        "message_id": "msg_26hZCxZCuWyyTWPmSVBrNC",
+        # An aware time in another zone must come back as the same instant, in UTC.
+        "last_polled_at": later.astimezone(timezone(timedelta(hours=8))),
+        "next_poll_at": later + timedelta(seconds=5),
+        "step_lease_until": later + timedelta(seconds=30),
+        "upstream_key_ciphertext": "gAAAAABn-sealed",
+        "polls": 3,
+        "upstream_status": "IN_PROGRESS",
+        "created_at": T0,
+        "updated_at": T0 + timedelta(seconds=1),
+        "queued_at": T0 + timedelta(seconds=2),
+        "started_at": T0 + timedelta(seconds=3),
+        "completed_at": T0 + timedelta(seconds=4),
+        "version": 7,
+    }
+    assert set(values) == set(TASK_COLUMNS), "cover every column of the task"
+    return Task.model_validate(values)
+
+
+def assert_utc(task: Task) -> None:
+    for name in TASK_COLUMNS:
+        value = getattr(task, name)
+        if isinstance(value, datetime):
+            assert value.utcoffset() == timedelta(0), f"{name} is not UTC: {value!r}"
+
+
+async def next_change(
+    feed: AsyncIterator[TaskChange], wanted: Callable[[TaskChange], bool]
+) -> TaskChange:
+    """The first change that `wanted` accepts (repeats and other tasks are skipped)."""
+
+    async def scan() -> TaskChange:
+        async for change in feed:
+            if wanted(change):
+                return change
+        raise AssertionError("the change feed ended")
+
+    return await asyncio.wait_for(scan(), WAIT)
+
+
+def of_task(task_id: str, version: int) -> Callable[[TaskChange], bool]:
+    def wanted(change: TaskChange) -> bool:
+        task = change.task
+        return task is not None and task.id == task_id and task.version >= version
+
+    return wanted
+
+
+class StoreContract:
+    """Every promise of the TaskStore port; subclass it and provide a `store` fixture."""
+
+    # -- rows -------------------------------------------------------------------------------
+
+    async def test_insert_then_get_round_trips_every_column(self, store: TaskStore) -> None:
+        task = every_column_set()
+
+        stored = await store.insert(task)
+        loaded = await store.get(task.id)
+
+        assert stored == task
+        assert loaded == task
+        assert loaded is not None
+        assert_utc(loaded)
+        assert loaded.images == task.images and loaded.hd is True
+        assert loaded.status is RUNNING
+
+    async def test_empty_optional_columns_round_trip(self, store: TaskStore) -> None:
+        task = new_task()
+
+        await store.insert(task)
+        loaded = await store.get(task.id)
+
+        assert loaded == task
+        assert loaded is not None
+        assert loaded.images == [] and loaded.hd is False and loaded.started_at is None
+        assert_utc(loaded)
+
+    async def test_get_of_an_unknown_id_is_none(self, store: TaskStore) -> None:
+        assert await store.get("00000000-0000-4000-8000-000000000000") is None
+
+    async def test_a_duplicate_id_is_refused(self, store: TaskStore) -> None:
+        task = await store.insert(new_task("the first"))
+
+        with pytest.raises(StoreError):
+            await store.insert(task.model_copy(update={"prompt": "the second"}))
+
+        assert await store.get(task.id) == task
+
+    # -- list and count ---------------------------------------------------------------------
+
+    async def test_list_is_newest_first(self, store: TaskStore) -> None:
+        tasks = [new_task(f"task {n}", created_at=T0 + timedelta(seconds=n)) for n in range(4)]
+        for task in (tasks[2], tasks[0], tasks[3], tasks[1]):
+            await store.insert(task)
+
+        listed = await store.list()
+
+        assert [t.id for t in listed] == [t.id for t in reversed(tasks)]
+
+    async def test_list_breaks_created_at_ties_by_id(self, store: TaskStore) -> None:
+        ids = ["a0000000-0000-4000-8000-000000000000", "b0000000-0000-4000-8000-000000000000"]
+        for task_id in ids:
+            await store.insert(new_task(id=task_id, created_at=T0))
+
+        assert [t.id for t in await store.list()] == list(reversed(ids))
+
+    async def test_list_filters_and_limits(self, store: TaskStore) -> None:
+        def made(n: int, status: TaskStatus, user: str) -> Task:
+            moment = T0 + timedelta(seconds=n)
+            return new_task(
+                f"task {n}", status=status, user_id=user, created_at=moment, updated_at=moment
+            )
+
+        rows = [
+            made(0, QUEUED, "ann"),
+            made(1, RUNNING, "ann"),
+            made(2, FAILED, "bob"),
+            made(3, QUEUED, "bob"),
+            made(4, RUNNING, "bob"),
+        ]
+        for task in rows:
+            await store.insert(task)
+
+        def ids(tasks: list[Task]) -> list[str]:
+            return [t.id for t in tasks]
+
+        assert ids(await store.list(statuses=[QUEUED])) == ids([rows[3], rows[0]])
+        assert ids(await store.list(statuses={QUEUED, RUNNING}, user_id="bob")) == ids(
+            [rows[4], rows[3]]
+        )
+        assert ids(await store.list(user_id="ann")) == ids([rows[1], rows[0]])
+        before = T0 + timedelta(seconds=2)
+        assert ids(await store.list(updated_before=before)) == ids([rows[1], rows[0]])
+        assert ids(await store.list(limit=2)) == ids([rows[4], rows[3]])
+        assert await store.list(statuses=[]) == []
+        assert await store.list(user_id="nobody") == []
+
+    async def test_count_by_status_names_every_status(self, store: TaskStore) -> None:
+        for status, user in [(QUEUED, "ann"), (QUEUED, "bob"), (RUNNING, "ann"), (FAILED, "ann")]:
+            await store.insert(new_task(status=status, user_id=user))
+
+        counts = await store.count_by_status()
+        mine = await store.count_by_status(user_id="bob")
+
+        assert counts == {
+            QUEUED: 2,
+            RUNNING: 1,
+            TaskStatus.SUCCEEDED: 0,
+            FAILED: 1,
+            TaskStatus.CANCELLED: 0,
+        }
+        assert mine == dict.fromkeys(TaskStatus, 0) | {QUEUED: 1}
+
+    # -- compare-and-set --------------------------------------------------------------------
+
+    async def test_cas_applies_when_the_row_matches(self, store: TaskStore) -> None:
+        task = await store.insert(new_task())
+        started = datetime.now(UTC)
+
+        updated = await store.update(
+            task.id,
+            Expect.of(QUEUED, attempt=1, polls=0),
+            {"status": RUNNING, "upstream_task_id": "up-1", "started_at": started},
+        )
+
+        assert updated is not None
+        assert (updated.status, updated.upstream_task_id) == (RUNNING, "up-1")
+        assert updated.started_at == started
+        assert updated.version == task.version + 1
+        assert updated.updated_at > task.updated_at
+        assert_utc(updated)
+        assert await store.get(task.id) == updated
+
+    async def test_cas_names_the_store_owned_columns_in_vain(self, store: TaskStore) -> None:
+        task = await store.insert(new_task())
+
+        updated = await store.update(task.id, Expect.of(QUEUED), {"version": 99, "progress": 3})
+
+        assert updated is not None and (updated.version, updated.progress) == (2, 3)
+
+    @pytest.mark.parametrize(
+        "expect",
+        [
+            Expect.of(RUNNING, attempt=1, polls=0),
+            Expect.of(QUEUED, attempt=2, polls=0),
+            Expect.of(QUEUED, attempt=1, polls=1),
+            Expect.of(FAILED, TaskStatus.CANCELLED),
+        ],
+        ids=["status", "attempt", "polls", "statuses"],
+    )
+    async def test_cas_changes_nothing_when_the_row_moved_on(
+        self, store: TaskStore, expect: Expect
+    ) -> None:
+        task = await store.insert(new_task())
+        event = TaskEvent(task_id=task.id, kind="transition", attempt=1, to_status=RUNNING)
+
+        result = await store.update(task.id, expect, {"status": RUNNING}, event)
+
+        assert result is None
+        assert await store.get(task.id) == task
+        assert await store.events(task.id) == []
+
+    async def test_cas_of_an_unknown_task_is_none(self, store: TaskStore) -> None:
+        missing = "00000000-0000-4000-8000-000000000000"
+        assert await store.update(missing, Expect.of(QUEUED), {"progress": 1}) is None
+
+    async def test_cas_compares_extra_columns_including_null(self, store: TaskStore) -> None:
+        task = await store.insert(new_task())
+        lease = datetime.now(UTC) + timedelta(seconds=30)
+        claim = Expect(frozenset({QUEUED}), 1, None, {"step_lease_until": None})
+
+        first = await store.update(task.id, claim, {"step_lease_until": lease})
+        second = await store.update(task.id, claim, {"step_lease_until": lease})
+        held = Expect(frozenset({QUEUED}), 1, None, {"step_lease_until": lease})
+        third = await store.update(task.id, held, {"step_lease_until": None})
+
+        assert first is not None and first.step_lease_until == lease
+        assert second is None
+        assert third is not None and third.step_lease_until is None and third.version == 3
+
+    async def test_concurrent_cas_with_one_expectation_has_one_winner(
+        self, store: TaskStore
+    ) -> None:
+        task = await store.insert(new_task())
+
+        async def claim(n: int) -> Task | None:
+            event = TaskEvent(
+                task_id=task.id,
+                kind="transition",
+                attempt=1,
+                from_status=QUEUED,
+                to_status=RUNNING,
+                actor=f"worker-{n}",
+            )
+            changes = {"status": RUNNING, "upstream_task_id": f"up-{n}"}
+            return await store.update(task.id, Expect.of(QUEUED, attempt=1), changes, event)
+
+        results = await asyncio.gather(*(claim(n) for n in range(20)))
+
+        winners = [result for result in results if result is not None]
+        assert len(winners) == 1
+        (winner,) = winners
+        assert winner.version == 2
+        assert await store.get(task.id) == winner
+        events = await store.events(task.id)
+        assert [e.actor for e in events] == [f"worker-{winner.upstream_task_id.split('-')[1]}"]
+
+    async def test_an_unknown_column_is_refused(self, store: TaskStore) -> None:
+        task = await store.insert(new_task())
+
+        with pytest.raises(ValueError, match="no_such_column"):
+            await store.update(task.id, Expect.of(QUEUED), {"no_such_column": 1})
+
+        assert await store.get(task.id) == task
+
+    # -- history ----------------------------------------------------------------------------
+
+    async def test_events_are_kept_oldest_first(self, store: TaskStore) -> None:
+        task = new_task()
+        queued = TaskEvent(task_id=task.id, kind="transition", attempt=1, to_status=QUEUED)
+        await store.insert(task, queued.model_copy(update={"actor": "cli"}))
+        poll = TaskEvent(
+            task_id=task.id,
+            kind="poll",
+            attempt=1,
+            at=T0,
+            upstream_status="IN_PROGRESS",
+            progress=40,
+            http_status=200,
+            latency_ms=182.5,
+            detail="40%",
+        )
+        await store.add_event(poll)
+        cancel = TaskEvent(
+            task_id=task.id,
+            kind="action",
+            attempt=1,
+            from_status=QUEUED,
+            to_status=TaskStatus.CANCELLED,
+            actor="tui",
+        )
+        assert await store.update(task.id, Expect.of(QUEUED), {"status": "cancelled"}, cancel)
+
+        events = await store.events(task.id)
+
+        assert [(e.kind, e.actor) for e in events] == [
+            ("transition", "cli"),
+            ("poll", None),
+            ("action", "tui"),
+        ]
+        assert events[1] == poll
+        assert events[2].to_status is TaskStatus.CANCELLED
+        assert all(e.at.utcoffset() == timedelta(0) for e in events)
+        assert await store.events("00000000-0000-4000-8000-000000000000") == []
+
+    # -- the change feed --------------------------------------------------------------------
+
+    async def test_changes_start_with_sync_then_carry_each_write(self, store: TaskStore) -> None:
+        async with aclosing(store.changes()) as feed:
+            first = await asyncio.wait_for(anext(feed), WAIT)
+            assert first.op == "SYNC" and first.task is None
+
+            task = await store.insert(new_task())
+            inserted = await next_change(feed, of_task(task.id, 1))
+            assert inserted.op == "INSERT" and inserted.task == task
+
+            versions = []
+            for progress in (10, 20):
+                updated = await store.update(task.id, Expect.of(QUEUED), {"progress": progress})
+                assert updated is not None
+                change = await next_change(feed, of_task(task.id, updated.version))
+                assert change.op == "UPDATE" and change.task == updated
+                versions.append(change.task.version)
+
+        assert versions == [2, 3]

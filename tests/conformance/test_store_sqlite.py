@@ -1,0 +1,94 @@
+"""The TaskStore conformance suite against SqliteStore, plus what only a file-backed store does."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from core.errors import StoreError
+from core.models import TaskStatus
+from core.store import Expect, FeedState
+from core.store.sqlite import SqliteStore
+from tests.conformance.store_contract import StoreContract, new_task
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """An opened SqliteStore on a fresh file."""
+    store = SqliteStore(tmp_path / "videoq.db")
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+class TestSqliteStore(StoreContract):
+    """Every promise of the TaskStore port, kept by the SQLite adapter."""
+
+
+async def test_rows_survive_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "videoq.db"
+    first = SqliteStore(path)
+    await first.open()
+    task = await first.insert(new_task())
+    await first.close()
+
+    again = SqliteStore(path)
+    await again.open()  # the schema is created idempotently
+    try:
+        assert await again.get(task.id) == task
+    finally:
+        await again.close()
+
+
+async def test_the_file_is_in_wal_mode_with_its_three_tables(store: SqliteStore) -> None:
+    with sqlite3.connect(store.path) as db:
+        mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+        names = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    db.close()
+
+    assert mode == "wal"
+    assert {"video_tasks", "task_events", "change_log"} <= names
+    assert store.describe() == f"sqlite: {store.path}"
+
+
+async def test_stored_values_are_plain_text_and_numbers(store: SqliteStore) -> None:
+    task = await store.insert(new_task(images=["https://example.com/a.png"], hd=False))
+
+    with sqlite3.connect(store.path) as db:
+        row = db.execute(
+            "SELECT created_at, images, hd, status FROM video_tasks WHERE id = ?", (task.id,)
+        ).fetchone()
+    db.close()
+
+    created_at, images, hd, status = row
+    assert created_at == task.created_at.isoformat(timespec="microseconds")
+    assert created_at.endswith("+00:00")
+    assert (images, hd, status) == ('["https://example.com/a.png"]', 0, "queued")
+
+
+async def test_the_feed_is_live_while_open(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "videoq.db")
+    assert store.feed.state is FeedState.OFFLINE
+    await store.open()
+    assert store.feed.state is FeedState.LIVE
+    await store.close()
+    assert store.feed.state is FeedState.OFFLINE
+
+
+async def test_a_closed_store_refuses_work(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "videoq.db")
+
+    with pytest.raises(StoreError, match="not open"):
+        await store.update("x", Expect.of(TaskStatus.QUEUED), {"progress": 1})
+
+
+async def test_an_unusable_path_is_a_store_error(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "missing-dir" / "videoq.db")
+
+    with pytest.raises(StoreError, match="missing-dir"):
+        await store.open()

@@ -1,0 +1,331 @@
+"""FakeT8Star: the T8Star video API on a loopback port, in a thread, scriptable per job and fault.
+
+It answers exactly the documented shapes (see shared/reference/t8star.md), checks the Bearer key,
+and records every request so tests can count submits per prompt and polls per upstream id.
+Its error bodies carry `RAW_BODY_MARKER` and echo the presented key, so a test can prove that
+neither ever reaches an error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.fakes.t8star.jobs import (
+    DEFAULT_KEY,
+    GENERATIONS,
+    RAW_BODY_MARKER,
+    Endpoint,
+    Fault,
+    Job,
+    JobScript,
+    Recorded,
+    advance,
+    invalid_submit,
+)
+
+
+@dataclass
+class _FaultRule:
+    endpoint: Endpoint
+    fault: Fault
+    left: int | None
+    task_id: str | None = None
+
+
+@dataclass
+class _State:
+    keys: set[str]
+    default_script: JobScript = field(default_factory=JobScript)
+    next_scripts: list[JobScript] = field(default_factory=list)
+    prompt_scripts: dict[str, JobScript] = field(default_factory=dict)
+    jobs: dict[str, Job] = field(default_factory=dict)
+    faults: list[_FaultRule] = field(default_factory=list)
+    requests: list[Recorded] = field(default_factory=list)
+
+
+class FakeT8Star:
+    """A T8Star double that the real `T8StarUpstream` (httpx) talks to over loopback HTTP."""
+
+    def __init__(self, api_keys: tuple[str, ...] = (DEFAULT_KEY,)) -> None:
+        self._state = _State(keys=set(api_keys))
+        self._lock = threading.Lock()
+        self._url = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: uvicorn.Server | None = None
+        self._stopping: asyncio.Event | None = None
+
+    # Life cycle.
+
+    @property
+    def base_url(self) -> str:
+        return self._url
+
+    def start(self) -> FakeT8Star:
+        """Serve on 127.0.0.1 (port chosen by the OS) from a background thread."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self._url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        ready = threading.Event()
+        self._thread = threading.Thread(
+            target=self._thread_main, args=(sock, ready), name="fake-t8star", daemon=True
+        )
+        self._thread.start()
+        if not ready.wait(15):
+            raise RuntimeError("the fake T8Star did not start")
+        return self
+
+    def stop(self) -> None:
+        """Cut slow answers short, stop serving and wait for the thread."""
+        loop, server, stopping = self._loop, self._server, self._stopping
+        if loop is None or self._thread is None or server is None or stopping is None:
+            return
+        loop.call_soon_threadsafe(stopping.set)
+        server.should_exit = True
+        self._thread.join(10)
+        self._loop = None
+
+    def __enter__(self) -> FakeT8Star:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _thread_main(self, sock: socket.socket, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve(sock, ready))
+        finally:
+            loop.close()
+
+    async def _serve(self, sock: socket.socket, ready: threading.Event) -> None:
+        self._stopping = asyncio.Event()
+        app = Starlette(
+            routes=[
+                Route(GENERATIONS, self._submit, methods=["POST"]),
+                Route(GENERATIONS + "/{task_id:path}", self._status, methods=["GET"]),
+            ]
+        )
+        config = uvicorn.Config(
+            app, log_config=None, log_level="warning", lifespan="off", access_log=False,
+            timeout_graceful_shutdown=1,
+        )  # fmt: skip
+        self._server = uvicorn.Server(config)
+        serving = asyncio.create_task(self._server.serve(sockets=[sock]))
+        while not self._server.started and not serving.done():
+            await asyncio.sleep(0.005)
+        ready.set()
+        await serving
+
+    # Scripting (callable from any thread).
+
+    def script_default(self, script: JobScript) -> None:
+        """The script of every job no other rule scripts."""
+        with self._lock:
+            self._state.default_script = script
+
+    def script_next(self, *scripts: JobScript) -> None:
+        """Scripts for the next submits, one each, in order."""
+        with self._lock:
+            self._state.next_scripts.extend(scripts)
+
+    def script_prompt(self, prompt: str, script: JobScript) -> None:
+        """The script of every job submitted with exactly this prompt."""
+        with self._lock:
+            self._state.prompt_scripts[prompt] = script
+
+    def script_task(self, task_id: str, script: JobScript) -> None:
+        """Change the script of an existing job (its poll count is kept)."""
+        with self._lock:
+            self._state.jobs[task_id].script = script
+
+    def forget(self, task_id: str) -> None:
+        """Drop a job: its status answers 404 from now on."""
+        with self._lock:
+            self._state.jobs.pop(task_id, None)
+
+    def fault(
+        self, endpoint: Endpoint, fault: Fault, times: int | None = 1, task_id: str | None = None
+    ) -> None:
+        """Misbehave on the next `times` calls of `endpoint` (None: until `clear_faults`)."""
+        with self._lock:
+            self._state.faults.append(_FaultRule(endpoint, fault, times, task_id))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._state.faults.clear()
+
+    # What happened (callable from any thread).
+
+    @property
+    def requests(self) -> list[Recorded]:
+        with self._lock:
+            return list(self._state.requests)
+
+    def submits(self, prompt: str | None = None) -> list[Recorded]:
+        """Submit calls received (all, or those with this prompt)."""
+        return [
+            r for r in self.requests
+            if r.method == "POST" and (prompt is None or _prompt(r.body) == prompt)
+        ]  # fmt: skip
+
+    def status_calls(self, task_id: str | None = None) -> list[Recorded]:
+        """Status calls received (all, or those for this upstream id)."""
+        return [
+            r for r in self.requests
+            if r.method == "GET" and (task_id is None or r.task_id == task_id)
+        ]  # fmt: skip
+
+    def task_ids(self) -> list[str]:
+        """Ids of the jobs created so far, oldest first."""
+        with self._lock:
+            return list(self._state.jobs)
+
+    async def wait_for(
+        self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "the fake"
+    ) -> None:
+        """Wait until `predicate()` holds; TimeoutError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+            await asyncio.sleep(0.005)
+
+    # The API.
+
+    async def _submit(self, request: Request) -> Response:
+        body = await _json_or_none(request)
+        index = self._record(request, body, None)
+        response, task_id = await self._answer_submit(request, body)
+        self._answered(index, response.status_code, task_id)
+        return response
+
+    async def _answer_submit(self, request: Request, body: Any) -> tuple[Response, str | None]:
+        fault = self._take_fault("submit", None)
+        if fault is not None and (early := await self._apply(fault)) is not None:
+            return early, None
+        if (refusal := self._refuse_key(request)) is not None:
+            return refusal, None
+        problem = invalid_submit(body)
+        if problem is not None:
+            return _error(400, problem, "invalid_request_error"), None
+        task_id = self._create_job(body["prompt"])
+        return JSONResponse({"task_id": task_id}), task_id
+
+    async def _status(self, request: Request) -> Response:
+        task_id = request.path_params["task_id"]
+        index = self._record(request, None, task_id)
+        response = await self._answer_status(request, task_id)
+        self._answered(index, response.status_code, task_id)
+        return response
+
+    async def _answer_status(self, request: Request, task_id: str) -> Response:
+        fault = self._take_fault("status", task_id)
+        if fault is not None and (early := await self._apply(fault)) is not None:
+            return early
+        if (refusal := self._refuse_key(request)) is not None:
+            return refusal
+        with self._lock:
+            job = self._state.jobs.get(task_id)
+            if job is None:
+                return _error(404, "task not found", "not_found")
+            body = advance(job)
+        if body is None:
+            return _error(404, "task not found", "not_found")
+        if fault is not None and fault.kind == "status_value":
+            body["status"] = fault.value
+        return JSONResponse(body)
+
+    async def _apply(self, fault: Fault) -> Response | None:
+        """Answer for the fault, or None to go on answering normally."""
+        if fault.kind == "http":
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
+            return _error(
+                fault.http_status, "simulated upstream trouble", "upstream_error", headers
+            )
+        if fault.kind == "malformed":
+            text = f"<html>{RAW_BODY_MARKER} 502 Bad Gateway</html>"
+            return Response(text, media_type="application/json")
+        if fault.kind == "slow":
+            assert self._stopping is not None
+            try:
+                await asyncio.wait_for(self._stopping.wait(), fault.seconds)
+            except TimeoutError:
+                pass
+        return None
+
+    def _take_fault(self, endpoint: Endpoint, task_id: str | None) -> Fault | None:
+        with self._lock:
+            for rule in self._state.faults:
+                if rule.endpoint == endpoint and rule.task_id in (None, task_id):
+                    if rule.left is not None:
+                        rule.left -= 1
+                        if rule.left <= 0:
+                            self._state.faults.remove(rule)
+                    return rule.fault
+        return None
+
+    def _refuse_key(self, request: Request) -> Response | None:
+        header = request.headers.get("authorization", "")
+        key = header[7:] if header.lower().startswith("bearer ") else ""
+        if key in self._state.keys:
+            return None
+        # Real relays echo the token they refused; the client must not repeat it.
+        return _error(401, f"invalid token: {key!r}", "authentication_error")
+
+    def _create_job(self, prompt: str) -> str:
+        with self._lock:
+            state = self._state
+            script = state.prompt_scripts.get(prompt)
+            if script is None:
+                script = state.next_scripts.pop(0) if state.next_scripts else state.default_script
+            task_id = script.task_id or str(uuid.uuid4())
+            state.jobs[task_id] = Job(task_id, script, prompt, time.time())
+            return task_id
+
+    def _record(self, request: Request, body: Any, task_id: str | None) -> int:
+        # Recorded on arrival, so a call the client gave up on (slow answer) is seen at once.
+        headers = request.headers
+        entry = Recorded(
+            request.method, request.url.path, headers.get("authorization"), body, task_id
+        )
+        with self._lock:
+            self._state.requests.append(entry)
+            return len(self._state.requests) - 1
+
+    def _answered(self, index: int, status: int, task_id: str | None) -> None:
+        with self._lock:
+            entry = self._state.requests[index]
+            self._state.requests[index] = replace(entry, answered=status, task_id=task_id)
+
+
+def _prompt(body: Any) -> str | None:
+    return body.get("prompt") if isinstance(body, dict) else None
+
+
+async def _json_or_none(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except ValueError:
+        return None
+
+
+def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> Response:
+    body = {"error": {"message": f"{message} ({RAW_BODY_MARKER})", "type": kind}}
+    return JSONResponse(body, status_code=status, headers=headers)

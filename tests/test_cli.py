@@ -1,0 +1,113 @@
+"""The `videoq` command end to end, as a user runs it (separate processes, one SQLite file)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cli import Cli
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli.on(tmp_path / "videoq.db")
+
+
+@pytest.mark.slow
+def test_twenty_submits_then_until_idle_end_terminal_and_list_agrees(cli: Cli) -> None:
+    ids = [cli.ok("submit", "--prompt", f"scene {n}", "--duration", "10").strip() for n in range(20)]
+    assert all(row["status"] == "queued" for row in cli.json("list"))
+    done = cli.run("--no-ui", "--until-idle", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {row["id"]: row for row in cli.json("list")}
+    assert set(rows) == set(ids)
+    assert {row["status"] for row in rows.values()} <= TERMINAL
+    for row in rows.values():
+        if row["status"] == "succeeded":
+            assert row["video_url"] and row["progress"] == 100
+        else:
+            assert row["error_message"]
+    assert "simulator" in done.stdout
+    for task_id in ids:
+        assert f"task {task_id}: queued -> running" in done.stdout
+
+
+def test_bad_input_exits_non_zero_names_the_field_and_stores_nothing(cli: Cli) -> None:
+    cases = {
+        ("--duration", "25"): "--duration",
+        ("--hd",): "--hd",
+        ("--aspect-ratio", "4:3"): "--aspect-ratio",
+        ("--model", "sora-3"): "--model",
+        ("--image", "ftp://x/y.png"): "--image",
+    }
+    for extra, option in cases.items():
+        done = cli.run("submit", "--prompt", "a fox", *extra)
+        assert done.returncode != 0 and option in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    blank = cli.run("submit", "--prompt", "   ")
+    assert blank.returncode != 0 and "--prompt" in blank.stderr
+    assert cli.json("list") == []
+
+
+def test_cancel_retry_and_show_say_why_when_they_do_not_apply(cli: Cli) -> None:
+    task_id = cli.ok("submit", "--prompt", "a fox").strip()
+    refused = cli.run("retry", task_id)
+    assert refused.returncode != 0 and "only failed or cancelled" in refused.stderr
+    assert "cancelled" in cli.ok("cancel", task_id[:8])
+    again = cli.run("cancel", task_id)
+    assert again.returncode != 0 and "already cancelled" in again.stderr
+    assert "attempt 2" in cli.ok("retry", task_id)
+    detail = cli.json("show", task_id)
+    assert detail["task"]["attempt"] == 2 and detail["task"]["status"] == "queued"
+    assert [e["actor"] for e in detail["history"] if e["kind"] == "action"] == ["cli", "cli"]
+    missing = cli.run("show", "ffffffff")
+    assert missing.returncode != 0 and "no task" in missing.stderr
+
+
+def test_list_json_prints_every_column_and_filters_by_status(cli: Cli) -> None:
+    first = cli.ok("submit", "--prompt", "one").strip()
+    cli.ok("submit", "--prompt", "two", "--model", "sora-2-pro", "--duration", "25")
+    cli.ok("cancel", first)
+    rows = cli.json("list")
+    assert [row["prompt"] for row in rows] == ["two", "one"]
+    assert {"id", "status", "attempt", "upstream_task_id", "version", "created_at"} <= set(rows[0])
+    assert "upstream_key_ciphertext" not in rows[0]
+    assert [row["id"] for row in cli.json("list", "--status", "cancelled")] == [first]
+    bad = cli.run("list", "--status", "done")
+    assert bad.returncode != 0 and "--status" in bad.stderr
+
+
+def test_a_bad_setting_is_named(cli: Cli) -> None:
+    cli.env["VIDEOQ_SIM_SPEED"] = "fast"
+    done = cli.run("list")
+    assert done.returncode != 0 and "VIDEOQ_SIM_SPEED" in done.stderr
+
+
+def test_headless_paths_do_not_import_textual() -> None:
+    code = "import sys, tui.cli; assert not any(m.startswith('textual') for m in sys.modules), 'textual'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.slow
+def test_the_worker_picks_up_a_task_submitted_from_another_process_and_stops_on_sigterm(
+    cli: Cli, tmp_path: Path
+) -> None:
+    log = tmp_path / "worker.log"
+    worker = cli.start("--no-ui", log=log)
+    try:
+        task_id = cli.ok("submit", "--prompt", "from another terminal").strip()
+        deadline = time.monotonic() + 30
+        while f"task {task_id}: queued -> running" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+    assert "SIGTERM received" in log.read_text()

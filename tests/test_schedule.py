@@ -1,0 +1,62 @@
+"""The poll schedule: few polls per job, as each is a billed queue message (DESIGN §3)."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.models import VideoRequest
+from core.schedule import PollSchedule
+from core.upstream import expected_timing
+
+
+def polls_for_job(
+    total: float, request: VideoRequest, schedule: PollSchedule, stall: float = 0
+) -> int:
+    """Polls a job finishing after `total` seconds costs, its progress linear after `stall` s."""
+    estimate = expected_timing(request)
+    now = schedule.first_delay(estimate)
+    polls, last_poll, previous = 1, 0.0, None
+    while now < total:
+        progress = int(min(99, max(0, (now - stall) / (total - stall) * 100)))
+        delay = schedule.next_delay(
+            estimate=estimate,
+            elapsed=now,
+            since_last_poll=now - last_poll,
+            progress=progress,
+            previous_progress=previous,
+        )
+        assert schedule.min_interval <= delay <= schedule.max_interval
+        previous, last_poll, now = progress, now, now + delay
+        polls += 1
+    return polls
+
+
+SORA_10 = VideoRequest(prompt="x")
+
+
+@pytest.mark.parametrize("total", [60, 90, 120, 150, 180])
+def test_a_ten_second_job_costs_well_under_ten_polls(total: float) -> None:
+    assert polls_for_job(total, SORA_10, PollSchedule()) <= 8
+
+
+def test_a_two_minute_job_that_reports_no_progress_for_a_minute_stays_within_eight_polls() -> None:
+    assert polls_for_job(120, SORA_10, PollSchedule(), stall=60) <= 8
+
+
+def test_the_first_poll_waits_for_the_expected_lower_bound() -> None:
+    hd = VideoRequest(prompt="x", model="sora-2-pro", hd=True)
+    schedule = PollSchedule()
+    assert schedule.first_delay(expected_timing(SORA_10)) == 60
+    assert schedule.first_delay(expected_timing(hd)) > 400
+
+
+def test_the_interval_stretches_while_progress_does_not_move() -> None:
+    schedule = PollSchedule(min_interval=3, max_interval=30)
+    estimate = expected_timing(SORA_10)
+    delays = [
+        schedule.next_delay(
+            estimate=estimate, elapsed=300, since_last_poll=gap, progress=50, previous_progress=50
+        )
+        for gap in (3, 6, 12, 24)
+    ]
+    assert delays == [6, 12, 24, 30]

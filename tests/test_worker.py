@@ -1,0 +1,288 @@
+"""The step engine against the T8Star fake over real HTTP (DESIGN §3)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core import signing
+from core.models import TaskStatus, WorkMessage
+from core.queue import Delivery
+from core.upstream.t8star import T8StarUpstream
+from core.worker import WorkerTiming
+from tests.engine import FAST, KEY, NEXT_KEY, WORKER_URL, Engine, delivery, open_engine
+from tests.fakes.t8star import DEFAULT_KEY, FakeT8Star, Fault, JobScript
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeT8Star]:
+    with FakeT8Star() as server:
+        yield server
+
+
+def t8star(fake: FakeT8Star) -> T8StarUpstream:
+    timeout = httpx.Timeout(1.0, connect=1.0)
+    return T8StarUpstream(fake.base_url, DEFAULT_KEY, timeout=timeout)
+
+
+@pytest.fixture
+async def engine(tmp_path: Path, fake: FakeT8Star) -> AsyncIterator[Engine]:
+    engine = await open_engine(tmp_path / "videoq.db", t8star(fake))
+    yield engine
+    await engine.worker.upstream.close()
+    await engine.store.close()
+
+
+async def test_success_path_reports_progress_and_the_video_url(
+    engine: Engine, fake: FakeT8Star
+) -> None:
+    fake.script_default(JobScript(polls=4, progress=(20, 55, 80)))
+    task = await engine.submit()
+    await engine.drain()
+    done = await engine.task(task.id)
+    assert done.status is TaskStatus.SUCCEEDED and done.progress == 100
+    assert done.video_url and done.video_url.startswith("https://filesystem.site/")
+    assert done.polls == 4 and done.upstream_task_id == fake.task_ids()[0]
+    polls = [e for e in await engine.store.events(task.id) if e.kind == "poll"]
+    assert [e.progress for e in polls] == [20, 55, 80]
+    assert all(e.http_status == 200 and e.latency_ms is not None for e in polls)
+
+
+async def test_failure_path_keeps_the_upstream_reason(engine: Engine, fake: FakeT8Star) -> None:
+    fake.script_default(JobScript(polls=2, outcome="failure", reason="内容违规 content flagged"))
+    task = await engine.submit()
+    await engine.drain()
+    done = await engine.task(task.id)
+    assert done.status is TaskStatus.FAILED
+    assert done.error_message == "内容违规 content flagged"
+
+
+async def test_late_failure_after_ninety_percent_fails_the_task(
+    engine: Engine, fake: FakeT8Star
+) -> None:
+    fake.script_default(JobScript.late_failure("Content policy violation"))
+    task = await engine.submit()
+    await engine.drain()
+    done = await engine.task(task.id)
+    assert (done.status, done.error_message) == (TaskStatus.FAILED, "Content policy violation")
+    assert done.progress >= 90
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "fault"),
+    [
+        ("submit", Fault.rate_limited("1")),
+        ("submit", Fault.http(500)),
+        ("submit", Fault.http(503)),
+        ("submit", Fault.slow(2.0)),
+        ("submit", Fault.malformed()),
+        ("status", Fault.rate_limited("1")),
+        ("status", Fault.http(500)),
+        ("status", Fault.slow(2.0)),
+        ("status", Fault.malformed()),
+        ("status", Fault.status_value("WEIRD")),
+        ("status", Fault.status_value("QUEUED")),
+    ],
+    ids=lambda value: (
+        value if isinstance(value, str) else f"{value.kind}-{value.http_status}-{value.value}"
+    ),
+)
+async def test_transient_faults_end_in_success(
+    engine: Engine, fake: FakeT8Star, endpoint: str, fault: Fault
+) -> None:
+    fake.fault(endpoint, fault, times=2)  # type: ignore[arg-type]
+    task = await engine.submit()
+    await engine.drain()
+    done = await engine.task(task.id)
+    assert done.status is TaskStatus.SUCCEEDED
+    if fault.kind != "slow" or endpoint != "submit":
+        # A submit that timed out on our side may still have started a job upstream: that is
+        # the documented duplicate window, so only the other faults promise a single job.
+        assert fake.task_ids() == [done.upstream_task_id]
+
+
+async def test_rate_limit_retry_after_reaches_the_queue(engine: Engine, fake: FakeT8Star) -> None:
+    fake.fault("submit", Fault.rate_limited("7"))
+    task = await engine.submit()
+    first = engine.queue.take()
+    [result] = await engine.deliver(first.message)
+    assert (result.status, result.retry_after) == (503, 7.0)
+    assert (await engine.task(task.id)).status is TaskStatus.QUEUED
+
+
+@pytest.mark.parametrize("status", [400, 401, 403])
+async def test_permanent_submit_refusals_fail_with_a_clear_reason(
+    engine: Engine, fake: FakeT8Star, status: int
+) -> None:
+    fake.fault("submit", Fault.http(status))
+    task = await engine.submit()
+    await engine.drain()
+    done = await engine.task(task.id)
+    assert done.status is TaskStatus.FAILED
+    assert done.error_message and str(status) in done.error_message
+    assert DEFAULT_KEY not in done.error_message and "FAKE-T8STAR" not in done.error_message
+    assert len(fake.submits()) == 1
+
+
+async def test_a_task_the_upstream_forgets_fails_after_a_few_polls(
+    engine: Engine, fake: FakeT8Star
+) -> None:
+    fake.script_default(JobScript(polls=50))
+    task = await engine.submit()
+    await engine.deliver(engine.queue.take().message)
+    fake.forget((await engine.task(task.id)).upstream_task_id or "")
+    await engine.drain()
+    done = await engine.task(task.id)
+    assert (done.status, done.error_message) == (
+        TaskStatus.FAILED,
+        "upstream no longer knows this task",
+    )
+
+
+async def test_a_just_created_id_unknown_for_a_moment_is_tolerated(
+    engine: Engine, fake: FakeT8Star
+) -> None:
+    fake.script_default(JobScript(polls=2, not_found_polls=1))
+    task = await engine.submit()
+    await engine.drain()
+    assert (await engine.task(task.id)).status is TaskStatus.SUCCEEDED
+
+
+async def test_deadline_fails_a_task_as_timed_out(tmp_path: Path, fake: FakeT8Star) -> None:
+    fake.script_default(JobScript(polls=10_000))
+    timing = WorkerTiming(schedule=FAST.schedule, speedup=FAST.speedup, deadline=0.0)
+    engine = await open_engine(tmp_path / "d.db", t8star(fake), timing)
+    try:
+        task = await engine.submit()
+        await engine.drain()
+        done = await engine.task(task.id)
+        assert (done.status, done.error_message) == (TaskStatus.FAILED, "timed out")
+    finally:
+        await engine.store.close()
+        await engine.worker.upstream.close()
+
+
+async def test_the_same_delivery_five_times_submits_once(engine: Engine, fake: FakeT8Star) -> None:
+    task = await engine.submit()
+    message = engine.queue.take().message
+    results = await engine.deliver(message, times=5)
+    assert all(r.ok for r in results)
+    assert len(fake.submits()) == 1
+    assert (await engine.task(task.id)).status is TaskStatus.RUNNING
+
+
+async def test_five_concurrent_deliveries_submit_once(engine: Engine, fake: FakeT8Star) -> None:
+    await engine.submit()
+    message = engine.queue.take().message
+    await asyncio.gather(*(engine.worker.handle(delivery(message)) for _ in range(5)))
+    assert len(fake.submits()) == 1
+
+
+async def test_cancel_while_running_stays_cancelled_and_stops_upstream_calls(
+    engine: Engine, fake: FakeT8Star
+) -> None:
+    fake.script_default(JobScript(polls=5))
+    task = await engine.submit()
+    await engine.deliver(engine.queue.take().message)  # submit
+    await engine.deliver(engine.queue.take().message)  # poll 1
+    upstream_id = (await engine.task(task.id)).upstream_task_id
+    calls_before = len(fake.status_calls(upstream_id))
+    await engine.service.cancel(task.id, actor="alice@cli")
+    await engine.drain()
+    done = await engine.task(task.id)
+    assert done.status is TaskStatus.CANCELLED
+    assert len(fake.status_calls(upstream_id)) == calls_before
+
+
+async def test_a_poll_in_flight_during_cancel_does_not_overwrite_it(
+    engine: Engine, fake: FakeT8Star
+) -> None:
+    fake.script_default(JobScript(polls=1))
+    task = await engine.submit()
+    await engine.deliver(engine.queue.take().message)
+    poll = engine.queue.take().message
+    fake.fault("status", Fault.slow(0.5))
+    in_flight = asyncio.create_task(engine.worker.handle(delivery(poll)))
+    await fake.wait_for(lambda: len(fake.status_calls()) == 1, what="the poll to reach upstream")
+    await engine.service.cancel(task.id)
+    await in_flight
+    assert (await engine.task(task.id)).status is TaskStatus.CANCELLED
+
+
+async def test_retry_of_a_failed_task_is_a_new_attempt_and_old_messages_are_ignored(
+    engine: Engine, fake: FakeT8Star
+) -> None:
+    fake.script_next(JobScript(polls=1, outcome="failure", reason="overloaded"), JobScript(polls=2))
+    task = await engine.submit()
+    old_submit = engine.queue.pending()[0].message
+    await engine.drain()
+    assert (await engine.task(task.id)).status is TaskStatus.FAILED
+    old_poll = WorkMessage(task_id=task.id, attempt=1, step="poll", seq=2)
+    retried = await engine.service.retry(task.id, actor="bob@dashboard")
+    assert (retried.attempt, retried.status, retried.upstream_task_id) == (
+        2,
+        TaskStatus.QUEUED,
+        None,
+    )
+    await engine.deliver(old_submit)
+    await engine.deliver(old_poll)
+    assert len(fake.submits()) == 1
+    await engine.drain()
+    done = await engine.task(task.id)
+    assert (done.status, done.attempt) == (TaskStatus.SUCCEEDED, 2)
+    assert len(fake.submits()) == 2 and done.upstream_task_id == fake.task_ids()[1]
+
+
+async def test_history_lists_transitions_and_polls_in_order_and_who_acted(
+    engine: Engine, fake: FakeT8Star
+) -> None:
+    fake.script_next(JobScript(polls=3), JobScript(polls=1))
+    task = await engine.submit()
+    await engine.deliver(engine.queue.take().message)
+    await engine.deliver(engine.queue.take().message)
+    await engine.service.cancel(task.id, actor="alice@cli")
+    await engine.service.retry(task.id, actor="bob@dashboard")
+    await engine.drain()
+    history = [
+        (e.kind, e.from_status, e.to_status, e.actor, e.attempt)
+        for e in await engine.store.events(task.id)
+    ]
+    Q, R, S, C = TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.SUCCEEDED, TaskStatus.CANCELLED
+    assert history == [
+        ("transition", None, Q, "cli", 1),
+        ("transition", Q, R, "worker", 1),
+        ("poll", None, None, "worker", 1),
+        ("action", R, C, "alice@cli", 1),
+        ("action", C, Q, "bob@dashboard", 2),
+        ("transition", Q, R, "worker", 2),
+        ("transition", R, S, "worker", 2),
+    ]
+
+
+async def test_a_delivery_signed_with_the_next_key_is_accepted(engine: Engine) -> None:
+    await engine.submit()
+    result = await engine.worker.handle(delivery(engine.queue.take().message, key=NEXT_KEY))
+    assert result.ok
+
+
+@pytest.mark.parametrize(
+    ("body", "signature", "status"),
+    [
+        (b'{"task_id":"x","attempt":1,"step":"submit","seq":1}', None, 401),
+        (b"{not json", "valid", 489),
+        (b'{"task_id":"x","attempt":1,"step":"submit","seq":1,"prompt":"p"}', "valid", 489),
+    ],
+    ids=["unsigned", "malformed", "unknown-field"],
+)
+async def test_bad_deliveries_change_nothing(
+    engine: Engine, fake: FakeT8Star, body: bytes, signature: str | None, status: int
+) -> None:
+    headers = {"Upstash-Signature": signing.sign(body, KEY, WORKER_URL)} if signature else {}
+    result = await engine.worker.handle(Delivery(body, headers))
+    assert result.status == status
+    assert result.non_retryable == (status == 489)
+    assert fake.requests == []

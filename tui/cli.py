@@ -1,0 +1,283 @@
+"""The `videoq` command line.
+
+The headless paths (`--no-ui`, `submit`, `list`, ...) never import Textual: a server needs no
+terminal library, and start-up stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from core.config import Settings
+from core.errors import InvalidRequest, VideoqError
+from core.models import TaskStatus, VideoRequest
+from core.runtime import Runtime
+from tui import render
+
+log = logging.getLogger("videoq")
+
+Command = Callable[[Runtime, argparse.Namespace], Awaitable[int]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="videoq",
+        description="A durable queue for AI video-generation jobs. With no command, opens the "
+        "dashboard with the worker running in the same process.",
+    )
+    parser.add_argument(
+        "--no-ui", action="store_true", help="run the worker headless (logs to stdout)"
+    )
+    parser.add_argument(
+        "--until-idle",
+        action="store_true",
+        help="with --no-ui: exit 0 once no task is queued or running",
+    )
+    parser.add_argument(
+        "--demo", type=_count, default=0, metavar="N", help="first submit N varied sample tasks"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    submit = commands.add_parser("submit", help="queue a new video task and print its id")
+    submit.add_argument("--prompt", required=True, help="what the video should show")
+    submit.add_argument("--model", default="sora-2", help="sora-2 (default) or sora-2-pro")
+    submit.add_argument(
+        "--duration", default="10", help="seconds: 10 (default), 15, or 25 (sora-2-pro only)"
+    )
+    submit.add_argument("--aspect-ratio", default="16:9", help="16:9 (default) or 9:16")
+    submit.add_argument(
+        "--hd", action="store_true", help="high definition (sora-2-pro only; much slower)"
+    )
+    submit.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="reference image URL or data URL (repeatable)",
+    )
+    submit.add_argument("--json", action="store_true", help="print the stored task as JSON")
+
+    listing = commands.add_parser("list", help="list tasks, newest first")
+    listing.add_argument(
+        "--status",
+        action="append",
+        metavar="S",
+        help="only this status (repeatable): " + ", ".join(TaskStatus),
+    )
+    listing.add_argument(
+        "--limit", type=_count, default=100, help="at most this many (default 100)"
+    )
+    listing.add_argument(
+        "--json", action="store_true", help="print one JSON array with every column"
+    )
+
+    show = commands.add_parser("show", help="show one task and its history")
+    show.add_argument("task_id", metavar="ID", help="task id (or an unambiguous prefix)")
+    show.add_argument("--json", action="store_true", help="print {task, history} as JSON")
+
+    for name, text in (
+        ("cancel", "cancel a queued or running task"),
+        ("retry", "retry a failed or cancelled task"),
+    ):
+        action = commands.add_parser(name, help=text)
+        action.add_argument("task_id", metavar="ID", help="task id (or an unambiguous prefix)")
+
+    serve = commands.add_parser("serve", help="run the HTTP service (worker endpoint and task API)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+
+    commands.add_parser("schema", help="print the SQL that sets up Supabase/Postgres")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        return _fail(_settings_error(exc))
+    _configure_logging(settings, quiet=args.command in COMMANDS)
+    if args.command == "schema":
+        from core.sql import schema_sql
+
+        print(schema_sql())
+        return 0
+    if args.command == "serve":
+        from core.http import serve
+
+        return _run_guarded(lambda: serve(settings, host=args.host, port=args.port))
+    if args.command is None and not args.no_ui:
+        from tui.app import run_dashboard
+
+        return _run_guarded(lambda: run_dashboard(settings, demo=args.demo))
+    command = COMMANDS[args.command] if args.command else run_worker
+    return _run_guarded(lambda: asyncio.run(_with_runtime(settings, command, args)))
+
+
+async def _with_runtime(settings: Settings, command: Command, args: argparse.Namespace) -> int:
+    async with Runtime.from_settings(settings) as runtime:
+        return await command(runtime, args)
+
+
+async def run_worker(runtime: Runtime, args: argparse.Namespace) -> int:
+    for part, text in runtime.describe().items():
+        log.info("%s: %s", part, text)
+    if runtime.settings.uses_simulator:
+        log.info("no T8STAR_API_KEY set: the simulator stands in for the upstream")
+    await seed_demo(runtime, args.demo)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, _stopper(stop, sig))
+    await runtime.run_worker(stop, until_idle=args.until_idle)
+    log.info("worker stopped")
+    return 0
+
+
+async def seed_demo(runtime: Runtime, count: int) -> None:
+    from core.demo import demo_requests
+
+    for request in demo_requests(count):
+        await runtime.service.submit(request, actor="demo")
+
+
+async def cmd_submit(runtime: Runtime, args: argparse.Namespace) -> int:
+    request = VideoRequest.parse(
+        {
+            "prompt": args.prompt,
+            "model": args.model,
+            "duration": args.duration,
+            "aspect_ratio": args.aspect_ratio,
+            "hd": args.hd,
+            "images": args.image,
+        }
+    )
+    task = await runtime.service.submit(request, actor="cli")
+    print(json.dumps(task.public_dict(), indent=2) if args.json else task.id)
+    return 0
+
+
+async def cmd_list(runtime: Runtime, args: argparse.Namespace) -> int:
+    statuses = [_status(value) for value in args.status] if args.status else None
+    tasks = await runtime.service.list(statuses=statuses, limit=args.limit)
+    if args.json:
+        print(json.dumps([task.public_dict() for task in tasks], indent=2))
+    else:
+        print(render.task_table(tasks))
+    return 0
+
+
+async def cmd_show(runtime: Runtime, args: argparse.Namespace) -> int:
+    detail = await runtime.service.detail(await runtime.service.resolve_id(args.task_id))
+    if args.json:
+        history = [event.model_dump(mode="json") for event in detail.history]
+        print(json.dumps({"task": detail.task.public_dict(), "history": history}, indent=2))
+    else:
+        print(render.task_detail(detail.task, detail.history))
+    return 0
+
+
+async def cmd_cancel(runtime: Runtime, args: argparse.Namespace) -> int:
+    task = await runtime.service.cancel(await runtime.service.resolve_id(args.task_id), actor="cli")
+    print(f"task {task.id} cancelled")
+    return 0
+
+
+async def cmd_retry(runtime: Runtime, args: argparse.Namespace) -> int:
+    task = await runtime.service.retry(await runtime.service.resolve_id(args.task_id), actor="cli")
+    print(f"task {task.id} queued again (attempt {task.attempt})")
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "submit": cmd_submit,
+    "list": cmd_list,
+    "show": cmd_show,
+    "cancel": cmd_cancel,
+    "retry": cmd_retry,
+}
+
+
+def _run_guarded(run: Callable[[], Any]) -> int:
+    try:
+        result = run()
+    except InvalidRequest as exc:
+        return _fail(_cli_field_message(exc))
+    except VideoqError as exc:
+        return _fail(exc.message)
+    except KeyboardInterrupt:
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def _cli_field_message(exc: InvalidRequest) -> str:
+    if exc.field in {"prompt", "model", "duration", "aspect_ratio", "hd", "images"}:
+        option = "--image" if exc.field == "images" else "--" + exc.field.replace("_", "-")
+        return f"invalid {option}: {exc.message.split(': ', 1)[-1]}"
+    return exc.message
+
+
+def _settings_error(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False)[0]
+    field = str(error["loc"][0]) if error["loc"] else "settings"
+    env = Settings.model_fields[field].validation_alias if field in Settings.model_fields else None
+    name = env.choices[0] if env is not None and hasattr(env, "choices") else field
+    return f"invalid setting {name}: {error['msg'].removeprefix('Value error, ')}"
+
+
+def _fail(message: str) -> int:
+    print(f"videoq: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _status(value: str) -> TaskStatus:
+    try:
+        return TaskStatus(value)
+    except ValueError:
+        raise InvalidRequest(
+            f"--status must be one of {', '.join(TaskStatus)}, not {value!r}"
+        ) from None
+
+
+def _count(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return number
+
+
+def _stopper(stop: asyncio.Event, sig: signal.Signals) -> Callable[[], None]:
+    def handler() -> None:
+        if not stop.is_set():
+            log.info("%s received: draining in-flight steps", sig.name)
+        stop.set()
+
+    return handler
+
+
+def _configure_logging(settings: Settings, *, quiet: bool) -> None:
+    # One-shot commands print their result on stdout; their logs go to stderr, warnings only.
+    level = max(logging.getLevelName(settings.log_level), logging.WARNING if quiet else 0)
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr if quiet else sys.stdout,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    for noisy in ("httpx", "httpcore", "hpack", "websockets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
