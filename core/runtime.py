@@ -173,14 +173,14 @@ def _build_queue(settings: Settings) -> tuple[Queue, SigningKeys]:
             settings.worker_url,
             leeway,
         )
-        queue = QStashQueue(
+        cloud_queue = QStashQueue(
             settings.qstash_token.get_secret_value(),
             settings.worker_url,
             base_url=settings.qstash_url,
             # Flow control keyed on the upstream keeps parallel T8Star calls under its limits.
             parallelism=settings.concurrency,
         )
-        return queue, keys
+        return cloud_queue, keys
     from core.queue.local import LocalQueue
     from core.retry import RetryPolicy
 

@@ -22,14 +22,25 @@ class Cli:
 
     @classmethod
     def on(cls, db_path: Path, **settings: str) -> Cli:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("VIDEOQ_", "T8STAR_", "QSTASH_", "SUPABASE_"))}
-        env.update({"VIDEOQ_DB": str(db_path), "VIDEOQ_SIM_SPEED": "400", "VIDEOQ_SIM_FAILURE_RATE": "0.2"})
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("VIDEOQ_", "T8STAR_", "QSTASH_", "SUPABASE_"))
+        }
+        env.update(
+            {"VIDEOQ_DB": str(db_path), "VIDEOQ_SIM_SPEED": "400", "VIDEOQ_SIM_FAILURE_RATE": "0.2"}
+        )
         env.update(settings)
         return cls(db_path, env)
 
     def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [VIDEOQ, *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+            [VIDEOQ, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
 
     def ok(self, *args: str, timeout: float = 60) -> str:
@@ -42,4 +53,6 @@ class Cli:
 
     def start(self, *args: str, log: Path) -> subprocess.Popen[bytes]:
         with log.open("wb") as out:
-            return subprocess.Popen([VIDEOQ, *args], env=self.env, stdout=out, stderr=subprocess.STDOUT)
+            return subprocess.Popen(
+                [VIDEOQ, *args], env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )

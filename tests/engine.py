@@ -11,13 +11,12 @@ import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.store.sqlite import SqliteStore
-
 from core import signing
 from core.models import Task, TaskStatus, VideoRequest, WorkMessage
 from core.queue import Delivery, DeliveryResult
 from core.schedule import PollSchedule
 from core.service import TaskService
+from core.store.sqlite import SqliteStore
 from core.upstream import Upstream
 from core.worker import SigningKeys, Worker, WorkerTiming
 

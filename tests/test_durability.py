@@ -19,7 +19,9 @@ def statuses(cli: Cli) -> list[str]:
 
 
 @pytest.mark.slow
-def test_sigkill_in_the_middle_of_fifty_tasks_then_restart_finishes_them_all(tmp_path: Path) -> None:
+def test_sigkill_in_the_middle_of_fifty_tasks_then_restart_finishes_them_all(
+    tmp_path: Path,
+) -> None:
     cli = Cli.on(
         tmp_path / "videoq.db",
         VIDEOQ_SIM_SPEED="60",

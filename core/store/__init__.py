@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -68,7 +69,7 @@ class TaskStore(Protocol):
         user_id: str | None = None,
         updated_before: datetime | None = None,
         limit: int = 100,
-    ) -> list[Task]:
+    ) -> builtins.list[Task]:
         """Tasks newest first (by created_at), filtered."""
         ...
 
@@ -88,7 +89,7 @@ class TaskStore(Protocol):
 
     async def add_event(self, event: TaskEvent) -> None: ...
 
-    async def events(self, task_id: str) -> list[TaskEvent]:
+    async def events(self, task_id: str) -> builtins.list[TaskEvent]:
         """The task's history, oldest first."""
         ...
 
