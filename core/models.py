@@ -57,9 +57,7 @@ RETRYABLE = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED})
 
 TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.QUEUED: frozenset({TaskStatus.RUNNING, TaskStatus.CANCELLED, TaskStatus.FAILED}),
-    TaskStatus.RUNNING: frozenset(
-        {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED}
-    ),
+    TaskStatus.RUNNING: frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED}),
     TaskStatus.SUCCEEDED: frozenset(),
     TaskStatus.FAILED: frozenset({TaskStatus.QUEUED}),
     TaskStatus.CANCELLED: frozenset({TaskStatus.QUEUED}),
@@ -198,7 +196,9 @@ class Task(BaseModel):
     version: int = 1
 
     @classmethod
-    def new(cls, request: VideoRequest, user_id: str = LOCAL_USER, provider: str = "t8star") -> Task:
+    def new(
+        cls, request: VideoRequest, user_id: str = LOCAL_USER, provider: str = "t8star"
+    ) -> Task:
         return cls(
             id=new_task_id(),
             user_id=user_id,

@@ -70,7 +70,9 @@ def test_bad_requests_name_the_field(data: dict[str, object], field: str, words:
 
 
 def test_pro_only_options_pass_with_sora_2_pro() -> None:
-    request = VideoRequest.parse({"prompt": "x", "model": "sora-2-pro", "hd": True, "images": ["https://a/b.png"]})
+    request = VideoRequest.parse(
+        {"prompt": "x", "model": "sora-2-pro", "hd": True, "images": ["https://a/b.png"]}
+    )
     assert request.hd and request.images == ("https://a/b.png",)
 
 
@@ -78,8 +80,11 @@ def test_work_message_dedup_id_has_no_colon_and_parsing_is_strict() -> None:
     message = WorkMessage(task_id="abc", attempt=2, step="poll", seq=3)
     assert message.dedup_id == "abc-2-poll-3"
     assert WorkMessage.from_bytes(message.to_bytes()) == message
-    for raw in (b"{", b'{"task_id":"abc","attempt":"2","step":"poll","seq":3}',
-                b'{"task_id":"abc","attempt":2,"step":"poll","seq":3,"prompt":"x"}',
-                b'{"task_id":"abc","attempt":2,"step":"wait","seq":3}'):
+    for raw in (
+        b"{",
+        b'{"task_id":"abc","attempt":"2","step":"poll","seq":3}',
+        b'{"task_id":"abc","attempt":2,"step":"poll","seq":3,"prompt":"x"}',
+        b'{"task_id":"abc","attempt":2,"step":"wait","seq":3}',
+    ):
         with pytest.raises(ValueError):
             WorkMessage.from_bytes(raw)

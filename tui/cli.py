@@ -131,8 +131,6 @@ async def _with_runtime(settings: Settings, command: Command, args: argparse.Nam
 async def run_worker(runtime: Runtime, args: argparse.Namespace) -> int:
     for part, text in runtime.describe().items():
         log.info("%s: %s", part, text)
-    if runtime.settings.uses_simulator:
-        log.info("no T8STAR_API_KEY set: the simulator stands in for the upstream")
     await seed_demo(runtime, args.demo)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

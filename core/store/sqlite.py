@@ -116,7 +116,7 @@ class SqliteStore:
             self._executor = None
             raise
         self._set_feed(FeedState.LIVE, _LIVE)
-        logger.info("task store open: %s", self.describe())
+        logger.debug("task store open: %s", self.describe())
 
     async def close(self) -> None:
         """End every live feed and close the file."""

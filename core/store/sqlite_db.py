@@ -7,10 +7,10 @@ Task field: timestamps as fixed-width ISO-8601 UTC text, images as JSON text, hd
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import functools
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Collection, Iterator
@@ -24,6 +24,8 @@ from pydantic import ValidationError
 
 from core.errors import StoreError
 from core.models import TASK_COLUMNS, ChangeOp, Task, TaskEvent
+
+logger = logging.getLogger(__name__)
 
 EVENT_COLUMNS: tuple[str, ...] = tuple(TaskEvent.model_fields)
 STORE_SET_COLUMNS = frozenset({"id", "version", "updated_at"})
@@ -64,7 +66,7 @@ _FIELDS = {**TaskEvent.model_fields, **Task.model_fields}
 _KINDS = {name: _kind(field.annotation) for name, field in _FIELDS.items()}
 
 
-def _columns_sql(model: Any) -> builtins.list[str]:
+def _columns_sql(model: Any) -> list[str]:
     return [
         f"{name} {_SQL_TYPES[_KINDS[name]]}" + ("" if _unwrap(field.annotation)[1] else " NOT NULL")
         for name, field in model.model_fields.items()
@@ -201,16 +203,22 @@ class Database:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[None]:
+        with self._transaction():
+            yield
+        if time.monotonic() >= self.next_prune:
+            self.prune()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
         # IMMEDIATE takes the write lock up front: a CAS never upgrades a read lock mid-way.
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # SQLite may have rolled back already (disk full, I/O)
+                self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
-        if time.monotonic() >= self.next_prune:
-            self.prune()
 
     def insert(self, task_id: str, values: list[Any], event: list[Any] | None) -> tuple[Any, ...]:
         try:
@@ -286,6 +294,11 @@ class Database:
         return last, first > seq + 1, list(latest.values())
 
     def prune(self) -> None:
+        """Forget change_log rows past their retention (every live feed has read them)."""
         self.next_prune = time.monotonic() + PRUNE_EVERY
-        with self._write():
-            self.db.execute(_PRUNE, (time.time() - CHANGE_LOG_RETENTION,))
+        try:
+            with self._transaction():
+                self.db.execute(_PRUNE, (time.time() - CHANGE_LOG_RETENTION,))
+        except sqlite3.Error as exc:
+            # The write that got us here has committed; pruning can wait for the next turn.
+            logger.warning("change log not pruned, will try again: %s", exc)

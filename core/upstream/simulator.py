@@ -139,7 +139,7 @@ class Simulator:
         """Accept the job at once and return an id that carries everything status needs."""
         token = f"{self._random.getrandbits(48):012x}"
         sim_id = SimId(request.duration, request.hd, int(self._clock() * 1000), token)
-        log.info("upstream task %s: accepted by the simulator", sim_id)
+        log.debug("upstream task %s: accepted by the simulator", sim_id)
         return str(sim_id)
 
     async def status(self, upstream_task_id: str, api_key: str | None = None) -> UpstreamStatus:

@@ -7,7 +7,7 @@ import dataclasses
 import sqlite3
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -88,14 +88,29 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "videoq.db"
 
 
+OpenHarness = Callable[..., Awaitable[LocalHarness]]
+
+
 @pytest.fixture
-async def queue_harness(db_path: Path) -> AsyncIterator[LocalHarness]:
-    queue = make_queue(db_path)
-    await queue.open()
-    harness = LocalHarness(queue)
-    yield harness
-    await harness.stop()
-    await queue.close()
+async def open_harness(db_path: Path) -> AsyncIterator[OpenHarness]:
+    """A factory of opened LocalQueues on the test's file; all stopped and closed at the end."""
+    opened: list[LocalHarness] = []
+
+    async def open_one(**options: object) -> LocalHarness:
+        queue = make_queue(db_path, **options)
+        await queue.open()
+        opened.append(LocalHarness(queue))
+        return opened[-1]
+
+    yield open_one
+    for harness in opened:
+        await harness.stop()
+        await harness.queue.close()
+
+
+@pytest.fixture
+async def queue_harness(open_harness: OpenHarness) -> LocalHarness:
+    return await open_harness()
 
 
 class TestLocalQueueContract(QueueContract):
@@ -140,12 +155,11 @@ async def test_counters_and_pending_count_follow_the_messages(queue_harness: Loc
 
 
 async def test_a_delivered_message_leaves_only_its_dedup_entry_until_the_window_ends(
-    db_path: Path,
+    db_path: Path, open_harness: OpenHarness
 ) -> None:
     now = [1_000_000.0]
-    queue = make_queue(db_path, dedup_window=600.0, clock=lambda: now[0])
-    await queue.open()
-    harness = LocalHarness(queue)
+    harness = await open_harness(dedup_window=600.0, clock=lambda: now[0])
+    queue = harness.queue
     recorder = await started(harness, Recorder())
     first = await queue.publish(step())
     await wait_until(lambda: recorder.count(first) == 1, "the delivery")
@@ -157,8 +171,6 @@ async def test_a_delivered_message_leaves_only_its_dedup_entry_until_the_window_
     second = await queue.publish(step())
     assert second != first
     await wait_until(lambda: recorder.count(second) == 1, "the republished message")
-    await harness.stop()
-    await queue.close()
 
 
 def _rows(path: Path, table: str) -> int:
@@ -195,12 +207,11 @@ async def test_the_queue_keeps_to_its_own_tables_in_wal_mode(queue_harness: Loca
 
 
 async def test_an_idle_dispatcher_wakes_for_a_publish_and_for_a_short_retry(
-    db_path: Path,
+    open_harness: OpenHarness,
 ) -> None:
     # With hour-long poll ticks and leases, only the in-process wake-up delivers these in time.
-    queue = make_queue(db_path, poll_interval=3600.0, lease=3600.0)
-    await queue.open()
-    harness = LocalHarness(queue)
+    harness = await open_harness(poll_interval=3600.0, lease=3600.0)
+    queue = harness.queue
     busy_once = answers(DeliveryResult(503, retry_after=0.05), DeliveryResult(200))
     recorder = await started(harness, Recorder(busy_once))
     first = await queue.publish(step(seq=1))
@@ -210,27 +221,22 @@ async def test_an_idle_dispatcher_wakes_for_a_publish_and_for_a_short_retry(
     delayed = await queue.publish(step(seq=3), delay=0.2)
     await wait_until(lambda: recorder.count(later) == 2, "the message published later")
     await wait_until(lambda: recorder.count(delayed) == 2, "the delayed message")
-    await harness.stop()
-    await queue.close()
 
 
 async def test_a_full_dispatcher_takes_the_next_message_as_soon_as_a_slot_frees(
-    db_path: Path,
+    open_harness: OpenHarness,
 ) -> None:
-    queue = make_queue(db_path, poll_interval=3600.0, lease=3600.0, concurrency=1)
-    await queue.open()
-    ids = [await queue.publish(step(seq=seq)) for seq in (1, 2, 3)]
-    harness = LocalHarness(queue)
+    harness = await open_harness(poll_interval=3600.0, lease=3600.0, concurrency=1)
+    ids = [await harness.queue.publish(step(seq=seq)) for seq in (1, 2, 3)]
     recorder = await started(harness, Recorder())
     await wait_until(lambda: [s.message_id for s in recorder.seen] == ids, "all three, in order")
-    await harness.stop()
-    await queue.close()
 
 
-async def test_a_handler_that_outlives_the_lease_is_abandoned_and_retried(db_path: Path) -> None:
-    queue = make_queue(db_path, lease=0.3)
-    await queue.open()
-    harness = LocalHarness(queue)
+async def test_a_handler_that_outlives_the_lease_is_abandoned_and_retried(
+    open_harness: OpenHarness,
+) -> None:
+    harness = await open_harness(lease=0.3)
+    queue = harness.queue
     hang = asyncio.Event()
 
     async def hang_once(delivery: Delivery) -> DeliveryResult:
@@ -243,14 +249,13 @@ async def test_a_handler_that_outlives_the_lease_is_abandoned_and_retried(db_pat
     message_id = await queue.publish(step())
     await wait_gone(harness, message_id)
     assert (queue.stats.retried, queue.stats.delivered) == (1, 1)
-    await harness.stop()
-    await queue.close()
 
 
-async def test_two_dispatchers_on_one_file_never_deliver_a_message_twice(db_path: Path) -> None:
-    queues = [make_queue(db_path, concurrency=4) for _ in range(2)]
-    for queue in queues:
-        await queue.open()
+async def test_two_dispatchers_on_one_file_never_deliver_a_message_twice(
+    open_harness: OpenHarness,
+) -> None:
+    harnesses = [await open_harness(concurrency=4) for _ in range(2)]
+    queues = [harness.queue for harness in harnesses]
     active: set[str] = set()
     overlaps: list[str] = []
     counts: Counter[str] = Counter()
@@ -266,7 +271,6 @@ async def test_two_dispatchers_on_one_file_never_deliver_a_message_twice(db_path
         return DeliveryResult(200)
 
     ids = [await queues[0].publish(step(task_id=f"t{n}")) for n in range(80)]
-    harnesses = [LocalHarness(queue) for queue in queues]
     for harness in harnesses:
         harness.set_handler(handle)
         await harness.start()
@@ -276,14 +280,13 @@ async def test_two_dispatchers_on_one_file_never_deliver_a_message_twice(db_path
     assert overlaps == []
     assert set(counts.values()) == {1}
     assert sum(queue.stats.delivered for queue in queues) == len(ids)
-    for queue in queues:
-        await queue.close()
 
 
-async def test_stop_drains_in_flight_work_then_hands_back_the_rest(db_path: Path) -> None:
-    queue = make_queue(db_path, lease=60.0, drain_timeout=0.3)
-    await queue.open()
-    harness = LocalHarness(queue)
+async def test_stop_drains_in_flight_work_then_hands_back_the_rest(
+    open_harness: OpenHarness,
+) -> None:
+    harness = await open_harness(lease=60.0, drain_timeout=0.3)
+    queue = harness.queue
     release_quick = asyncio.Event()
     started_ids: list[str] = []
 
@@ -311,23 +314,17 @@ async def test_stop_drains_in_flight_work_then_hands_back_the_rest(db_path: Path
     assert handed_back.retried == 0
     assert (queue.stats.delivered, queue.stats.handed_back) == (1, 1)
     assert late not in started_ids
-    await queue.close()
 
     # The 60 s lease was released: another dispatcher delivers both at once.
-    successor = LocalHarness(make_queue(db_path, lease=60.0))
-    await successor.queue.open()
-    recorder = await started(successor, Recorder())
+    recorder = await started(await open_harness(lease=60.0), Recorder())
     await wait_until(lambda: {s.message_id for s in recorder.seen} == {stuck, late}, "hand-over")
     assert [s.retried for s in recorder.of(stuck)] == [0]
-    await successor.stop()
-    await successor.queue.close()
 
 
 PUBLISH_SCRIPT = """
 import asyncio, sys
 from core.models import WorkMessage
 from core.queue.local import LocalQueue
-from core.queue.local_db import QueueDb
 from core.retry import RetryPolicy
 
 async def main():
@@ -343,7 +340,6 @@ asyncio.run(main())
 CRASH_SCRIPT = """
 import asyncio, os, sys
 from core.queue.local import LocalQueue
-from core.queue.local_db import QueueDb
 from core.retry import RetryPolicy
 
 async def die(delivery):
@@ -386,17 +382,16 @@ async def test_a_publish_from_another_process_is_delivered_here(
 
 @pytest.mark.parametrize(("retries", "outcome"), [(3, "redelivered"), (0, "dead")])
 async def test_a_process_killed_mid_delivery_loses_its_lease(
-    db_path: Path, retries: int, outcome: str
+    db_path: Path, open_harness: OpenHarness, retries: int, outcome: str
 ) -> None:
-    queue = make_queue(db_path, retry=dataclasses.replace(FAST, retries=retries))
-    await queue.open()
+    harness = await open_harness(retry=dataclasses.replace(FAST, retries=retries))
+    queue = harness.queue
     message_id = await queue.publish(step())
     code, claimed = await run_script(CRASH_SCRIPT, str(db_path), KEY, DESTINATION, "0.5")
     assert (code, claimed) == (3, message_id)
     held = await queue.get(message_id)
     assert held is not None and held.retried == 0
 
-    harness = LocalHarness(queue)
     recorder = await started(harness, Recorder())
     if outcome == "redelivered":
         await wait_until(lambda: recorder.count(message_id) == 1, "the redelivery")
@@ -405,8 +400,6 @@ async def test_a_process_killed_mid_delivery_loses_its_lease(
         await wait_dead(harness, message_id)
         [dead] = await queue.dead_letters()
         assert dead.reason == "no answer before the lease expired" and recorder.seen == []
-    await harness.stop()
-    await queue.close()
 
 
 async def test_a_closed_queue_refuses_work(db_path: Path) -> None:
