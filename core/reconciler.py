@@ -1,7 +1,8 @@
 """Finds tasks whose next step was never published (or got lost) and publishes it again.
 
-Deduplication ids make a re-publish of a step that is still on its way harmless, so this turns
-"the queue lost a message" or "a publish failed after the row was written" into a delay.
+The worker ignores any step that is not the one the row is waiting for, so a re-published step
+racing the original is harmless; this turns "the queue lost a message" or "a publish failed after
+the row was written" into a delay.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from core.errors import VideoqError
 from core.models import Task, TaskStatus, WorkMessage, utcnow
@@ -44,34 +45,57 @@ class Reconciler:
             except TimeoutError:
                 pass
 
-    async def run_once(self) -> int:
-        """One pass; returns how many steps were re-published."""
-        now = utcnow()
+    async def run_once(self, now: datetime | None = None) -> int:
+        """One pass as of `now`; returns how many steps were re-published."""
+        now = now or utcnow()
         cutoff = now - timedelta(seconds=self.grace)
         count = 0
-        for task in await self.store.list(
+        queued = await self.store.list(
             statuses=[TaskStatus.QUEUED], updated_before=cutoff, limit=BATCH
-        ):
+        )
+        for task in queued:
             if task.step_lease_until is None or task.step_lease_until < now:
-                count += await self._republish(task, "submit", 1)
-        for task in await self.store.list(
+                count += await self._resubmit(task, now)
+        running = await self.store.list(
             statuses=[TaskStatus.RUNNING], updated_before=cutoff, limit=BATCH
-        ):
+        )
+        for task in running:
             if task.next_poll_at is None or task.next_poll_at < cutoff:
-                count += await self._republish(task, "poll", task.polls + 1)
+                count += await self._repoll(task, now)
         self.republished += count
         return count
 
-    async def _republish(self, task: Task, step: str, seq: int) -> int:
-        message = WorkMessage(task_id=task.id, attempt=task.attempt, step=step, seq=seq)  # type: ignore[arg-type]
+    async def _resubmit(self, task: Task, now: datetime) -> int:
+        # The worker takes any submit of the current attempt; a sequence number per grace
+        # period gives a fresh deduplication id, yet reconcilers in several workers that
+        # notice the same task in the same period still publish it only once.
+        seq = 1 + int(now.timestamp() // self.grace)
+        message = WorkMessage(task_id=task.id, attempt=task.attempt, step="submit", seq=seq)
         message_id = await self.queue.publish(message)
         if message_id == task.message_id:
             return 0
-        log.info("task %s: %s step %d re-published by the reconciler", task.id, step, seq)
-        changes = {"message_id": message_id}
-        if step == "poll":
-            changes["next_poll_at"] = utcnow()  # type: ignore[assignment]
+        log.info("task %s: submit re-published by the reconciler", task.id)
+        expect = Expect(frozenset({TaskStatus.QUEUED}), task.attempt)
+        await self.store.update(task.id, expect, {"message_id": message_id})
+        return 1
+
+    async def _repoll(self, task: Task, now: datetime) -> int:
+        # Count the lost poll as made, so the new one has a fresh sequence number (and
+        # deduplication id) and the lost one, should it ever turn up, is stale.
+        expect = Expect(frozenset({TaskStatus.RUNNING}), task.attempt, task.polls)
+        moved = await self.store.update(
+            task.id, expect, {"polls": task.polls + 1, "next_poll_at": now}
+        )
+        if moved is None:
+            return 0
+        message = WorkMessage(
+            task_id=task.id, attempt=task.attempt, step="poll", seq=moved.polls + 1
+        )
+        message_id = await self.queue.publish(message)
+        log.info("task %s: poll %d re-published by the reconciler", task.id, message.seq)
         await self.store.update(
-            task.id, Expect(frozenset({task.status}), task.attempt, task.polls), changes
+            task.id,
+            Expect.of(TaskStatus.RUNNING, attempt=task.attempt, polls=moved.polls),
+            {"message_id": message_id},
         )
         return 1

@@ -1,0 +1,251 @@
+-- videoq schema for Supabase (PostgreSQL 15+).
+-- Run it once in the Supabase SQL editor or with psql; running it again is harmless.
+
+-- Tasks ------------------------------------------------------------------------------------------
+
+create table if not exists public.video_tasks (
+    id                      text primary key,
+    user_id                 text not null default 'local',
+    provider                text not null default 't8star',
+    model                   text not null
+        constraint video_tasks_model_check check (model in ('sora-2', 'sora-2-pro')),
+    prompt                  text not null
+        constraint video_tasks_prompt_check check (length(btrim(prompt)) > 0),
+    aspect_ratio            text not null
+        constraint video_tasks_aspect_ratio_check check (aspect_ratio in ('16:9', '9:16')),
+    duration                integer not null
+        constraint video_tasks_duration_check check (duration in (10, 15, 25)),
+    hd                      boolean not null default false,
+    images                  jsonb not null default '[]'::jsonb
+        constraint video_tasks_images_check check (jsonb_typeof(images) = 'array'),
+    status                  text not null default 'queued'
+        constraint video_tasks_status_check
+        check (status in ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+    progress                integer not null default 0
+        constraint video_tasks_progress_check check (progress between 0 and 100),
+    attempt                 integer not null default 1
+        constraint video_tasks_attempt_check check (attempt >= 1),
+    upstream_task_id        text,
+    video_url               text,
+    error_message           text,
+    message_id              text,
+    polls                   integer not null default 0
+        constraint video_tasks_polls_check check (polls >= 0),
+    upstream_status         text,
+    last_polled_at          timestamptz,
+    next_poll_at            timestamptz,
+    step_lease_until        timestamptz,
+    upstream_key_ciphertext text,
+    created_at              timestamptz not null default now(),
+    updated_at              timestamptz not null default now(),
+    queued_at               timestamptz not null default now(),
+    started_at              timestamptz,
+    completed_at            timestamptz,
+    version                 bigint not null default 1,
+    -- 25 s videos and hd exist only on sora-2-pro.
+    constraint video_tasks_pro_only_check
+        check (model = 'sora-2-pro' or (duration <> 25 and not hd))
+);
+
+-- Columns added after the first release (no-ops on a fresh table).
+alter table public.video_tasks add column if not exists queued_at timestamptz not null default now();
+
+create index if not exists video_tasks_created_at_idx
+    on public.video_tasks (created_at desc);
+create index if not exists video_tasks_status_created_at_idx
+    on public.video_tasks (status, created_at desc);
+create index if not exists video_tasks_user_id_created_at_idx
+    on public.video_tasks (user_id, created_at desc);
+create index if not exists video_tasks_status_updated_at_idx
+    on public.video_tasks (status, updated_at);
+
+-- Every write bumps version and updated_at, so readers can drop stale events.
+create or replace function public.videoq_bump_version()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+    new.version := old.version + 1;
+    new.updated_at := now();
+    return new;
+end;
+$$;
+
+drop trigger if exists video_tasks_bump_version on public.video_tasks;
+create trigger video_tasks_bump_version
+    before update on public.video_tasks
+    for each row execute function public.videoq_bump_version();
+
+-- History ----------------------------------------------------------------------------------------
+
+create table if not exists public.task_events (
+    id              bigserial primary key,
+    task_id         text not null references public.video_tasks (id) on delete cascade,
+    kind            text not null
+        constraint task_events_kind_check
+        check (kind in ('transition', 'poll', 'action', 'submit')),
+    attempt         integer not null
+        constraint task_events_attempt_check check (attempt >= 1),
+    at              timestamptz not null default now(),
+    from_status     text,
+    to_status       text,
+    actor           text,
+    upstream_status text,
+    progress        integer,
+    http_status     integer,
+    latency_ms      double precision,
+    detail          text
+);
+
+create index if not exists task_events_task_id_idx on public.task_events (task_id, id);
+
+-- Writes that must be atomic (PostgREST runs one function call in one transaction) -----------
+
+-- Insert a task (the columns present in p_task; the others take their defaults) and, optionally,
+-- its first history event.
+create or replace function public.videoq_insert_task(p_task jsonb, p_event jsonb default null)
+returns setof public.video_tasks
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_columns text;
+begin
+    select string_agg(format('%I', key), ', ') into v_columns from jsonb_object_keys(p_task) as key;
+    return query execute format(
+        'insert into public.video_tasks (%1$s)
+         select %1$s from jsonb_populate_record(null::public.video_tasks, $1)
+         returning *', v_columns)
+        using p_task;
+
+    if p_event is not null then
+        insert into public.task_events (task_id, kind, attempt, at, from_status, to_status,
+                                        actor, upstream_status, progress, http_status,
+                                        latency_ms, detail)
+        select e.task_id, e.kind, e.attempt, coalesce(e.at, now()), e.from_status, e.to_status,
+               e.actor, e.upstream_status, e.progress, e.http_status, e.latency_ms, e.detail
+        from jsonb_populate_record(null::public.task_events, p_event) as e;
+    end if;
+end;
+$$;
+
+-- Compare-and-set: apply p_changes (column -> new value) only if the row still has one of
+-- p_statuses and the given attempt, polls and extra column values; append p_event only when it
+-- applied. No row back means the row had moved on and nothing changed.
+create or replace function public.videoq_update_task(
+    p_id text,
+    p_statuses text[],
+    p_changes jsonb,
+    p_attempt integer default null,
+    p_polls integer default null,
+    p_extra jsonb default null,
+    p_event jsonb default null
+)
+returns setof public.video_tasks
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_set text;
+    v_row public.video_tasks;
+    v_count bigint;
+begin
+    select coalesce(string_agg(format('%1$I = c.%1$I', key), ', '), 'id = t.id') into v_set
+      from jsonb_object_keys(coalesce(p_changes, '{}'::jsonb)) as key;
+    execute format(
+        'update public.video_tasks as t set %s
+           from jsonb_populate_record(null::public.video_tasks, $1) as c
+          where t.id = $2
+            and t.status = any ($3)
+            and ($4::integer is null or t.attempt = $4)
+            and ($5::integer is null or t.polls = $5)
+            and ($6::jsonb is null or t is not distinct from jsonb_populate_record(t, $6))
+         returning t.*', v_set)
+        into v_row
+        using coalesce(p_changes, '{}'::jsonb), p_id, p_statuses, p_attempt, p_polls, p_extra;
+    get diagnostics v_count = row_count;
+    if v_count = 0 then
+        return;
+    end if;
+
+    if p_event is not null then
+        insert into public.task_events (task_id, kind, attempt, at, from_status, to_status,
+                                        actor, upstream_status, progress, http_status,
+                                        latency_ms, detail)
+        select p_id, e.kind, e.attempt, coalesce(e.at, now()), e.from_status, e.to_status,
+               e.actor, e.upstream_status, e.progress, e.http_status, e.latency_ms, e.detail
+        from jsonb_populate_record(null::public.task_events, p_event) as e;
+    end if;
+
+    return next v_row;
+end;
+$$;
+
+-- Tasks per status in one round trip (PostgREST has no GROUP BY without aggregates enabled).
+create or replace function public.videoq_count_by_status(p_user_id text default null)
+returns table (status text, tasks bigint)
+language sql
+stable
+set search_path = ''
+as $$
+    select t.status, count(*)
+      from public.video_tasks as t
+     where p_user_id is null or t.user_id = p_user_id
+     group by t.status;
+$$;
+
+-- Access: the service role (the worker, the CLI, the HTTP service) does everything; a signed-in
+-- user may only read their own tasks and their history; anonymous keys see nothing. ------------
+
+alter table public.video_tasks enable row level security;
+alter table public.task_events enable row level security;
+
+revoke all on table public.video_tasks, public.task_events from anon, authenticated;
+revoke all on sequence public.task_events_id_seq from anon, authenticated;
+grant select on table public.video_tasks, public.task_events to authenticated;
+grant all on table public.video_tasks, public.task_events to service_role;
+grant usage, select on sequence public.task_events_id_seq to service_role;
+
+drop policy if exists video_tasks_owner_read on public.video_tasks;
+create policy video_tasks_owner_read on public.video_tasks
+    for select to authenticated
+    using (user_id = (select auth.uid())::text);
+
+drop policy if exists task_events_owner_read on public.task_events;
+create policy task_events_owner_read on public.task_events
+    for select to authenticated
+    using (exists (select 1 from public.video_tasks as t
+                    where t.id = task_id and t.user_id = (select auth.uid())::text));
+
+revoke all on function public.videoq_insert_task(jsonb, jsonb) from public, anon, authenticated;
+revoke all on function public.videoq_update_task(text, text[], jsonb, integer, integer, jsonb, jsonb)
+    from public, anon, authenticated;
+revoke all on function public.videoq_count_by_status(text) from public, anon, authenticated;
+revoke all on function public.videoq_bump_version() from public, anon, authenticated;
+grant execute on function public.videoq_insert_task(jsonb, jsonb) to service_role;
+grant execute on function public.videoq_update_task(text, text[], jsonb, integer, integer, jsonb, jsonb)
+    to service_role;
+grant execute on function public.videoq_count_by_status(text) to service_role;
+
+-- Realtime: full old rows in UPDATE/DELETE events, and the table in the publication ----------
+
+alter table public.video_tasks replica identity full;
+
+do $$
+begin
+    if not exists (select 1 from pg_publication where pubname = 'supabase_realtime') then
+        create publication supabase_realtime;
+    end if;
+    if not exists (select 1 from pg_publication
+                    where pubname = 'supabase_realtime' and puballtables)
+       and not exists (select 1 from pg_publication_tables
+                        where pubname = 'supabase_realtime'
+                          and schemaname = 'public' and tablename = 'video_tasks') then
+        alter publication supabase_realtime add table public.video_tasks;
+    end if;
+end;
+$$;
+
+-- Let PostgREST see the new tables and functions without a restart.
+notify pgrst, 'reload schema';

@@ -1,0 +1,228 @@
+"""FakeSupabase: PostgREST + Realtime on one loopback port, in a thread, over a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from importlib.resources import files
+from typing import Any, TypeVar
+
+import psycopg
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Route, WebSocketRoute
+
+from tests.fakes.supabase.pool import Pool
+from tests.fakes.supabase.postgres import PostgresServer
+from tests.fakes.supabase.realtime import RealtimeHub
+from tests.fakes.supabase.rest import RestApi
+from tests.fakes.supabase.tokens import JWT_SECRET, make_token
+
+T = TypeVar("T")
+
+_CAPTURE_SQL = """
+do $$
+declare
+    r record;
+begin
+    for r in select schemaname, tablename from pg_publication_tables
+              where pubname = 'supabase_realtime' loop
+        execute format('drop trigger if exists realtime_fake_capture on %I.%I',
+                       r.schemaname, r.tablename);
+        execute format('create trigger realtime_fake_capture after insert or update or delete'
+                       ' on %I.%I for each row execute function realtime_fake.capture()',
+                       r.schemaname, r.tablename);
+    end loop;
+end;
+$$;
+"""
+
+
+def shim_sql() -> str:
+    """What Supabase provides before user SQL: roles, auth.uid()/jwt(), the publication."""
+    return files("tests.fakes.supabase").joinpath("shim.sql").read_text(encoding="utf-8")
+
+
+class FakeSupabase:
+    """A Supabase project double: `url`, API keys, the database, and fault hooks."""
+
+    def __init__(self, postgres: PostgresServer, *, jwt_secret: str = JWT_SECRET,
+                 max_rows: int = 1000) -> None:  # fmt: skip
+        self.postgres = postgres
+        self.jwt_secret = jwt_secret
+        self.max_rows = max_rows
+        self.anon_key = make_token("anon", secret=jwt_secret, expires_in=10 * 365 * 86400)
+        self.service_role_key = make_token(
+            "service_role", secret=jwt_secret, expires_in=10 * 365 * 86400
+        )
+        self.url = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: uvicorn.Server | None = None
+        self.hub: RealtimeHub | None = None
+        self.execute_sql(shim_sql())
+
+    def user_token(self, sub: str, expires_in: float = 3600.0) -> str:
+        """An access token of a signed-in user (role authenticated) with subject `sub`."""
+        return make_token("authenticated", sub=sub, secret=self.jwt_secret, expires_in=expires_in)
+
+    def execute_sql(self, text: str) -> None:
+        """Run SQL as the database owner (like the Supabase SQL editor), then re-hook capture."""
+        with psycopg.connect(self.postgres.conninfo(), autocommit=True) as conn:
+            conn.execute(text)  # type: ignore[arg-type]
+            conn.execute(_CAPTURE_SQL)  # type: ignore[arg-type]
+        if self.hub is not None:
+            self._call(self._forget_meta())
+
+    def reset(self, *tables: str) -> None:
+        """Empty `tables` (no row triggers fire, so no Realtime events); undo every fault hook."""
+        names = ", ".join(f"public.{table}" for table in tables)
+        with psycopg.connect(self.postgres.conninfo(), autocommit=True) as conn:
+            conn.execute(f"truncate {names} restart identity cascade")  # type: ignore[arg-type]
+        if self.hub is not None:
+            self._call(self._restore_defaults())
+
+    async def _restore_defaults(self) -> None:
+        assert self.hub is not None
+        self.hub.frames.clear()
+        self.hub.subscribe_delay = 0.0
+        self.hub.refuse_connections = 0
+        self.hub.max_record_bytes = 1_048_576
+        self.hub.flowing.set()
+
+    async def _forget_meta(self) -> None:
+        assert self.hub is not None
+        self.hub.catalog.forget()
+
+    def start(self) -> None:
+        """Serve on 127.0.0.1 (port chosen by the OS) from a background thread."""
+        # proto=IPPROTO_TCP makes asyncio set TCP_NODELAY on accepted sockets (else +40 ms).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        ready = threading.Event()
+        self._thread = threading.Thread(
+            target=self._thread_main, args=(sock, ready), name="fake-supabase", daemon=True
+        )
+        self._thread.start()
+        if not ready.wait(30):
+            raise RuntimeError("the fake Supabase did not start")
+
+    def _thread_main(self, sock: socket.socket, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve(sock, ready))
+        finally:
+            loop.close()
+
+    async def _serve(self, sock: socket.socket, ready: threading.Event) -> None:
+        pool = Pool(self.postgres.conninfo(user="authenticator"), size=24)
+        admin = Pool(self.postgres.conninfo(), size=4, autocommit=True)
+        hub = RealtimeHub(pool, admin, self.jwt_secret)
+        await hub.start(self.postgres.conninfo())
+        self.hub = hub
+        rest = RestApi(pool, self.jwt_secret, self.max_rows)
+        methods = ["GET", "HEAD", "POST", "PATCH", "DELETE"]
+        app = Starlette(
+            routes=[
+                Route("/rest/v1/rpc/{function}", rest.rpc, methods=["POST"]),
+                Route("/rest/v1/{table}", rest.table, methods=methods),
+                WebSocketRoute("/realtime/v1/websocket", hub.endpoint),
+                WebSocketRoute("/socket/websocket", hub.endpoint),
+            ]
+        )
+        config = uvicorn.Config(
+            app, log_level="warning", ws="websockets-sansio", lifespan="off",
+            access_log=False, timeout_graceful_shutdown=1,
+        )  # fmt: skip
+        self._server = uvicorn.Server(config)
+        serving = asyncio.create_task(self._server.serve(sockets=[sock]))
+        while not self._server.started and not serving.done():
+            await asyncio.sleep(0.01)
+        ready.set()
+        try:
+            await serving
+        finally:
+            await hub.stop()
+            await pool.close()
+            await admin.close()
+
+    def stop(self) -> None:
+        """Stop serving and wait for the thread (the database is stopped by its owner)."""
+        if self._loop is None or self._server is None or self._thread is None:
+            return
+        self._loop.call_soon_threadsafe(setattr, self._server, "should_exit", True)
+        self._thread.join(15)
+
+    # Fault hooks. The coroutine versions run on the fake's loop and never block the caller's.
+
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        assert self._loop is not None, "start() the fake first"
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._submit(coro).result(10)
+
+    async def drop_sockets(self, code: int = 1011) -> int:
+        """Close every Realtime client socket abnormally; returns how many were open."""
+        assert self.hub is not None
+        return await asyncio.wrap_future(self._submit(self.hub.drop_sockets(code)))
+
+    async def inject_system_error(self, message: str = "Too many database timeouts") -> int:
+        """Send a postgres_changes `system` error to every live channel (the server keeps it)."""
+        assert self.hub is not None
+        return await asyncio.wrap_future(self._submit(self.hub.inject_system_error(message)))
+
+    def pause_delivery(self) -> None:
+        """Hold changes back (they queue up) until resume_delivery()."""
+        assert self._loop is not None and self.hub is not None
+        self._loop.call_soon_threadsafe(self.hub.flowing.clear)
+
+    def resume_delivery(self) -> None:
+        assert self._loop is not None and self.hub is not None
+        self._loop.call_soon_threadsafe(self.hub.flowing.set)
+
+    def refuse_connections(self, count: int) -> None:
+        """Deny the next `count` websocket handshakes with HTTP 500."""
+        assert self._loop is not None and self.hub is not None
+        self._loop.call_soon_threadsafe(setattr, self.hub, "refuse_connections", count)
+
+    def set_subscribe_delay(self, seconds: float) -> None:
+        """Wait this long between the join reply and "Subscribed to PostgreSQL"."""
+        assert self._loop is not None and self.hub is not None
+        self._loop.call_soon_threadsafe(setattr, self.hub, "subscribe_delay", seconds)
+
+    def set_max_record_bytes(self, limit: int) -> None:
+        """Rows larger than this come truncated with `errors: ["Error 413: ..."]`."""
+        assert self._loop is not None and self.hub is not None
+        self._loop.call_soon_threadsafe(setattr, self.hub, "max_record_bytes", limit)
+
+    def sent_frames(self) -> list[dict[str, Any]]:
+        """A copy of every frame the Realtime side has sent so far."""
+        assert self.hub is not None
+        return self._call(_copy(self.hub.frames))
+
+    def clear_frames(self) -> None:
+        assert self.hub is not None
+        self._call(_clear(self.hub.frames))
+
+    def connected_sockets(self) -> int:
+        assert self.hub is not None
+        return self._call(_count(self.hub.sockets))
+
+
+async def _copy(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return list(frames)
+
+
+async def _clear(frames: list[dict[str, Any]]) -> None:
+    frames.clear()
+
+
+async def _count(sockets: set[Any]) -> int:
+    return sum(1 for sock in sockets if not sock.closed)

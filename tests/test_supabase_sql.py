@@ -1,0 +1,155 @@
+"""core/sql on a real PostgreSQL behind the fake PostgREST: idempotence, checks, RLS, realtime."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import psycopg
+import pytest
+from postgrest import APIError
+from supabase import AsyncClient, AsyncClientOptions, acreate_client
+
+from core.errors import StoreError
+from core.models import TASK_COLUMNS, Task, TaskEvent, TaskStatus, VideoRequest
+from core.sql import schema_sql
+from core.store import Expect
+from core.store.supabase import SupabaseStore
+from tests.fakes.supabase import FakeSupabase
+from tests.supabase_fixtures import fake_supabase_fixture, supabase_store_fixture  # noqa: F401
+
+QUEUED = TaskStatus.QUEUED
+
+
+@asynccontextmanager
+async def rest_client(
+    fake: FakeSupabase, key: str, access_token: str | None = None
+) -> AsyncIterator[AsyncClient]:
+    """supabase-py as a browser would use it: an API key, maybe a signed-in user's token."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        headers = {"Authorization": f"Bearer {access_token}"} if access_token else {}
+        options = AsyncClientOptions(httpx_client=http, headers=headers)
+        yield await acreate_client(fake.url, key, options)
+
+
+def columns_of(fake: FakeSupabase, table: str) -> set[str]:
+    with psycopg.connect(fake.postgres.conninfo()) as conn:
+        rows = conn.execute(
+            "select column_name from information_schema.columns"
+            " where table_schema = 'public' and table_name = %s",
+            [table],
+        ).fetchall()
+    return {name for (name,) in rows}
+
+
+def scalar(fake: FakeSupabase, query: str) -> object:
+    with psycopg.connect(fake.postgres.conninfo()) as conn:
+        row = conn.execute(query).fetchone()  # type: ignore[arg-type]
+    return row[0] if row else None
+
+
+async def owned_tasks(store: SupabaseStore, *owners: str) -> list[Task]:
+    return [await store.insert(Task.new(VideoRequest(prompt="p"), user_id=o)) for o in owners]
+
+
+def test_schema_sql_is_the_shipped_file() -> None:
+    text = schema_sql()
+    assert "create table if not exists public.video_tasks" in text
+    assert "supabase_realtime" in text
+
+
+def test_columns_match_the_models(fake_supabase: FakeSupabase) -> None:
+    assert columns_of(fake_supabase, "video_tasks") == set(TASK_COLUMNS)
+    assert columns_of(fake_supabase, "task_events") == {"id", *TaskEvent.model_fields}
+
+
+async def test_running_the_schema_again_keeps_rows_and_works(
+    fake_supabase: FakeSupabase, supabase_store: SupabaseStore
+) -> None:
+    (task,) = await owned_tasks(supabase_store, "local")
+    fake_supabase.execute_sql(schema_sql())
+    fake_supabase.execute_sql(schema_sql())
+    updated = await supabase_store.update(task.id, Expect.of(QUEUED), {"progress": 3})
+    assert updated is not None and updated.progress == 3
+    published = scalar(
+        fake_supabase,
+        "select count(*) from pg_publication_tables"
+        " where pubname = 'supabase_realtime' and tablename = 'video_tasks'",
+    )
+    assert published == 1
+    replica = "select relreplident from pg_class where oid = 'public.video_tasks'::regclass"
+    assert scalar(fake_supabase, replica) == "f"
+
+
+async def test_the_trigger_bumps_version_on_any_update(
+    fake_supabase: FakeSupabase, supabase_store: SupabaseStore
+) -> None:
+    (task,) = await owned_tasks(supabase_store, "local")
+    fake_supabase.execute_sql(f"update public.video_tasks set progress = 9 where id = '{task.id}'")
+    stored = await supabase_store.get(task.id)
+    assert stored is not None and stored.version == 2 and stored.updated_at > task.updated_at
+
+
+async def test_a_check_constraint_refuses_a_bad_status(
+    fake_supabase: FakeSupabase, supabase_store: SupabaseStore
+) -> None:
+    (task,) = await owned_tasks(supabase_store, "local")
+    async with rest_client(fake_supabase, fake_supabase.service_role_key) as client:
+        bogus = client.table("video_tasks").update({"status": "bogus"}).eq("id", task.id)
+        with pytest.raises(APIError) as caught:
+            await bogus.execute()
+    assert caught.value.code == "23514"
+    assert "video_tasks_status_check" in (caught.value.message or "")
+    with pytest.raises(StoreError, match="video_tasks_status_check"):
+        await supabase_store.update(task.id, Expect.of(QUEUED), {"status": "bogus"})
+
+
+async def test_a_user_sees_only_their_own_rows(
+    fake_supabase: FakeSupabase, supabase_store: SupabaseStore
+) -> None:
+    alice, bob = str(uuid.uuid4()), str(uuid.uuid4())
+    mine, _theirs = await owned_tasks(supabase_store, alice, bob)
+    await supabase_store.add_event(TaskEvent(task_id=mine.id, kind="action", attempt=1))
+    await supabase_store.add_event(TaskEvent(task_id=_theirs.id, kind="action", attempt=1))
+    token = fake_supabase.user_token(alice)
+    async with rest_client(fake_supabase, fake_supabase.anon_key, token) as client:
+        tasks = (await client.table("video_tasks").select("*").execute()).data
+        events = (await client.table("task_events").select("*").execute()).data
+    assert [row["id"] for row in tasks] == [mine.id]
+    assert [row["task_id"] for row in events] == [mine.id]
+
+
+async def test_a_user_cannot_write_or_call_the_functions(
+    fake_supabase: FakeSupabase, supabase_store: SupabaseStore
+) -> None:
+    alice = str(uuid.uuid4())
+    (mine,) = await owned_tasks(supabase_store, alice)
+    token = fake_supabase.user_token(alice)
+    async with rest_client(fake_supabase, fake_supabase.anon_key, token) as client:
+        with pytest.raises(APIError) as patch:
+            await client.table("video_tasks").update({"progress": 5}).eq("id", mine.id).execute()
+        with pytest.raises(APIError) as rpc:
+            await client.rpc("videoq_count_by_status", {"p_user_id": None}).execute()
+    assert patch.value.code == "42501" and rpc.value.code == "42501"
+
+
+async def test_the_service_role_sees_every_row(
+    fake_supabase: FakeSupabase, supabase_store: SupabaseStore
+) -> None:
+    await owned_tasks(supabase_store, str(uuid.uuid4()), str(uuid.uuid4()), "local")
+    async with rest_client(fake_supabase, fake_supabase.service_role_key) as client:
+        response = await client.table("video_tasks").select("id", count="exact").execute()
+    assert response.count == 3 and len(response.data) == 3
+
+
+async def test_an_anon_key_sees_nothing(
+    fake_supabase: FakeSupabase, supabase_store: SupabaseStore
+) -> None:
+    await owned_tasks(supabase_store, str(uuid.uuid4()), "local")
+    async with rest_client(fake_supabase, fake_supabase.anon_key) as client:
+        with pytest.raises(APIError) as caught:
+            await client.table("video_tasks").select("*").execute()
+    # No grant at all for anon: PostgREST answers 401 with permission denied.
+    assert caught.value.code == "42501"
