@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
-from core.models import VideoRequest
+from core.models import TaskStatus, VideoRequest
 from core.schedule import PollSchedule
 from core.upstream import expected_timing
+from core.upstream.simulator import Simulator
+from core.worker import WorkerTiming
+from tests.engine import Published, open_engine
 
 
 def polls_for_job(
@@ -60,3 +66,31 @@ def test_the_interval_stretches_while_progress_does_not_move() -> None:
         for gap in (3, 6, 12, 24)
     ]
     assert delays == [6, 12, 24, 30]
+
+
+async def test_simulated_jobs_of_one_to_three_minutes_cost_at_most_eight_polls(
+    tmp_path: Path,
+) -> None:
+    """The worker's real schedule against the simulator, its clock and ours 1000x fast."""
+    simulator = Simulator(speed=1000.0, failure_rate=0.0, seed=7)
+    engine = await open_engine(tmp_path / "s.db", simulator, WorkerTiming(schedule=PollSchedule()))
+    try:
+        tasks = [await engine.submit(f"job {n}") for n in range(10)]
+
+        async def deliver_later(published: Published) -> None:
+            await asyncio.sleep(published.delay)
+            await engine.deliver(published.message)
+
+        in_flight: set[asyncio.Task[None]] = set()
+        while engine.queue.published or in_flight:
+            while engine.queue.published:
+                in_flight.add(asyncio.create_task(deliver_later(engine.queue.take())))
+            done_now, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            for finished in done_now:
+                finished.result()
+        for task in tasks:
+            done = await engine.task(task.id)
+            assert done.status is TaskStatus.SUCCEEDED
+            assert done.polls <= 8, f"{done.polls} polls for one job"
+    finally:
+        await engine.store.close()
