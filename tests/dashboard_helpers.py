@@ -1,0 +1,99 @@
+"""Shared by the dashboard tests: settings, seeding through the core, waiting on conditions."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+
+from core.config import Settings
+from core.demo import demo_requests
+from core.models import Task, TaskStatus
+from core.runtime import Runtime
+from core.store import Expect
+from tui.app import VideoqApp
+
+TIMEOUT = 10.0
+
+
+def make_settings(db_path: Path, **overrides: Any) -> Settings:
+    """Embedded settings that ignore the developer's environment and .env."""
+    values: dict[str, Any] = {
+        "db_path": db_path,
+        "t8star_api_key": None,
+        "qstash_token": None,
+        "supabase_url": None,
+        "supabase_service_role_key": None,
+        "sim_speed": 2000.0,
+        "sim_failure_rate": 0.0,
+        "poll_min_interval": 3.0,
+        "reconcile_interval": 60.0,
+    }
+    return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
+
+
+class RecordingApp(VideoqApp):
+    """The real app, remembering what it told the operator."""
+
+    def __init__(self, runtime: Runtime, **kwargs: Any) -> None:
+        kwargs.setdefault("start_worker", False)
+        super().__init__(runtime, **kwargs)
+        self.notes: list[str] = []
+
+    def notify(self, message: str, **kwargs: Any) -> None:  # type: ignore[override]
+        self.notes.append(message)
+        super().notify(message, **kwargs)
+
+
+async def wait_for(
+    pilot: Pilot[Any],
+    condition: Callable[[], bool | Awaitable[bool]],
+    what: str,
+    timeout: float = TIMEOUT,
+) -> None:
+    """Let the app run until `condition` holds; fail with `what` after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.02)
+
+
+async def started(pilot: Pilot[Any], app: VideoqApp) -> None:
+    """Wait until the app has opened its store and shown its first snapshot."""
+    await wait_for(pilot, lambda: app.stats.syncs >= 1, "the first snapshot")
+
+
+async def seed(settings: Settings, count: int) -> list[Task]:
+    """Submit `count` demo tasks through the core, as another process would."""
+    async with Runtime.from_settings(settings) as runtime:
+        return [await runtime.service.submit(r, actor="test") for r in demo_requests(count)]
+
+
+async def force(runtime: Runtime, task: Task, *steps: dict[str, Any]) -> Task:
+    """Walk a queued task through legal transitions by hand (the worker is not running)."""
+    current = task
+    for changes in steps:
+        expect = Expect(frozenset({current.status}), current.attempt)
+        updated = await runtime.store.update(current.id, expect, changes)
+        assert updated is not None, f"could not apply {changes} to {current.status}"
+        current = updated
+    return current
+
+
+RUNNING = {"status": TaskStatus.RUNNING, "progress": 40, "upstream_task_id": "up-1"}
+SUCCEEDED = {
+    "status": TaskStatus.SUCCEEDED,
+    "progress": 100,
+    "video_url": "https://v.example/1.mp4",
+}
+FAILED = {"status": TaskStatus.FAILED, "error_message": "upstream refused: content policy"}

@@ -1,0 +1,161 @@
+"""The dashboard's bookkeeping without a terminal: versions, snapshots, views, wording, layout."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from rich.cells import cell_len
+
+from core.models import Task, TaskChange, TaskStatus, VideoRequest
+from tui.widgets.status_header import HeaderInfo, header_markup
+from tui.widgets.task_book import TaskBook, View
+from tui.widgets.task_cells import COLUMNS, PADDING, column_widths, ellipsize
+from tui.widgets.wording import confirm_text, outcome, refusal
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def make(n: int, **fields: object) -> Task:
+    task = Task.new(VideoRequest(prompt=f"prompt {n}"))
+    values = {"created_at": T0 + timedelta(seconds=n), "updated_at": T0 + timedelta(seconds=n)}
+    return task.model_copy(update=values | fields)
+
+
+def bump(task: Task, **fields: object) -> Task:
+    return task.model_copy(update={"version": task.version + 1, **fields})
+
+
+def test_an_older_version_never_replaces_a_newer_one() -> None:
+    book = TaskBook()
+    task = make(1)
+    newer = bump(task, status=TaskStatus.RUNNING)
+    assert book.apply(TaskChange("INSERT", newer)) == task.id
+    assert book.apply(TaskChange("UPDATE", task)) is None
+    assert book.apply(TaskChange("UPDATE", newer)) is None
+    assert book.tasks[task.id].status is TaskStatus.RUNNING
+    assert book.counts[TaskStatus.RUNNING] == 1 and book.counts[TaskStatus.QUEUED] == 0
+
+
+def test_a_delete_wins_over_its_own_version_and_blocks_late_updates() -> None:
+    book = TaskBook()
+    task = make(1)
+    book.apply(TaskChange("INSERT", task))
+    assert book.apply(TaskChange("DELETE", task)) == task.id
+    assert book.apply(TaskChange("UPDATE", task)) is None
+    assert task.id not in book.tasks and sum(book.counts.values()) == 0
+
+
+def test_a_snapshot_brings_missed_changes_and_drops_rows_deleted_meanwhile() -> None:
+    book = TaskBook()
+    kept, gone, stale = make(1), make(2), make(3)
+    for task in (kept, gone, stale):
+        book.apply(TaskChange("INSERT", task))
+    fresh = bump(stale, status=TaskStatus.CANCELLED)
+    added = make(4)
+    changed = book.load_snapshot([kept, fresh, added], complete=True)
+    assert changed == {gone.id, stale.id, added.id}
+    assert book.tasks[stale.id].status is TaskStatus.CANCELLED
+    assert set(book.tasks) == {kept.id, stale.id, added.id}
+
+
+def test_an_incomplete_snapshot_keeps_rows_older_than_its_window() -> None:
+    book = TaskBook()
+    old, recent = make(1), make(5)
+    book.apply(TaskChange("INSERT", old))
+    book.apply(TaskChange("INSERT", recent))
+    book.load_snapshot([make(3)], complete=False)
+    assert old.id in book.tasks and recent.id not in book.tasks
+
+
+def test_views_and_search_choose_rows_and_sorts_order_them() -> None:
+    book = TaskBook()
+    queued = make(1)
+    running = make(2, status=TaskStatus.RUNNING, progress=50)
+    failed = make(3, status=TaskStatus.FAILED, error_message="content policy")
+    done = make(4, status=TaskStatus.SUCCEEDED, progress=100)
+    for task in (queued, running, failed, done):
+        book.apply(TaskChange("INSERT", task))
+    assert [t.id for t in book.rows()] == [done.id, failed.id, running.id, queued.id]
+    book.view = View.ACTIVE
+    assert {t.id for t in book.rows()} == {queued.id, running.id}
+    book.view = View.FINISHED
+    assert {t.id for t in book.rows()} == {failed.id, done.id}
+    book.view, book.search = View.ALL, "POLICY"
+    assert [t.id for t in book.rows()] == [failed.id]
+    book.search = running.id[:6]
+    assert [t.id for t in book.rows()] == [running.id]
+    book.search = ""
+    assert book.cycle_sort().name == "last update"
+    assert book.cycle_sort().name == "status"
+    assert [t.status for t in book.rows()][:2] == [TaskStatus.RUNNING, TaskStatus.QUEUED]
+
+
+def test_actions_target_the_selection_before_the_cursor() -> None:
+    book = TaskBook()
+    first, second = make(1), make(2)
+    for task in (first, second):
+        book.apply(TaskChange("INSERT", task))
+    assert book.targets(first.id) == [first]
+    book.selected = {second.id}
+    assert book.targets(first.id) == [second]
+    book.view = View.FAILED
+    book.prune_selection()
+    assert book.selected == set()
+
+
+def test_finished_per_minute_counts_recent_terminal_rows() -> None:
+    book = TaskBook()
+    now = T0 + timedelta(minutes=10)
+    recent = make(1, status=TaskStatus.SUCCEEDED, completed_at=now - timedelta(seconds=20))
+    old = make(2, status=TaskStatus.FAILED, completed_at=now - timedelta(minutes=5))
+    for task in (recent, old, make(3)):
+        book.apply(TaskChange("INSERT", task))
+    assert book.finished_within(now) == 1
+
+
+def test_wording_matches_what_the_operator_needs_to_know() -> None:
+    task = make(1, status=TaskStatus.SUCCEEDED)
+    assert refusal("retry", [task]) == (
+        f"task {task.id[:8]} is succeeded; only failed or cancelled tasks can be retried"
+    )
+    assert "already succeeded" in refusal("cancel", [task])
+    many = [make(n, status=TaskStatus.FAILED) for n in range(3)]
+    question = confirm_text("Retry", many, failed=True)
+    assert question.question == "Retry 3 failed tasks?"
+    assert "new attempt" in question.details
+    notes = outcome(many[:2], ["no", "nope"], lambda t: "one", "queued again")
+    assert notes == [("2 tasks queued again", "information"), ("no (and 1 more)", "warning")]
+
+
+def test_columns_fill_the_width_and_text_is_cut_by_cells() -> None:
+    widths = column_widths(158)
+    assert sum(widths) + 2 * PADDING * len(COLUMNS) == 158
+    narrow = column_widths(40)
+    assert all(w >= c.width for w, c in zip(narrow, COLUMNS, strict=True))
+    assert ellipsize("一个在雨中漂流的纸船", 7) == "一个在…"
+    assert cell_len(ellipsize("一个在雨中漂流的纸船", 7)) <= 7
+    assert ellipsize("  two\nlines  ", 20) == "two lines"
+
+
+def test_header_shows_backend_feed_counts_and_escapes_text() -> None:
+    from core.store import FeedState, FeedStatus
+
+    feed = FeedStatus(FeedState.RECONNECTING, T0, "socket closed [1006]")
+    info = HeaderInfo(
+        backend="sqlite: /tmp/[x].db",
+        upstream="simulator",
+        worker="running",
+        feed=feed,
+        counts={TaskStatus.FAILED: 2},
+        finished_per_minute=3,
+        view="all",
+        sort="newest first",
+        search="cat",
+        selected=1,
+        shown=10,
+        now=T0 + timedelta(seconds=5),
+    )
+    markup = header_markup(info)
+    assert r"sqlite: /tmp/\[x].db" in markup
+    assert "reconnecting" in markup and "last event 5s ago" in markup
+    assert "[b]2[/]" in markup and '"cat"' in markup and "1[/] selected" in markup

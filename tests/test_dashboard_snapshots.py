@@ -1,0 +1,150 @@
+"""Snapshot tests (pytest-textual-snapshot) of the main screen, the detail and the new-task form.
+
+Everything that moves is frozen: the app's clock, the rows' timestamps and ids, the feed's last
+event and the store's description (whose real path changes from run to run).
+Update with `uv run pytest tests/test_dashboard_snapshots.py --snapshot-update`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from core.config import Settings
+from core.models import Task, TaskEvent, TaskStatus
+from core.runtime import Runtime
+from core.store import FeedState, FeedStatus, TaskStore
+from tests.dashboard_helpers import RecordingApp, make_settings, wait_for
+
+NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
+SIZE = (160, 36)
+
+ROWS: list[dict[str, Any]] = [
+    {"status": TaskStatus.RUNNING, "progress": 62, "model": "sora-2", "duration": 10},
+    {"status": TaskStatus.QUEUED, "model": "sora-2-pro", "duration": 25},
+    {"status": TaskStatus.SUCCEEDED, "progress": 100, "video_url": "https://cdn.example/v/3.mp4"},
+    {"status": TaskStatus.FAILED, "progress": 35, "error_message": "upstream: content policy"},
+    {"status": TaskStatus.CANCELLED, "progress": 10, "model": "sora-2-pro", "hd": True},
+    {"status": TaskStatus.RUNNING, "progress": 5, "aspect_ratio": "9:16", "duration": 15},
+]
+PROMPTS = (
+    "A red fox trotting through fresh snow at dawn, tracking shot",
+    "Timelapse of a city skyline as storm clouds roll in, cinematic",
+    "A paper boat drifting down a rain-soaked street, macro lens",
+    "An astronaut tending a tomato plant inside a space station",
+    "Waves crashing on black volcanic sand, slow motion, golden hour",
+    "一只猫在雨中的东京街头散步，电影感",
+)
+
+
+def fixed_task(n: int, fields: dict[str, Any]) -> Task:
+    created = NOW - timedelta(minutes=10 * (n + 1))
+    values: dict[str, Any] = {
+        "id": f"{n + 1:x}{n + 1:x}f2a1b2-0000-4000-8000-{n:012d}",
+        "model": "sora-2",
+        "prompt": PROMPTS[n],
+        "aspect_ratio": "16:9",
+        "duration": 10,
+        "created_at": created,
+        "queued_at": created,
+        "updated_at": created + timedelta(minutes=3),
+    }
+    if fields["status"] is not TaskStatus.QUEUED:
+        values |= {"started_at": created + timedelta(seconds=4), "upstream_task_id": f"sora-{n}"}
+    if fields["status"].terminal:
+        values["completed_at"] = created + timedelta(minutes=3)
+    return Task(**(values | fields))
+
+
+async def prepare(settings: Settings) -> None:
+    async with Runtime.from_settings(settings) as runtime:
+        for n, fields in enumerate(ROWS):
+            task = fixed_task(n, fields)
+            event = TaskEvent(
+                task_id=task.id,
+                kind="transition",
+                attempt=1,
+                at=task.created_at,
+                to_status=TaskStatus.QUEUED,
+                actor="demo",
+            )
+            await runtime.store.insert(task, event)
+            if task.started_at:
+                await runtime.store.add_event(
+                    TaskEvent(
+                        task_id=task.id,
+                        kind="submit",
+                        attempt=1,
+                        at=task.started_at,
+                        from_status=TaskStatus.QUEUED,
+                        to_status=TaskStatus.RUNNING,
+                        detail="upstream accepted the job",
+                    )
+                )
+
+
+class FrozenStore:
+    """The real store, with the header's moving parts (path, last event time) held still."""
+
+    def __init__(self, store: TaskStore) -> None:
+        self.store = store
+        self.feed = FeedStatus(FeedState.LIVE, NOW - timedelta(seconds=2))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def describe(self) -> str:
+        return "sqlite: ~/.local/share/videoq/videoq.db"
+
+
+def frozen_app(tmp_path: Path) -> RecordingApp:
+    settings = make_settings(tmp_path / "snap.db", sim_speed=20.0)
+    asyncio.run(prepare(settings))
+    runtime = Runtime.from_settings(settings)
+    runtime.store = FrozenStore(runtime.store)  # type: ignore[assignment]
+    return RecordingApp(runtime, clock=lambda: NOW)
+
+
+async def loaded(pilot: Pilot[Any]) -> None:
+    app = pilot.app
+    assert isinstance(app, RecordingApp)
+    await wait_for(pilot, lambda: app.table.row_count == len(ROWS), "the rows")
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> RecordingApp:
+    return frozen_app(tmp_path)
+
+
+def test_main_screen(snap_compare: Any, app: RecordingApp) -> None:
+    async def select_two(pilot: Pilot[Any]) -> None:
+        await loaded(pilot)
+        await pilot.press("down", "space", "space", "up")
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=select_two)
+
+
+def test_detail_screen(snap_compare: Any, app: RecordingApp) -> None:
+    async def open_detail(pilot: Pilot[Any]) -> None:
+        await loaded(pilot)
+        await pilot.press("down", "down", "enter")
+        screen = pilot.app.screen
+        await wait_for(pilot, lambda: getattr(screen, "history", None) is not None, "history")
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=open_detail)
+
+
+def test_new_task_form_with_a_field_error(snap_compare: Any, app: RecordingApp) -> None:
+    async def bad_request(pilot: Pilot[Any]) -> None:
+        await loaded(pilot)
+        await pilot.press("n", *"a cat", "tab", "tab", "enter", "down", "down", "enter", "ctrl+s")
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=bad_request)

@@ -1,0 +1,365 @@
+"""The dashboard: a live task table fed by the store's change feed, with the worker in-process.
+
+The table changes only when `store.changes()` delivers an event (a 1 s timer redraws ages, never
+data). Events are buffered and applied once per frame, in place. Every store or queue call runs in
+a Textual worker; failures of all of them land in one `on_worker_state_changed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import ClassVar
+
+from textual import on
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.timer import Timer
+from textual.widgets import Footer, Input
+from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
+
+from core.config import Settings
+from core.errors import VideoqError
+from core.models import Task, TaskChange, TaskStatus, utcnow
+from core.runtime import Runtime
+from core.store import FeedStatus
+from tui.cli import seed_demo
+from tui.screens.actions import DashboardActions
+from tui.screens.detail import DetailScreen
+from tui.widgets.commands import TaskCommands
+from tui.widgets.log_panel import LogPanel, PanelLogHandler
+from tui.widgets.status_header import HeaderInfo, StatusHeader
+from tui.widgets.task_book import TaskBook, can_cancel, can_retry
+from tui.widgets.task_table import TaskTable
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_LIMIT = 10_000
+TARGETED_ACTIONS = ("cancel", "retry", "retry_failed", "open_detail", "toggle_select", "clear")
+WORKER_NAMES = {"feed": "live feed", "engine": "worker", "boot": "start-up"}
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The rows loaded right after the feed (re)subscribed."""
+
+    rows: list[Task]
+    complete: bool
+
+
+@dataclass
+class FlushStats:
+    """How the coalesced updates went (read by bench/dashboard.py)."""
+
+    flushes: int = 0
+    events: int = 0
+    seconds: float = 0.0
+    slowest: float = 0.0
+    syncs: int = 0
+
+
+class VideoqApp(DashboardActions):
+    """The videoq dashboard over one Runtime, which it opens on start and closes on exit."""
+
+    # Absolute, so subclasses (tests, bench) defined elsewhere find it too.
+    CSS_PATH = Path(__file__).with_name("app.tcss")
+    TITLE = "videoq"
+    COMMANDS = App.COMMANDS | {TaskCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("1", "view('all')", "Views", key_display="1-4", id="view-all"),
+        Binding("2", "view('active')", "Active", show=False, id="view-active"),
+        Binding("3", "view('failed')", "Failed", show=False, id="view-failed"),
+        Binding("4", "view('finished')", "Finished", show=False, id="view-finished"),
+        Binding("slash", "filter", "Filter", key_display="/", id="filter"),
+        Binding("s", "cycle_sort", "Sort", id="sort"),
+        Binding("space", "toggle_select", "Select", id="select"),
+        Binding("c", "cancel", "Cancel", id="cancel"),
+        Binding("r", "retry", "Retry", id="retry"),
+        Binding("R", "retry_failed", "Retry failed", id="retry-failed"),
+        Binding("n", "new_task", "New", id="new-task"),
+        Binding("l", "toggle_log", "Log", id="toggle-log"),
+        Binding("escape", "clear", "Clear", show=False, id="clear"),
+        Binding("q", "quit", "Quit", id="quit"),
+    ]
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        demo: int = 0,
+        start_worker: bool = True,
+        clock: Callable[[], datetime] = utcnow,
+        log_handler: PanelLogHandler | None = None,
+        freeze_gc: bool = False,
+    ) -> None:
+        super().__init__()
+        self.runtime = runtime
+        self.demo = demo
+        self.start_worker = start_worker
+        self.clock = clock
+        self.log_handler = log_handler
+        self.freeze_gc = freeze_gc
+        self.book = TaskBook()
+        self.stats = FlushStats()
+        self._inbox: list[Snapshot | TaskChange] = []
+        self._flush_scheduled = False
+        self._stop = asyncio.Event()
+        self._opened = False
+        self._quitting = False
+        self._feed: Worker[None] | None = None
+        self._engine: Worker[None] | None = None
+        self._search_timer: Timer | None = None
+        self._jump_to: str | None = None
+        self._key_state: tuple[bool | None, ...] = ()
+        self._finished_per_minute = 0
+        self._table: TaskTable | None = None
+
+    def compose(self) -> ComposeResult:
+        yield StatusHeader(id="header")
+        yield Input(
+            placeholder="filter by id, prompt or error  (enter: keep, esc: clear)", id="search"
+        )
+        self._table = TaskTable(self.book, self.clock, id="tasks")
+        yield self._table
+        yield LogPanel(id="log-panel")
+        yield Footer()
+
+    @property
+    def table(self) -> TaskTable:
+        assert self._table is not None, "the table exists once the app is composed"
+        return self._table
+
+    def on_mount(self) -> None:
+        if self.log_handler is not None:
+            self.log_handler.attach(self.query_one(LogPanel))
+        self.table.focus()
+        self.show_header()
+        self.set_interval(1.0, self._tick)
+        self.run_worker(self._boot(), group="boot", exit_on_error=False)
+
+    async def on_unmount(self) -> None:
+        # Workers were cancelled on exit; let them unwind before their store is closed under them.
+        self._stop.set()
+        for worker in (self._engine, self._feed):
+            if worker is not None:
+                with suppress(WorkerCancelled, WorkerFailed):
+                    await worker.wait()
+        if self._opened:
+            try:
+                await self.runtime.close()
+            except VideoqError as exc:
+                log.warning("closing the store and queue failed: %s", exc.message)
+        if self.log_handler is not None:
+            self.log_handler.detach()
+
+    # --- the live feed -------------------------------------------------------------------
+
+    async def _boot(self) -> None:
+        self._opened = True  # so that closing undoes whatever part of opening succeeded
+        await self.runtime.open()
+        self._feed = self.run_worker(self._follow_feed(), group="feed", exit_on_error=False)
+        if self.start_worker:
+            engine = self.runtime.run_worker(self._stop)
+            self._engine = self.run_worker(engine, group="engine", exit_on_error=False)
+        self.show_header()
+        if self.demo:
+            await seed_demo(self.runtime, self.demo)
+            self.notify(f"{self.demo} demo tasks queued")
+
+    async def _follow_feed(self) -> None:
+        store = self.runtime.store
+        async for change in store.changes():
+            if change.op == "SYNC":
+                # Subscribed first, so nothing that happens after this snapshot can be missed.
+                rows = await store.list(limit=SNAPSHOT_LIMIT)
+                self._receive(Snapshot(rows, complete=len(rows) < SNAPSHOT_LIMIT))
+            else:
+                self._receive(change)
+
+    def _receive(self, item: Snapshot | TaskChange) -> None:
+        self._inbox.append(item)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.call_after_refresh(self._apply_inbox)
+
+    def _apply_inbox(self) -> None:
+        """Apply everything that arrived since the last frame, in one pass over the table."""
+        self._flush_scheduled = False
+        items, self._inbox = self._inbox, []
+        started = time.perf_counter()
+        changed: set[str] = set()
+        synced = False
+        for item in items:
+            if isinstance(item, Snapshot):
+                changed |= self.book.load_snapshot(item.rows, complete=item.complete)
+                synced = True
+            elif (task_id := self.book.apply(item)) is not None:
+                changed.add(task_id)
+        if synced:
+            self.book.prune_selection()
+            self.table.rebuild()
+            self.stats.syncs += 1
+            if self.freeze_gc:
+                # Thousands of long-lived rows make every full GC pass take 100-200 ms, which a
+                # key press would wait out; freezing moves them out of the collector's way.
+                gc.freeze()
+        elif changed:
+            self.table.apply(changed)
+        self._after_change(changed)
+        elapsed = time.perf_counter() - started
+        self.stats.flushes += 1
+        self.stats.events += len(items)
+        self.stats.seconds += elapsed
+        self.stats.slowest = max(self.stats.slowest, elapsed)
+
+    def _after_change(self, changed: set[str]) -> None:
+        if self._jump_to in changed and (row := self.table.index_of(self._jump_to)) is not None:
+            self.table.move_cursor(row)
+            self._jump_to = None
+        screen = self.screen
+        if isinstance(screen, DetailScreen) and screen.task_id in changed:
+            if (task := self.book.tasks.get(screen.task_id)) is not None:
+                screen.show_task(task)
+                self._load_detail(screen)
+        self.show_header()
+        self._refresh_keys()
+
+    def _refresh_keys(self) -> None:
+        """Redraw the footer only when a key's enabled state changed (a redraw is costly)."""
+        state = tuple(self.check_action(action, ()) for action in TARGETED_ACTIONS)
+        if state != self._key_state:
+            self._key_state = state
+            self.refresh_bindings()
+
+    # --- header and clock ----------------------------------------------------------------
+
+    def show_header(self) -> None:
+        store = self.runtime.store
+        self.query_one(StatusHeader).show(
+            HeaderInfo(
+                backend=store.describe(),
+                upstream=self.runtime.upstream.describe(),
+                worker=self._worker_state(),
+                feed=getattr(store, "feed", None) or FeedStatus(),
+                counts=self.book.counts,
+                finished_per_minute=self._finished_per_minute,
+                view=self.book.view.value,
+                sort=self.book.sort.name,
+                search=self.book.search,
+                selected=len(self.book.selected),
+                shown=self.table.row_count,
+                now=self.clock(),
+            )
+        )
+
+    def _worker_state(self) -> str:
+        if not self.start_worker:
+            return "not in this process"
+        if self._engine is None:
+            return "starting"
+        if not self._engine.is_finished:
+            return "draining" if self._stop.is_set() else "running"
+        return "stopped"
+
+    def _tick(self) -> None:
+        # Ages move with the clock; rows on screen redraw, unchanged ones from their cache.
+        self.table.refresh()
+        self._finished_per_minute = self.book.finished_within(self.clock())
+        self.show_header()
+
+    # --- which keys apply ----------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self._table is None or not self._table.is_mounted:
+            return True
+        if action == "cancel":
+            return True if any(can_cancel(t) for t in self._targets()) else None
+        if action == "retry":
+            return True if any(can_retry(t) for t in self._targets()) else None
+        if action == "retry_failed":
+            return True if self.table.shown_statuses[TaskStatus.FAILED] > 0 else None
+        if action in ("open_detail", "toggle_select"):
+            return True if self.table.cursor_task_id else None
+        if action == "clear":
+            return bool(self.book.search or self.book.selected or self.focused is self.search)
+        return True
+
+    @on(TaskTable.CursorMoved)
+    def _cursor_moved(self) -> None:
+        self._refresh_keys()
+
+    @on(TaskTable.Chosen)
+    def _row_chosen(self) -> None:
+        self.action_open_detail()
+
+    # --- quitting and failures -----------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        """Stop taking deliveries, let in-flight steps finish, then exit (q again: exit now)."""
+        engine = self._engine
+        if self._quitting or engine is None or engine.is_finished:
+            self.exit()
+            return
+        self._quitting = True
+        self._stop.set()
+        self.notify("finishing in-flight steps… (q again quits at once)")
+        self.show_header()
+
+        async def drain() -> None:
+            with suppress(WorkerCancelled, WorkerFailed):
+                await engine.wait()
+            self.exit()
+
+        self.run_worker(drain(), group="quit", exit_on_error=False)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place worker failures become notifications (and log lines)."""
+        worker = event.worker
+        if worker.group in WORKER_NAMES:
+            self.show_header()
+        if event.state is WorkerState.SUCCESS and worker.group == "engine" and not self._quitting:
+            self.notify("the worker stopped", severity="warning")
+        if event.state is not WorkerState.ERROR:
+            return
+        error = worker.error
+        what = WORKER_NAMES.get(worker.group, "action")
+        if isinstance(error, VideoqError):
+            log.warning("%s failed: %s", what, error.message)
+            message = error.message
+        else:
+            log.error("%s failed unexpectedly", what, exc_info=error)
+            message = f"{type(error).__name__}: {error}"
+        self.notify(f"{what} failed: {message}", severity="error", timeout=10)
+
+
+@contextmanager
+def logs_into(handler: logging.Handler) -> Iterator[None]:
+    """Send every log line to `handler` (not the terminal under the app) while the app runs."""
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers = [handler]
+    try:
+        yield
+    finally:
+        root.handlers = saved
+
+
+def run_dashboard(settings: Settings, demo: int = 0) -> int:
+    """Open the dashboard with the worker in this process; return the exit code."""
+    runtime = Runtime.from_settings(settings)
+    handler = PanelLogHandler(level=logging.getLevelName(settings.log_level))
+    # With QStash, deliveries arrive over HTTP at `videoq serve`; there is no worker to run here.
+    start_worker = not settings.uses_qstash
+    app = VideoqApp(
+        runtime, demo=demo, start_worker=start_worker, log_handler=handler, freeze_gc=True
+    )
+    with logs_into(handler):
+        app.run()
+    return app.return_code or 0

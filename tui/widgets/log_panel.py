@@ -1,0 +1,88 @@
+"""A collapsible panel for the in-process worker's log lines, and the handler that feeds it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+
+from textual.widgets import Collapsible, Log
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+PANEL_LINES = 1000
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+class LogPanel(Collapsible):
+    """The worker's log, folded away under one title line until the operator opens it."""
+
+    def __init__(self, **kwargs: object) -> None:
+        log = Log(max_lines=PANEL_LINES, id="log")
+        super().__init__(log, title="Worker log", collapsed=True, **kwargs)  # type: ignore[arg-type]
+        self.lines = 0
+        self.warnings = 0
+
+    def write(self, records: list[tuple[int, str]]) -> None:
+        """Append formatted records and keep the title's line and warning counts current."""
+        self.query_one("#log", Log).write_lines(line for _, line in records)
+        self.lines += len(records)
+        self.warnings += sum(1 for level, _ in records if level >= logging.WARNING)
+        warned = f", {plural(self.warnings, 'warning')}" if self.warnings else ""
+        self.title = f"Worker log ({plural(self.lines, 'line')}{warned})"
+
+
+class PanelLogHandler(logging.Handler):
+    """Hands log records to a LogPanel from any thread, batched, never touching the terminal."""
+
+    def __init__(self, level: int = logging.INFO, buffer: int = PANEL_LINES) -> None:
+        super().__init__(level)
+        self.setFormatter(logging.Formatter(LOG_FORMAT, "%H:%M:%S"))
+        self._pending: deque[tuple[int, str]] = deque(maxlen=buffer)
+        self._guard = threading.Lock()
+        self._panel: LogPanel | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._scheduled = False
+
+    def attach(self, panel: LogPanel) -> None:
+        """Start delivering to `panel`; call from the app's event loop."""
+        self._panel = panel
+        self._loop = asyncio.get_running_loop()
+        self._schedule()
+
+    def detach(self) -> None:
+        self._panel = None
+        self._loop = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:  # logging must never raise into the code that logged
+            self.handleError(record)
+            return
+        with self._guard:
+            self._pending.append((record.levelno, line))
+        self._schedule()
+
+    def _schedule(self) -> None:
+        with self._guard:
+            if self._scheduled or self._loop is None or not self._pending:
+                return
+            self._scheduled = True
+            loop = self._loop
+        try:
+            loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:
+            # The app's loop has closed: keep the lines buffered and stop scheduling.
+            self.detach()
+
+    def _deliver(self) -> None:
+        with self._guard:
+            records = list(self._pending)
+            self._pending.clear()
+            self._scheduled = False
+        if self._panel is not None and records and self._panel.is_mounted:
+            self._panel.write(records)
