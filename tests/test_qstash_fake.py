@@ -6,7 +6,6 @@ import asyncio
 import base64
 import hashlib
 import math
-from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import jwt
@@ -24,6 +23,7 @@ from tests.fakes.qstash import (
     DeliveryReceiver,
     FakeQStash,
 )
+from tests.fakes.qstash.fixtures import fake_fixture, receiver_fixture, sdk_fixture  # noqa: F401
 from tests.fakes.qstash.wire import (
     RetryDelay,
     default_backoff,
@@ -35,25 +35,6 @@ from tests.fakes.qstash.wire import (
 BODY = b'{"task_id":"t1","attempt":1,"step":"submit","seq":1}'
 # A receiver port nobody listens on: deliveries to it fail with a connection error.
 CLOSED_PORT_URL = "http://127.0.0.1:9/worker"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeQStash]:
-    with FakeQStash(time_scale=0.001) as qstash:
-        yield qstash
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[DeliveryReceiver]:
-    async with DeliveryReceiver() as rx:
-        yield rx
-
-
-@pytest.fixture
-async def sdk(fake: FakeQStash) -> AsyncIterator[AsyncQStash]:
-    client = AsyncQStash(DEV_TOKEN, base_url=fake.url, retry=False)
-    yield client
-    await client.http._client.aclose()
 
 
 def statuses(status_codes: list[int]) -> DeliveryHandler:

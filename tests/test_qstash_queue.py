@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from qstash import AsyncQStash
@@ -14,6 +14,7 @@ from core.models import WorkMessage
 from core.queue import Delivery, DeliveryResult
 from core.queue.qstash import QStashQueue
 from tests.fakes.qstash import DEV_TOKEN, DeliveryReceiver, FakeQStash
+from tests.fakes.qstash.fixtures import fake_fixture, receiver_fixture, sdk_fixture  # noqa: F401
 
 BAD_TOKEN = "eyJVc2VySUQiOiJub2JvZHkiLCJQYXNzd29yZCI6InNlY3JldC10b2tlbi12YWx1ZSJ9"
 
@@ -23,30 +24,11 @@ def step(task_id: str = "t1", seq: int = 1, attempt: int = 1) -> WorkMessage:
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeQStash]:
-    with FakeQStash(time_scale=0.001) as qstash:
-        yield qstash
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[DeliveryReceiver]:
-    async with DeliveryReceiver() as rx:
-        yield rx
-
-
-@pytest.fixture
 async def queue(fake: FakeQStash, receiver: DeliveryReceiver) -> AsyncIterator[QStashQueue]:
     q = QStashQueue(DEV_TOKEN, receiver.url, base_url=fake.url)
     await q.open()
     yield q
     await q.close()
-
-
-@pytest.fixture
-async def sdk(fake: FakeQStash) -> AsyncIterator[AsyncQStash]:
-    client = AsyncQStash(DEV_TOKEN, base_url=fake.url, retry=False)
-    yield client
-    await client.http._client.aclose()
 
 
 async def test_a_step_is_delivered_signed_with_its_exact_bytes(

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,7 +15,13 @@ from starlette.routing import Route
 from core.errors import SignatureError
 from core.queue import Delivery, DeliveryHandler, DeliveryResult
 from core.signing import verify
-from tests.fakes.qstash.loopback import LoopbackServer, bind_loopback
+from tests.fakes.loopback import (
+    UvicornServer,
+    bind_loopback,
+    serve_started,
+    uvicorn_config,
+    wait_until,
+)
 from tests.fakes.qstash.server import DEV_CURRENT_SIGNING_KEY, DEV_NEXT_SIGNING_KEY
 
 
@@ -66,7 +70,7 @@ class DeliveryReceiver:
         self.path = path
         self.url = ""
         self.received: list[Received] = []
-        self._server: LoopbackServer | None = None
+        self._server: UvicornServer | None = None
         self._serving: asyncio.Task[None] | None = None
 
     def set_handler(self, handler: DeliveryHandler) -> None:
@@ -77,17 +81,8 @@ class DeliveryReceiver:
         sock = bind_loopback()
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}{self.path}"
         app = Starlette(routes=[Route(self.path, self._deliver, methods=["POST"])])
-        config = uvicorn.Config(
-            app, log_config=None, log_level="warning", lifespan="off", access_log=False,
-            timeout_graceful_shutdown=1,
-        )  # fmt: skip
-        self._server = LoopbackServer(config)
-        self._serving = asyncio.create_task(self._server.serve(sockets=[sock]))
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if self._serving.done() or time.monotonic() > deadline:
-                raise RuntimeError("the delivery receiver did not start")
-            await asyncio.sleep(0.005)
+        self._server = UvicornServer(uvicorn_config(app))
+        self._serving = await serve_started(self._server, sock, "the delivery receiver")
         return self
 
     async def stop(self) -> None:
@@ -118,11 +113,7 @@ class DeliveryReceiver:
         self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "deliveries"
     ) -> None:
         """Wait until `predicate()` holds; TimeoutError after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-            await asyncio.sleep(0.005)
+        await wait_until(predicate, timeout, what)
 
     async def _deliver(self, request: Request) -> Response:
         body = await request.body()  # the raw bytes, before any parsing

@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import hmac
 import json
 import logging
 import secrets
-import socket
 import string
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from tests.fakes.loopback import LoopbackServer, wait_until
 from tests.fakes.qstash.engine import Attempt, Engine, FlowGate, Message, State
-from tests.fakes.qstash.loopback import LoopbackServer, bind_loopback
 from tests.fakes.qstash.publish import BadPublish, parse_publish
 
 DEV_TOKEN = "eyJVc2VySUQiOiJkZWZhdWx0VXNlciIsIlBhc3N3b3JkIjoiZGVmYXVsdFBhc3N3b3JkIn0="
@@ -71,36 +68,25 @@ class FakeQStash:
         self.state = State(token, current_signing_key, next_signing_key, dedup_window)
         self.time_scale = time_scale
         self.delivery_timeout = delivery_timeout
-        self.url = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._server: LoopbackServer | None = None
         self._engine: Engine | None = None
+        self._server = LoopbackServer("fake-qstash", self._running, on_stop=self._cancel_deliveries)
 
     # Life cycle.
+
+    @property
+    def url(self) -> str:
+        """http://127.0.0.1:<port>, or "" before start()."""
+        return self._server.url
 
     def start(self) -> FakeQStash:
         """Serve on 127.0.0.1 (port chosen by the OS) from a background thread."""
         logging.getLogger("uvicorn.error").addFilter(_quiet_drops)
-        sock = bind_loopback()
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        ready = threading.Event()
-        self._thread = threading.Thread(
-            target=self._thread_main, args=(sock, ready), name="fake-qstash", daemon=True
-        )
-        self._thread.start()
-        if not ready.wait(15):
-            raise RuntimeError("the fake QStash did not start")
+        self._server.start()
         return self
 
     def stop(self) -> None:
         """Cancel pending deliveries, stop serving and wait for the thread."""
-        if self._loop is None or self._thread is None:
-            return
-        if self._loop.is_running():
-            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
-        self._thread.join(10)
-        self._loop = None
+        self._server.stop()
 
     def __enter__(self) -> FakeQStash:
         return self.start()
@@ -108,37 +94,19 @@ class FakeQStash:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def _thread_main(self, sock: socket.socket, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve(sock, ready))
-        finally:
-            loop.close()
-
-    async def _serve(self, sock: socket.socket, ready: threading.Event) -> None:
+    @contextlib.asynccontextmanager
+    async def _running(self) -> AsyncIterator[Starlette]:
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
         async with httpx.AsyncClient(limits=limits, trust_env=False) as client:
             self._engine = Engine(self.state, client, self.time_scale, self.delivery_timeout)
-            config = uvicorn.Config(
-                self._app(), log_config=None, log_level="warning", lifespan="off",
-                access_log=False, timeout_graceful_shutdown=1,
-            )  # fmt: skip
-            self._server = LoopbackServer(config)
-            serving = asyncio.create_task(self._server.serve(sockets=[sock]))
-            while not self._server.started and not serving.done():
-                await asyncio.sleep(0.005)
-            ready.set()
             try:
-                await serving
+                yield self._app()
             finally:
                 await self._engine.shutdown()
 
-    async def _shutdown(self) -> None:
+    async def _cancel_deliveries(self) -> None:
         if self._engine is not None:
             await self._engine.shutdown()
-        if self._server is not None:
-            self._server.request_exit()
 
     def _app(self) -> Starlette:
         return Starlette(
@@ -246,11 +214,7 @@ class FakeQStash:
         self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "the fake"
     ) -> None:
         """Wait until `predicate()` holds; TimeoutError after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-            await asyncio.sleep(0.005)
+        await wait_until(predicate, timeout, what)
 
     # The REST API.
 

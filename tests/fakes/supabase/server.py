@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-from collections.abc import Coroutine
-from concurrent.futures import Future
+import contextlib
+from collections.abc import AsyncIterator
 from importlib.resources import files
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
-import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
+from tests.fakes.loopback import LoopbackServer
 from tests.fakes.supabase.pool import Pool
 from tests.fakes.supabase.postgres import PostgresServer
 from tests.fakes.supabase.realtime import RealtimeHub
 from tests.fakes.supabase.rest import RestApi
 from tests.fakes.supabase.tokens import JWT_SECRET, make_token
-
-T = TypeVar("T")
 
 _CAPTURE_SQL = """
 do $$
@@ -58,11 +54,10 @@ class FakeSupabase:
         self.service_role_key = make_token(
             "service_role", secret=jwt_secret, expires_in=10 * 365 * 86400
         )
-        self.url = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._server: uvicorn.Server | None = None
         self.hub: RealtimeHub | None = None
+        self._server = LoopbackServer(
+            "fake-supabase", self._running, nodelay=True, start_timeout=30, ws="websockets-sansio"
+        )
         self.execute_sql(shim_sql())
 
     def user_token(self, sub: str, expires_in: float = 3600.0) -> str:
@@ -75,7 +70,7 @@ class FakeSupabase:
             conn.execute(text)  # type: ignore[arg-type]
             conn.execute(_CAPTURE_SQL)  # type: ignore[arg-type]
         if self.hub is not None:
-            self._call(self._forget_meta())
+            self._server.call(self._forget_meta())
 
     def reset(self, *tables: str) -> None:
         """Empty `tables` (no row triggers fire, so no Realtime events); undo every fault hook."""
@@ -83,7 +78,7 @@ class FakeSupabase:
         with psycopg.connect(self.postgres.conninfo(), autocommit=True) as conn:
             conn.execute(f"truncate {names} restart identity cascade")  # type: ignore[arg-type]
         if self.hub is not None:
-            self._call(self._restore_defaults())
+            self._server.call(self._restore_defaults())
 
     async def _restore_defaults(self) -> None:
         assert self.hub is not None
@@ -97,30 +92,21 @@ class FakeSupabase:
         assert self.hub is not None
         self.hub.catalog.forget()
 
+    @property
+    def url(self) -> str:
+        """http://127.0.0.1:<port>, or "" before start()."""
+        return self._server.url
+
     def start(self) -> None:
         """Serve on 127.0.0.1 (port chosen by the OS) from a background thread."""
-        # proto=IPPROTO_TCP makes asyncio set TCP_NODELAY on accepted sockets (else +40 ms).
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        ready = threading.Event()
-        self._thread = threading.Thread(
-            target=self._thread_main, args=(sock, ready), name="fake-supabase", daemon=True
-        )
-        self._thread.start()
-        if not ready.wait(30):
-            raise RuntimeError("the fake Supabase did not start")
+        self._server.start()
 
-    def _thread_main(self, sock: socket.socket, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve(sock, ready))
-        finally:
-            loop.close()
+    def stop(self) -> None:
+        """Stop serving and wait for the thread (the database is stopped by its owner)."""
+        self._server.stop()
 
-    async def _serve(self, sock: socket.socket, ready: threading.Event) -> None:
+    @contextlib.asynccontextmanager
+    async def _running(self) -> AsyncIterator[Starlette]:
         pool = Pool(self.postgres.conninfo(user="authenticator"), size=24)
         admin = Pool(self.postgres.conninfo(), size=4, autocommit=True)
         hub = RealtimeHub(pool, admin, self.jwt_secret)
@@ -128,92 +114,68 @@ class FakeSupabase:
         self.hub = hub
         rest = RestApi(pool, self.jwt_secret, self.max_rows)
         methods = ["GET", "HEAD", "POST", "PATCH", "DELETE"]
-        app = Starlette(
-            routes=[
-                Route("/rest/v1/rpc/{function}", rest.rpc, methods=["POST"]),
-                Route("/rest/v1/{table}", rest.table, methods=methods),
-                WebSocketRoute("/realtime/v1/websocket", hub.endpoint),
-                WebSocketRoute("/socket/websocket", hub.endpoint),
-            ]
-        )
-        config = uvicorn.Config(
-            app, log_level="warning", ws="websockets-sansio", lifespan="off",
-            access_log=False, timeout_graceful_shutdown=1,
-        )  # fmt: skip
-        self._server = uvicorn.Server(config)
-        serving = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started and not serving.done():
-            await asyncio.sleep(0.01)
-        ready.set()
         try:
-            await serving
+            yield Starlette(
+                routes=[
+                    Route("/rest/v1/rpc/{function}", rest.rpc, methods=["POST"]),
+                    Route("/rest/v1/{table}", rest.table, methods=methods),
+                    WebSocketRoute("/realtime/v1/websocket", hub.endpoint),
+                    WebSocketRoute("/socket/websocket", hub.endpoint),
+                ]
+            )
         finally:
             await hub.stop()
             await pool.close()
             await admin.close()
 
-    def stop(self) -> None:
-        """Stop serving and wait for the thread (the database is stopped by its owner)."""
-        if self._loop is None or self._server is None or self._thread is None:
-            return
-        self._loop.call_soon_threadsafe(setattr, self._server, "should_exit", True)
-        self._thread.join(15)
-
     # Fault hooks. The coroutine versions run on the fake's loop and never block the caller's.
-
-    def _submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
-        assert self._loop is not None, "start() the fake first"
-        return asyncio.run_coroutine_threadsafe(coro, self._loop)
-
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self._submit(coro).result(10)
 
     async def drop_sockets(self, code: int = 1011) -> int:
         """Close every Realtime client socket abnormally; returns how many were open."""
         assert self.hub is not None
-        return await asyncio.wrap_future(self._submit(self.hub.drop_sockets(code)))
+        return await asyncio.wrap_future(self._server.submit(self.hub.drop_sockets(code)))
 
     async def inject_system_error(self, message: str = "Too many database timeouts") -> int:
         """Send a postgres_changes `system` error to every live channel (the server keeps it)."""
         assert self.hub is not None
-        return await asyncio.wrap_future(self._submit(self.hub.inject_system_error(message)))
+        return await asyncio.wrap_future(self._server.submit(self.hub.inject_system_error(message)))
 
     def pause_delivery(self) -> None:
         """Hold changes back (they queue up) until resume_delivery()."""
-        assert self._loop is not None and self.hub is not None
-        self._loop.call_soon_threadsafe(self.hub.flowing.clear)
+        assert self.hub is not None
+        self._server.call_soon(self.hub.flowing.clear)
 
     def resume_delivery(self) -> None:
-        assert self._loop is not None and self.hub is not None
-        self._loop.call_soon_threadsafe(self.hub.flowing.set)
+        assert self.hub is not None
+        self._server.call_soon(self.hub.flowing.set)
 
     def refuse_connections(self, count: int) -> None:
         """Deny the next `count` websocket handshakes with HTTP 500."""
-        assert self._loop is not None and self.hub is not None
-        self._loop.call_soon_threadsafe(setattr, self.hub, "refuse_connections", count)
+        assert self.hub is not None
+        self._server.call_soon(setattr, self.hub, "refuse_connections", count)
 
     def set_subscribe_delay(self, seconds: float) -> None:
         """Wait this long between the join reply and "Subscribed to PostgreSQL"."""
-        assert self._loop is not None and self.hub is not None
-        self._loop.call_soon_threadsafe(setattr, self.hub, "subscribe_delay", seconds)
+        assert self.hub is not None
+        self._server.call_soon(setattr, self.hub, "subscribe_delay", seconds)
 
     def set_max_record_bytes(self, limit: int) -> None:
         """Rows larger than this come truncated with `errors: ["Error 413: ..."]`."""
-        assert self._loop is not None and self.hub is not None
-        self._loop.call_soon_threadsafe(setattr, self.hub, "max_record_bytes", limit)
+        assert self.hub is not None
+        self._server.call_soon(setattr, self.hub, "max_record_bytes", limit)
 
     def sent_frames(self) -> list[dict[str, Any]]:
         """A copy of every frame the Realtime side has sent so far."""
         assert self.hub is not None
-        return self._call(_copy(self.hub.frames))
+        return self._server.call(_copy(self.hub.frames))
 
     def clear_frames(self) -> None:
         assert self.hub is not None
-        self._call(_clear(self.hub.frames))
+        self._server.call(_clear(self.hub.frames))
 
     def connected_sockets(self) -> int:
         assert self.hub is not None
-        return self._call(_count(self.hub.sockets))
+        return self._server.call(_count(self.hub.sockets))
 
 
 async def _copy(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:

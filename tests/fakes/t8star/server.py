@@ -9,21 +9,21 @@ neither ever reaches an error message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.fakes.loopback import LoopbackServer, wait_until
 from tests.fakes.t8star.jobs import (
     DEFAULT_KEY,
     GENERATIONS,
@@ -63,42 +63,25 @@ class FakeT8Star:
     def __init__(self, api_keys: tuple[str, ...] = (DEFAULT_KEY,)) -> None:
         self._state = _State(keys=set(api_keys))
         self._lock = threading.Lock()
-        self._url = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._server: uvicorn.Server | None = None
         self._stopping: asyncio.Event | None = None
+        self._server = LoopbackServer(
+            "fake-t8star", self._running, on_stop=self._cut_slow_answers_short
+        )
 
     # Life cycle.
 
     @property
     def base_url(self) -> str:
-        return self._url
+        return self._server.url
 
     def start(self) -> FakeT8Star:
         """Serve on 127.0.0.1 (port chosen by the OS) from a background thread."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self._url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        ready = threading.Event()
-        self._thread = threading.Thread(
-            target=self._thread_main, args=(sock, ready), name="fake-t8star", daemon=True
-        )
-        self._thread.start()
-        if not ready.wait(15):
-            raise RuntimeError("the fake T8Star did not start")
+        self._server.start()
         return self
 
     def stop(self) -> None:
         """Cut slow answers short, stop serving and wait for the thread."""
-        loop, server, stopping = self._loop, self._server, self._stopping
-        if loop is None or self._thread is None or server is None or stopping is None:
-            return
-        loop.call_soon_threadsafe(stopping.set)
-        server.should_exit = True
-        self._thread.join(10)
-        self._loop = None
+        self._server.stop()
 
     def __enter__(self) -> FakeT8Star:
         return self.start()
@@ -106,32 +89,19 @@ class FakeT8Star:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def _thread_main(self, sock: socket.socket, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve(sock, ready))
-        finally:
-            loop.close()
-
-    async def _serve(self, sock: socket.socket, ready: threading.Event) -> None:
+    @contextlib.asynccontextmanager
+    async def _running(self) -> AsyncIterator[Starlette]:
         self._stopping = asyncio.Event()
-        app = Starlette(
+        yield Starlette(
             routes=[
                 Route(GENERATIONS, self._submit, methods=["POST"]),
                 Route(GENERATIONS + "/{task_id:path}", self._status, methods=["GET"]),
             ]
         )
-        config = uvicorn.Config(
-            app, log_config=None, log_level="warning", lifespan="off", access_log=False,
-            timeout_graceful_shutdown=1,
-        )  # fmt: skip
-        self._server = uvicorn.Server(config)
-        serving = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started and not serving.done():
-            await asyncio.sleep(0.005)
-        ready.set()
-        await serving
+
+    async def _cut_slow_answers_short(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()
 
     # Scripting (callable from any thread).
 
@@ -201,11 +171,7 @@ class FakeT8Star:
         self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "the fake"
     ) -> None:
         """Wait until `predicate()` holds; TimeoutError after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-            await asyncio.sleep(0.005)
+        await wait_until(predicate, timeout, what)
 
     # The API.
 
