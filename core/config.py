@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_T8STAR_URL = "https://ai.t8star.cn"
 WORKER_PATH = "/api/v1/internal/video-worker"
+JWKS_PATH = "/auth/v1/.well-known/jwks.json"
 
 
 def default_db_path() -> Path:
@@ -68,6 +69,11 @@ class Settings(BaseSettings):
     )
     """Seconds between two passes of the reconciler, which re-publishes lost steps."""
 
+    speedup: float = Field(1.0, gt=0, le=100_000, validation_alias=_env("VIDEOQ_SPEEDUP"))
+    """How many times faster the worker's poll schedule, deadlines and reconciler run (tests and
+    demos against a fast upstream fake; keep 1 in production, use VIDEOQ_SIM_SPEED with the
+    simulator)."""
+
     signature_leeway: float = Field(
         5.0, ge=0, le=60, validation_alias=_env("VIDEOQ_SIGNATURE_LEEWAY")
     )
@@ -105,6 +111,12 @@ class Settings(BaseSettings):
     )
     """Secret that verifies users' Supabase JWTs (HS256) for the task API."""
 
+    supabase_jwks_url: str | None = Field(None, validation_alias=_env("SUPABASE_JWKS_URL"))
+    """JWKS that verifies users' asymmetric Supabase JWTs (default: derived from SUPABASE_URL)."""
+
+    cors_origins: str = Field("", validation_alias=_env("VIDEOQ_CORS_ORIGINS"))
+    """Comma-separated browser origins allowed to call the task API (empty: none)."""
+
     secret_key: SecretStr | None = Field(None, validation_alias=_env("VIDEOQ_SECRET_KEY"))
     """Server secret that encrypts users' own upstream keys (BYOK) at rest."""
 
@@ -130,6 +142,15 @@ class Settings(BaseSettings):
     def worker_url(self) -> str:
         """The URL deliveries are addressed (and signed) to."""
         return self.public_url + WORKER_PATH
+
+    @property
+    def jwks_url(self) -> str | None:
+        """Where the project's public JWT keys are published, if known."""
+        if self.supabase_jwks_url:
+            return self.supabase_jwks_url
+        if self.supabase_url:
+            return self.supabase_url.rstrip("/") + JWKS_PATH
+        return None
 
     @property
     def uses_simulator(self) -> bool:

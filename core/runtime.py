@@ -73,11 +73,12 @@ class Runtime:
     reconciler: Reconciler = field(init=False)
 
     def __post_init__(self) -> None:
-        scale = self.upstream.time_scale
+        scale = self.upstream.time_scale * self.settings.speedup
         timing = WorkerTiming(
             schedule=PollSchedule(self.settings.poll_min_interval, self.settings.poll_max_interval),
             deadline=self.settings.task_deadline,
             step_timeout=self.settings.step_timeout,
+            speedup=self.settings.speedup,
         )
         self.worker = Worker(self.store, self.queue, self.upstream, self.keys, timing, self.key_box)
         self.service = TaskService(self.store, self.queue, self.key_box)

@@ -27,6 +27,9 @@ from core.store import Expect, TaskStore
 log = logging.getLogger(__name__)
 
 MAX_LIST_LIMIT = 1000
+# History note on the event that queued an attempt with the user's own upstream key (BYOK); the
+# key itself is erased when the task ends, this note says a retry needs it again.
+OWN_KEY_NOTE = "with the user's own upstream key"
 
 # What a retry clears: the previous attempt's upstream job and result.
 _RETRY_RESET: dict[str, Any] = {
@@ -70,14 +73,14 @@ class TaskService:
     ) -> Task:
         """Store a validated request as a queued task and publish its first step."""
         task = Task.new(request, user_id=user_id, provider=provider)
-        if upstream_api_key:
-            if self.key_box is None:
-                raise InvalidState(
-                    "this server cannot keep your own upstream key: VIDEOQ_SECRET_KEY is not set"
-                )
-            task.upstream_key_ciphertext = self.key_box.seal(upstream_api_key)
+        task.upstream_key_ciphertext = self._seal(upstream_api_key)
         event = TaskEvent(
-            task_id=task.id, kind="transition", attempt=1, to_status=TaskStatus.QUEUED, actor=actor
+            task_id=task.id,
+            kind="transition",
+            attempt=1,
+            to_status=TaskStatus.QUEUED,
+            actor=actor,
+            detail=OWN_KEY_NOTE if upstream_api_key else None,
         )
         task = await self.store.insert(task, event)
         log.info(
@@ -117,8 +120,15 @@ class TaskService:
             await self._drop_message(task)
         return updated
 
-    async def retry(self, task_id: str, *, actor: str = "cli", user_id: str | None = None) -> Task:
-        """Queue a failed or cancelled task again as a new attempt."""
+    async def retry(
+        self,
+        task_id: str,
+        *,
+        actor: str = "cli",
+        user_id: str | None = None,
+        upstream_api_key: str | None = None,
+    ) -> Task:
+        """Queue a failed or cancelled task again as a new attempt (optionally with a BYOK key)."""
         task = await self.get(task_id, user_id=user_id)
         if task.status not in RETRYABLE:
             raise InvalidState(
@@ -126,14 +136,20 @@ class TaskService:
                 "only failed or cancelled tasks can be retried"
             )
         changes = dict(
-            _RETRY_RESET, status=TaskStatus.QUEUED, attempt=task.attempt + 1, queued_at=utcnow()
+            _RETRY_RESET,
+            status=TaskStatus.QUEUED,
+            attempt=task.attempt + 1,
+            queued_at=utcnow(),
+            upstream_key_ciphertext=self._seal(upstream_api_key),
         )
         event = _action(task, TaskStatus.QUEUED, actor, attempt=task.attempt + 1)
+        if upstream_api_key:
+            event.detail = OWN_KEY_NOTE
         updated = await self.store.update(
             task.id, Expect(frozenset({task.status}), task.attempt), changes, event
         )
         if updated is None:
-            return await self._raced(task_id, "retry", actor, user_id)
+            return await self._raced(task_id, "retry", actor, user_id, upstream_api_key)
         log.info(
             "task %s: %s -> queued by %s (attempt %d)", task.id, task.status, actor, updated.attempt
         )
@@ -189,18 +205,41 @@ class TaskService:
         expect = Expect(frozenset({TaskStatus.QUEUED}), task.attempt)
         return await self.store.update(task.id, expect, {"message_id": message_id}) or task
 
-    async def _raced(self, task_id: str, action: str, actor: str, user_id: str | None) -> Task:
+    def _seal(self, upstream_api_key: str | None) -> str | None:
+        if not upstream_api_key:
+            return None
+        if self.key_box is None:
+            raise InvalidState(
+                "this server cannot keep your own upstream key: VIDEOQ_SECRET_KEY is not set"
+            )
+        return self.key_box.seal(upstream_api_key)
+
+    async def _raced(
+        self,
+        task_id: str,
+        action: str,
+        actor: str,
+        user_id: str | None,
+        upstream_api_key: str | None = None,
+    ) -> Task:
         # The row moved between our read and our write; decide again on the fresh row.
         log.info("task %s: %s by %s raced another change, trying again", task_id, action, actor)
         if action == "cancel":
             return await self.cancel(task_id, actor=actor, user_id=user_id)
-        return await self.retry(task_id, actor=actor, user_id=user_id)
+        return await self.retry(
+            task_id, actor=actor, user_id=user_id, upstream_api_key=upstream_api_key
+        )
 
     async def _drop_message(self, task: Task) -> None:
         try:
             await self.queue.cancel(task.message_id or "")
         except QueueError as exc:
             log.debug("task %s: pending message not dropped: %s", task.id, exc.message)
+
+
+def used_own_key(history: Collection[TaskEvent]) -> bool:
+    """Whether the task was ever queued with the user's own upstream key (see OWN_KEY_NOTE)."""
+    return any(event.detail == OWN_KEY_NOTE for event in history)
 
 
 def _action(task: Task, to: TaskStatus, actor: str, attempt: int | None = None) -> TaskEvent:

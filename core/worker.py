@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from core import signing
 from core.errors import QueueError, SignatureError, UpstreamError, VideoqError
+from core.metrics import Histogram
 from core.models import Task, TaskEvent, TaskStatus, WorkMessage, utcnow
 from core.queue import Delivery, DeliveryResult, Queue
 from core.schedule import PollSchedule
@@ -60,7 +61,9 @@ class WorkerStats:
 
     deliveries: dict[str, int] = field(default_factory=dict)
     upstream_calls: int = 0
+    upstream_errors: int = 0
     upstream_seconds: float = 0.0
+    upstream_latency: Histogram = field(default_factory=Histogram)
 
     def count(self, outcome: str) -> None:
         self.deliveries[outcome] = self.deliveries.get(outcome, 0) + 1
@@ -214,6 +217,10 @@ class Worker:
     # -- poll ---------------------------------------------------------------------------------
 
     async def _poll(self, task: Task, seq: int) -> DeliveryResult:
+        if task.status is TaskStatus.RUNNING and seq == task.polls + 2:
+            # The previous poll publishes this message before it writes its row; a short delay
+            # can deliver it first. Ask again shortly rather than drop it as stale.
+            return DeliveryResult(503, retry_after=1.0, reason="previous poll not recorded yet")
         if task.status is not TaskStatus.RUNNING or seq != task.polls + 1:
             return ACK
         if self._past_deadline(task.started_at or task.queued_at):
@@ -348,9 +355,14 @@ class Worker:
         started = time.perf_counter()
         try:
             return await awaitable
+        except UpstreamError:
+            self.stats.upstream_errors += 1
+            raise
         finally:
+            elapsed = time.perf_counter() - started
             self.stats.upstream_calls += 1
-            self.stats.upstream_seconds += time.perf_counter() - started
+            self.stats.upstream_seconds += elapsed
+            self.stats.upstream_latency.observe(elapsed)
 
     async def _publish_quietly(self, message: WorkMessage, delay: float) -> None:
         try:

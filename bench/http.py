@@ -1,0 +1,268 @@
+"""The HTTP service in the cloud shape: QStash messages per task, deliveries per second.
+
+    uv run python bench/http.py [--tasks 200] [--concurrency 32] [--speedup 10]
+
+Everything runs on loopback: the service in this process (uvicorn), the QStash and T8Star fakes in
+threads, SQLite as the store; the HTTP client shares the process (and its cores). Four tables:
+
+1. messages per task: simulated jobs of known length (the fakes' clocks run `--speedup` times
+   faster than real time, QStash delays stay whole seconds), counted the way QStash bills them:
+   every publish plus every redelivery;
+2. deliveries per second straight into the worker endpoint (signed requests, no QStash), per step;
+3. POST /generate alone: JWT check, validation, SQLite insert, QStash publish;
+4. end to end: how fast POST /generate answers (store insert + QStash publish), then tasks and
+   deliveries per second through the QStash fake.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named http.py: its own folder must not stay first on the path, or it would stand
+# in for the standard library's `http` package. The project root takes its place.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import os  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Awaitable, Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+import httpx  # noqa: E402
+
+from core import signing  # noqa: E402
+from core.config import WORKER_PATH, Settings  # noqa: E402
+from core.models import TaskStatus, VideoRequest, WorkMessage  # noqa: E402
+from core.runtime import Runtime  # noqa: E402
+from core.upstream.t8star import T8StarUpstream  # noqa: E402
+from tests.engine import KEY  # noqa: E402
+from tests.fakes.qstash import DEV_CURRENT_SIGNING_KEY, DEV_NEXT_SIGNING_KEY, DEV_TOKEN  # noqa: E402
+from tests.fakes.t8star import DEFAULT_KEY, FakeT8Star, JobScript  # noqa: E402
+from tests.http_support import (  # noqa: E402
+    JWT_SECRET,
+    RecordingQStash,
+    bearer,
+    hand_runtime,
+    in_process,
+    loopback_socket,
+)
+
+JOBS = [  # (label, request, real job length in seconds of the upstream's clock)
+    ("sora-2 10s, 2 min", {"prompt": "p", "duration": 10}, 120.0),
+    ("sora-2 15s, 4 min", {"prompt": "p", "duration": 15}, 240.0),
+    ("sora-2 10s, 3 min (slow)", {"prompt": "p", "duration": 10}, 180.0),
+    ("sora-2-pro 25s, 7 min", {"prompt": "p", "duration": 25, "model": "sora-2-pro"}, 420.0),
+]
+
+
+def cloud_settings(db: Path, sock: Any, qstash_url: str, t8_url: str, **extra: Any) -> Settings:
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        db_path=db,
+        public_url=f"http://127.0.0.1:{sock.getsockname()[1]}",
+        qstash_token=DEV_TOKEN,
+        qstash_url=qstash_url,
+        qstash_current_signing_key=DEV_CURRENT_SIGNING_KEY,
+        qstash_next_signing_key=DEV_NEXT_SIGNING_KEY,
+        t8star_api_key=DEFAULT_KEY,
+        t8star_base_url=t8_url,
+        reconcile_interval=0.5,
+        task_deadline=1e6,
+        **extra,
+    )
+
+
+async def wait_terminal(runtime: Runtime, timeout: float) -> None:
+    """Wait until no task is queued or running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = await runtime.store.count_by_status()
+        if sum(counts.get(s, 0) for s in (TaskStatus.QUEUED, TaskStatus.RUNNING)) == 0:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"tasks not finished after {timeout}s: {counts}")
+        await asyncio.sleep(0.05)
+
+
+async def messages_per_task(speedup: float, per_class: int) -> list[tuple[str, ...]]:
+    rows = []
+    fakes = FakeT8Star(), RecordingQStash(time_scale=1.0), tempfile.TemporaryDirectory()
+    with fakes[0] as t8, fakes[1] as qstash, fakes[2] as tmp:
+        sock = loopback_socket()
+        settings = cloud_settings(Path(tmp) / "v.db", sock, qstash.url, t8.base_url,
+                                  speedup=speedup)  # fmt: skip
+        runtime = Runtime.from_settings(settings)
+        async with runtime, in_process(runtime, sock, background=True):
+            classes: dict[str, list[str]] = {}
+            for label, request, seconds in JOBS:
+                for n in range(per_class):
+                    prompt = f"{label} #{n}"
+                    t8.script_prompt(prompt, JobScript(seconds=seconds / speedup))
+                    video = VideoRequest.parse({**request, "prompt": prompt})
+                    task = await runtime.service.submit(video, actor="bench")
+                    classes.setdefault(label, []).append(task.id)
+            longest = max(seconds for _, _, seconds in JOBS)
+            await wait_terminal(runtime, timeout=longest / speedup * 3 + 30)
+        billed = qstash.billed_per_task()
+        for label, _, seconds in JOBS:
+            counts = [billed.get(task_id, 0) for task_id in classes[label]]
+            rows.append((label, f"{seconds / 60:.0f} min", str(len(counts)),
+                         f"{statistics.mean(counts):.1f}", str(max(counts))))  # fmt: skip
+    return rows
+
+
+async def endpoint_rate(tasks: int, concurrency: int) -> list[tuple[str, ...]]:
+    rows = []
+    with FakeT8Star() as t8, tempfile.TemporaryDirectory() as tmp:
+        t8.script_default(JobScript(polls=1_000_000))  # every poll answers IN_PROGRESS
+        sock = loopback_socket()
+        upstream = T8StarUpstream(t8.base_url, DEFAULT_KEY)
+        runtime, queue = hand_runtime(Path(tmp) / "v.db", sock, upstream)
+        async with runtime, in_process(runtime, sock) as client:
+            client.timeout = httpx.Timeout(60)
+            url = runtime.settings.worker_url
+            for _ in range(tasks):
+                await runtime.service.submit(VideoRequest(prompt="bench"), actor="bench")
+            for label in ("submit (upstream call)", "poll (upstream call)"):
+                messages = [queue.take().message for _ in range(len(queue.published))]
+                rows.append(await _fire(label, client, url, messages, concurrency))
+            stale = [WorkMessage(task_id=f"gone-{n}", attempt=1, step="poll", seq=1)
+                     for n in range(tasks)]  # fmt: skip
+            rows.append(await _fire("stale (verify + read)", client, url, stale, concurrency))
+    return rows
+
+
+async def _fire(
+    label: str, client: httpx.AsyncClient, url: str, messages: list[WorkMessage], concurrency: int
+) -> tuple[str, ...]:
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+
+    async def one(message: WorkMessage) -> None:
+        body = message.to_bytes()
+        headers = {"Upstash-Signature": signing.sign(body, KEY, url)}
+        async with gate:
+            started = time.perf_counter()
+            response = await client.post(WORKER_PATH, content=body, headers=headers)
+            latencies.append(time.perf_counter() - started)
+        assert response.status_code == 200, response.text
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(message) for message in messages))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return (label, str(len(messages)), str(concurrency), f"{len(messages) / elapsed:.0f}",
+            f"{latencies[len(latencies) // 2] * 1000:.1f}",
+            f"{latencies[int(len(latencies) * 0.95)] * 1000:.1f}")  # fmt: skip
+
+
+async def through_qstash(tasks: int, concurrency: int) -> list[tuple[str, ...]]:
+    fakes = FakeT8Star(), RecordingQStash(time_scale=0.001), tempfile.TemporaryDirectory()
+    with fakes[0] as t8, fakes[1] as qstash, fakes[2] as tmp:
+        t8.script_default(JobScript(polls=3))
+        sock = loopback_socket()
+        settings = cloud_settings(Path(tmp) / "v.db", sock, qstash.url, t8.base_url,
+                                  speedup=1000.0, concurrency=concurrency,
+                                  supabase_jwt_secret=JWT_SECRET)  # fmt: skip
+        runtime = Runtime.from_settings(settings)
+        async with runtime, in_process(runtime, sock, background=True) as client:
+            started = time.perf_counter()
+            latencies = await _generate(client, tasks, concurrency)
+            await wait_terminal(runtime, timeout=120)
+            elapsed = time.perf_counter() - started
+        deliveries = len(qstash.attempts())
+    latencies.sort()
+    return [(f"{tasks} tasks, 4 steps each", str(concurrency),
+             f"{latencies[len(latencies) // 2] * 1000:.1f}",
+             f"{latencies[int(len(latencies) * 0.95)] * 1000:.1f}", f"{elapsed:.2f}",
+             f"{tasks / elapsed:.0f}", f"{deliveries / elapsed:.0f}")]  # fmt: skip
+
+
+async def generate_latency(tasks: int) -> list[tuple[str, ...]]:
+    """POST /generate alone: QStash holds every delivery, so only the API path is measured."""
+    rows = []
+    fakes = FakeT8Star(), RecordingQStash(time_scale=1.0), tempfile.TemporaryDirectory()
+    with fakes[0] as t8, fakes[1] as qstash, fakes[2] as tmp:
+        qstash.delay_deliveries(3600)
+        sock = loopback_socket()
+        settings = cloud_settings(Path(tmp) / "v.db", sock, qstash.url, t8.base_url,
+                                  supabase_jwt_secret=JWT_SECRET)  # fmt: skip
+        runtime = Runtime.from_settings(settings)
+        async with runtime, in_process(runtime, sock) as client:
+            for concurrency in (1, 16):
+                started = time.perf_counter()
+                latencies = sorted(await _generate(client, tasks, concurrency))
+                elapsed = time.perf_counter() - started
+                rows.append((str(concurrency), str(tasks), f"{tasks / elapsed:.0f}",
+                             f"{latencies[len(latencies) // 2] * 1000:.1f}",
+                             f"{latencies[int(len(latencies) * 0.95)] * 1000:.1f}"))  # fmt: skip
+    return rows
+
+
+async def _generate(client: httpx.AsyncClient, tasks: int, concurrency: int) -> list[float]:
+    """POST /generate `tasks` times, `concurrency` at once; the latency of each answer."""
+    gate, latencies = asyncio.Semaphore(concurrency), []
+    headers = bearer()
+
+    async def one(n: int) -> None:
+        async with gate:
+            started = time.perf_counter()
+            response = await client.post(
+                "/api/v1/video/generate", json={"prompt": f"bench {n}"}, headers=headers
+            )
+            latencies.append(time.perf_counter() - started)
+        assert response.status_code == 202, response.text
+
+    await asyncio.gather(*(one(n) for n in range(tasks)))
+    return latencies
+
+
+def table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    print(f"\n{title}")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def run(step: Callable[[], Awaitable[list[tuple[str, ...]]]]) -> list[tuple[str, ...]]:
+    return asyncio.run(step())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--speedup", type=float, default=10.0)
+    parser.add_argument("--per-class", type=int, default=3)
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {sys.platform}")
+    table(
+        f"QStash messages per task (publishes + redeliveries), clocks x{args.speedup:g}",
+        ("job", "length", "tasks", "mean", "max"),
+        run(lambda: messages_per_task(args.speedup, args.per_class)),
+    )
+    table(
+        "worker endpoint, signed deliveries over loopback HTTP (SQLite store)",
+        ("step", "deliveries", "concurrency", "per s", "p50 ms", "p95 ms"),
+        run(lambda: endpoint_rate(args.tasks, args.concurrency)),
+    )
+    table(
+        "POST /generate alone (insert + QStash publish; deliveries held back)",
+        ("concurrency", "requests", "per s", "p50 ms", "p95 ms"),
+        run(lambda: generate_latency(args.tasks)),
+    )
+    table(
+        "end to end: POST /generate, then QStash fake deliveries (flow control = concurrency)",
+        ("run", "concurrency", "generate p50 ms", "p95 ms", "seconds", "tasks/s", "deliveries/s"),
+        run(lambda: through_qstash(args.tasks, args.concurrency)),
+    )
+
+
+if __name__ == "__main__":
+    main()

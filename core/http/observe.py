@@ -1,0 +1,172 @@
+"""`GET /healthz` (are the store and the queue reachable) and `GET /metrics` (Prometheus text)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from core.errors import VideoqError
+from core.http.envelope import ok
+from core.metrics import CONTENT_TYPE, Exposition
+from core.models import TaskStatus
+from core.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+CHECK_TIMEOUT = 5.0
+# A remote queue is asked at most this often: load balancers probe every few seconds, and a
+# QStash API call per probe would be wasteful.
+REMOTE_CHECK_CACHE = 60.0
+DELIVERY_OUTCOMES = ("ok", "retry", "unauthorized", "malformed", "too_large", "crashed")
+_PROBE_ID = "00000000-0000-0000-0000-000000000000"
+
+
+class Observer:
+    """Health checks and metrics of one runtime."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._queue_ok_until = 0.0
+
+    async def healthz(self, request: Request) -> Response:
+        """200 when the store and the queue answer, 503 (saying which does not) otherwise."""
+        del request
+        checks = {"store": await self._check(self._store), "queue": await self._check(self._queue)}
+        if all(value == "ok" for value in checks.values()):
+            return ok(checks)
+        broken = ", ".join(f"{name}: {value}" for name, value in checks.items() if value != "ok")
+        error = {"code": "unavailable", "message": f"not healthy ({broken})"}
+        # Unlike other errors this one keeps its data: which check failed, for the operator.
+        return JSONResponse({"ok": False, "data": checks, "error": error}, status_code=503)
+
+    async def metrics(self, request: Request) -> Response:
+        """Every counter and gauge in the Prometheus text format."""
+        del request
+        return Response(await self.render_metrics(), media_type=CONTENT_TYPE)
+
+    async def render_metrics(self) -> str:
+        exposition = Exposition()
+        await self._task_metrics(exposition)
+        self._worker_metrics(exposition)
+        await self._queue_metrics(exposition)
+        exposition.single(
+            "reconciler_republished_total",
+            "counter",
+            "Steps re-published by the reconciler because their message was lost or late.",
+            self.runtime.reconciler.republished,
+        )
+        return exposition.render()
+
+    async def _task_metrics(self, exposition: Exposition) -> None:
+        try:
+            counts = await asyncio.wait_for(self.runtime.store.count_by_status(), CHECK_TIMEOUT)
+        except (VideoqError, TimeoutError) as exc:
+            log.warning("metrics: task counts unavailable: %s", _why(exc))
+            exposition.single("store_up", "gauge", "Whether the task store answered.", 0)
+            return
+        exposition.single("store_up", "gauge", "Whether the task store answered.", 1)
+        exposition.family(
+            "tasks",
+            "gauge",
+            "Tasks by status.",
+            [({"status": status.value}, counts.get(status, 0)) for status in TaskStatus],
+        )
+
+    def _worker_metrics(self, exposition: Exposition) -> None:
+        stats = self.runtime.worker.stats
+        outcomes = dict.fromkeys(DELIVERY_OUTCOMES, 0) | stats.deliveries
+        exposition.family(
+            "deliveries_total",
+            "counter",
+            "Deliveries the worker answered, by outcome.",
+            [({"outcome": name}, count) for name, count in sorted(outcomes.items())],
+        )
+        exposition.family(
+            "upstream_calls_total",
+            "counter",
+            "Calls to the upstream video API, by result.",
+            [
+                ({"result": "ok"}, stats.upstream_calls - stats.upstream_errors),
+                ({"result": "error"}, stats.upstream_errors),
+            ],
+        )
+        exposition.histogram(
+            "upstream_call_seconds", "Latency of upstream calls.", stats.upstream_latency
+        )
+
+    async def _queue_metrics(self, exposition: Exposition) -> None:
+        queue: Any = self.runtime.queue
+        exposition.single(
+            "queue_publish_errors_total",
+            "counter",
+            "Publishes the queue refused or that failed (the reconciler publishes them again).",
+            getattr(queue, "publish_errors", 0),
+        )
+        local_stats = getattr(queue, "stats", None)
+        if local_stats is not None:
+            exposition.family(
+                "local_queue_messages_total",
+                "counter",
+                "Messages of the embedded local queue, by what happened to them.",
+                [({"event": name}, value) for name, value in vars(local_stats).items()],
+            )
+        if hasattr(queue, "pending_count"):
+            try:
+                pending = await asyncio.wait_for(queue.pending_count(), CHECK_TIMEOUT)
+            except (VideoqError, TimeoutError) as exc:
+                log.warning("metrics: local queue length unavailable: %s", _why(exc))
+                return
+            exposition.single(
+                "local_queue_pending",
+                "gauge",
+                "Messages of the embedded local queue not delivered yet (in flight included).",
+                pending,
+            )
+
+    async def _check(self, probe: Any) -> str:
+        try:
+            await asyncio.wait_for(probe(), CHECK_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+            log.warning("health check failed: %s", _why(exc))
+            return f"unreachable ({_why(exc)})"
+        return "ok"
+
+    async def _store(self) -> None:
+        await self.runtime.store.get(_PROBE_ID)
+
+    async def _queue(self) -> None:
+        queue: Any = self.runtime.queue
+        if hasattr(queue, "pending_count"):  # the local queue: one cheap query
+            await queue.pending_count()
+            return
+        if time.monotonic() < self._queue_ok_until:
+            return
+        await _ping_remote(queue)
+        self._queue_ok_until = time.monotonic() + REMOTE_CHECK_CACHE
+
+
+async def _ping_remote(queue: Any) -> None:
+    ping = getattr(queue, "ping", None)
+    if ping is not None:
+        await ping()
+        return
+    # QStashQueue has no ping of its own yet: ask for the signing keys, a read-only API call
+    # that proves both the URL and the token.
+    client = getattr(queue, "_client", None)
+    if client is None:
+        raise VideoqError("the queue is not open")
+    await client.signing_key.get()
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, VideoqError):
+        return exc.message
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {CHECK_TIMEOUT:.0f}s"
+    # Client libraries may put response bodies in their messages: the type is enough.
+    return type(exc).__name__

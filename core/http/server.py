@@ -1,0 +1,199 @@
+"""`videoq serve`: uvicorn for the app, plus the reconciler (and, without QStash, the local
+queue's dispatcher) in the same process, with a graceful stop on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import signal
+import socket
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import uvicorn
+
+from core.config import Settings
+from core.errors import VideoqError
+from core.http.app import create_app
+from core.http.auth import UserAuth
+from core.http.envelope import BodyLimits
+from core.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn that stops gracefully on a signal and then returns, instead of re-raising it."""
+
+    def __init__(self, config: uvicorn.Config, *, handle_signals: bool) -> None:
+        super().__init__(config)
+        self.handle_signals = handle_signals
+        self.signal_name: str | None = None
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if not self.handle_signals:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        for sig in _SIGNALS:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            yield
+        finally:
+            for sig in _SIGNALS:
+                loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self.should_exit:
+            self.force_exit = True  # a second signal: stop waiting for requests in flight
+            return
+        self.signal_name = sig.name
+        log.info("%s received: finishing requests in flight, then stopping", sig.name)
+        self.should_exit = True
+
+
+class Service:
+    """The HTTP service and its background work on one open runtime."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        sock: socket.socket | None = None,
+        background: bool = True,
+        handle_signals: bool = True,
+        limits: BodyLimits | None = None,
+        auth: UserAuth | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.background = background
+        self.background_failed = False
+        self._stopping = False
+        self.sock = sock
+        self.app = create_app(runtime, limits=limits, auth=auth)
+        config = uvicorn.Config(
+            self.app,
+            host=host,
+            port=port,
+            log_config=None,
+            lifespan="off",
+            access_log=False,
+            server_header=False,
+            # In-flight worker steps may take up to the step timeout; let them answer.
+            timeout_graceful_shutdown=int(runtime.settings.step_timeout) + 5,
+        )
+        self.server = _Server(config, handle_signals=handle_signals)
+
+    @property
+    def started(self) -> bool:
+        return self.server.started
+
+    def request_exit(self) -> None:
+        """Ask for a graceful stop (from the service's own event loop)."""
+        self.server.should_exit = True
+
+    async def run(self) -> int:
+        """Serve until stopped; 0 after a clean stop, 1 if the server could not start."""
+        stop = asyncio.Event()
+        worker = (
+            asyncio.create_task(run_background(self.runtime, stop), name="background")
+            if self.background
+            else None
+        )
+        if worker is not None:
+            worker.add_done_callback(self._background_ended)
+        code = 0
+        try:
+            await self.server.serve(sockets=[self.sock] if self.sock else None)
+        except SystemExit:  # uvicorn's way of saying it could not bind; it logged why
+            code = 1
+        finally:
+            self._stopping = True
+            stop.set()
+            if worker is not None:
+                with contextlib.suppress(Exception):  # run_background logged it
+                    await worker
+        if self.background_failed or not self.server.started:
+            return 1
+        return code
+
+    def _background_ended(self, done: asyncio.Task[None]) -> None:
+        if self._stopping or done.cancelled():
+            return
+        # Without its reconciler (or dispatcher) the service would quietly stop finishing tasks:
+        # better to exit and let the supervisor start it again.
+        log.error("background work ended while serving: stopping the service")
+        self.background_failed = True
+        self.request_exit()
+
+
+async def run_background(runtime: Runtime, stop: asyncio.Event) -> None:
+    """The reconciler and, on the local queue, its dispatcher, until `stop` is set."""
+    try:
+        if runtime.settings.uses_qstash:
+            await runtime.reconciler.run(stop, runtime.settings.reconcile_interval)
+        else:
+            await runtime.run_worker(stop)
+    except VideoqError as exc:
+        log.error("background work stopped: %s", exc.message)
+    except Exception:
+        log.exception("background work crashed")
+        raise
+
+
+def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> int:
+    """Run `videoq serve` until SIGTERM/SIGINT; returns the process exit code."""
+    runtime = Runtime.from_settings(settings)
+    return asyncio.run(_serve(runtime, host, port))
+
+
+async def _serve(runtime: Runtime, host: str, port: int) -> int:
+    try:
+        await runtime.open()
+    except VideoqError as exc:
+        log.error("videoq serve cannot start: %s", exc.message)
+        with contextlib.suppress(VideoqError):
+            await runtime.close()
+        return 1
+    try:
+        service = Service(runtime, host=host, port=port)
+        _log_start(runtime, service, host, port)
+        code = await service.run()
+    finally:
+        await runtime.close()
+    log.info("videoq serve stopped")
+    return code
+
+
+def _log_start(runtime: Runtime, service: Service, host: str, port: int) -> None:
+    settings = runtime.settings
+    for part, text in runtime.describe().items():
+        log.info("%s: %s", part, text)
+    if settings.uses_simulator:
+        log.info("no T8STAR_API_KEY set: the simulator stands in for the upstream")
+    log.info("task API sign-in: %s", service.app.state.auth.describe())
+    log.info("listening on http://%s:%d; worker endpoint %s", host, port, settings.worker_url)
+    if settings.uses_qstash and settings.qstash_url is None and _is_private(settings.public_url):
+        log.warning(
+            "VIDEOQ_PUBLIC_URL %s is not reachable from QStash: set it to this service's "
+            "public https URL",
+            settings.public_url,
+        )
+
+
+def _is_private(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_private or address.is_loopback
