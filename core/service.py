@@ -8,6 +8,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
+from core import history
 from core.errors import InvalidState, QueueError, TaskNotFound
 from core.models import (
     ACTIVE,
@@ -109,7 +110,7 @@ class TaskService:
             "step_lease_until": None,
             "upstream_key_ciphertext": None,
         }
-        event = _action(task, TaskStatus.CANCELLED, actor)
+        event = history.transition(task, TaskStatus.CANCELLED, actor=actor, action=True)
         updated = await self.store.update(
             task.id, Expect(frozenset({task.status}), task.attempt), changes, event
         )
@@ -142,7 +143,9 @@ class TaskService:
             queued_at=utcnow(),
             upstream_key_ciphertext=self._seal(upstream_api_key),
         )
-        event = _action(task, TaskStatus.QUEUED, actor, attempt=task.attempt + 1)
+        event = history.transition(
+            task, TaskStatus.QUEUED, actor=actor, action=True, attempt=task.attempt + 1
+        )
         if upstream_api_key:
             event.detail = OWN_KEY_NOTE
         updated = await self.store.update(
@@ -240,14 +243,3 @@ class TaskService:
 def used_own_key(history: Collection[TaskEvent]) -> bool:
     """Whether the task was ever queued with the user's own upstream key (see OWN_KEY_NOTE)."""
     return any(event.detail == OWN_KEY_NOTE for event in history)
-
-
-def _action(task: Task, to: TaskStatus, actor: str, attempt: int | None = None) -> TaskEvent:
-    return TaskEvent(
-        task_id=task.id,
-        kind="action",
-        attempt=attempt or task.attempt,
-        from_status=task.status,
-        to_status=to,
-        actor=actor,
-    )

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core import signing
+from core import history, signing
 from core.errors import QueueError, SignatureError, UpstreamError, VideoqError
 from core.metrics import Histogram
 from core.models import Task, TaskEvent, TaskStatus, WorkMessage, utcnow
@@ -180,7 +180,7 @@ class Worker:
                 "step_lease_until": None,
                 "next_poll_at": now + timedelta(seconds=delay),
             },
-            _transition(task, TaskStatus.RUNNING, f"upstream task {upstream_id}"),
+            history.transition(task, TaskStatus.RUNNING, detail=f"upstream task {upstream_id}"),
         )
         if running is None:
             log.info(
@@ -262,7 +262,9 @@ class Worker:
             return ACK
         delay = max(exc.retry_after or 0.0, self.timing.schedule.min_interval / self._scale)
         log.warning("task %s: poll failed, next in %.1fs: %s", task.id, delay, exc.message)
-        event = _poll_event(task, None, latency_ms, http_status=exc.http_status, detail=exc.message)
+        event = history.poll(
+            task, None, latency_ms, http_status=exc.http_status, detail=exc.message
+        )
         await self._schedule_poll(task, delay, {"polls": task.polls + 1}, event)
         return ACK
 
@@ -289,7 +291,7 @@ class Worker:
         }
         if answer.progress is not None:
             changes["progress"] = max(task.progress, min(answer.progress, 99))
-        await self._schedule_poll(task, delay, changes, _poll_event(task, answer, latency_ms))
+        await self._schedule_poll(task, delay, changes, history.poll(task, answer, latency_ms))
 
     async def _schedule_poll(
         self, task: Task, delay: float, changes: dict[str, Any], event: TaskEvent
@@ -338,7 +340,7 @@ class Worker:
             if status is TaskStatus.SUCCEEDED:
                 changes["progress"] = 100
             http_status = answer.http_status
-        event = _transition(task, status, changes.get("error_message"))
+        event = history.transition(task, status, detail=changes.get("error_message"))
         event.http_status, event.latency_ms = http_status, latency_ms
         if answer is not None:
             event.upstream_status, event.progress = answer.raw_status, answer.progress
@@ -392,39 +394,6 @@ class Worker:
 def _expect(task: Task, **extra: Any) -> Expect:
     polls = extra.pop("polls", None)
     return Expect(frozenset({task.status}), task.attempt, polls, extra)
-
-
-def _transition(task: Task, to: TaskStatus, detail: str | None = None) -> TaskEvent:
-    return TaskEvent(
-        task_id=task.id,
-        kind="transition",
-        attempt=task.attempt,
-        from_status=task.status,
-        to_status=to,
-        actor="worker",
-        detail=detail,
-    )
-
-
-def _poll_event(
-    task: Task,
-    answer: UpstreamStatus | None,
-    latency_ms: float,
-    *,
-    http_status: int | None = None,
-    detail: str | None = None,
-) -> TaskEvent:
-    return TaskEvent(
-        task_id=task.id,
-        kind="poll",
-        attempt=task.attempt,
-        actor="worker",
-        upstream_status=answer.raw_status if answer else None,
-        progress=answer.progress if answer else None,
-        http_status=answer.http_status if answer else http_status,
-        latency_ms=round(latency_ms, 1),
-        detail=detail,
-    )
 
 
 def _header(headers: Any, name: str) -> str | None:
