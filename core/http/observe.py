@@ -152,15 +152,9 @@ class Observer:
 
 async def _ping_remote(queue: Any) -> None:
     ping = getattr(queue, "ping", None)
-    if ping is not None:
-        await ping()
-        return
-    # QStashQueue has no ping of its own yet: ask for the signing keys, a read-only API call
-    # that proves both the URL and the token.
-    client = getattr(queue, "_client", None)
-    if client is None:
-        raise VideoqError("the queue is not open")
-    await client.signing_key.get()
+    if ping is None:
+        raise VideoqError(f"{queue.describe()} cannot be checked")
+    await ping()
 
 
 def _why(exc: BaseException) -> str:

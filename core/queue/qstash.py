@@ -125,6 +125,14 @@ class QStashQueue:
                 f"QStash cancel of {message_id} failed: {_reason(exc, self.base_url)}"
             ) from exc
 
+    async def ping(self) -> None:
+        """Prove the URL and the token with a read-only call (the signing keys)."""
+        client = self._require_client()
+        try:
+            await asyncio.wait_for(client.signing_key.get(), PUBLISH_TIMEOUT)
+        except _FAILURES as exc:
+            raise QueueError(f"QStash did not answer: {_reason(exc, self.base_url)}") from exc
+
     def _require_client(self) -> AsyncQStash:
         if self._client is None:
             raise QueueError("the QStash queue is not open")
