@@ -62,7 +62,8 @@ class Settings(BaseSettings):
     """Longest one worker step may take (an upstream call included) before it is abandoned."""
 
     task_deadline: float = Field(2700.0, gt=0, validation_alias=_env("VIDEOQ_TASK_DEADLINE"))
-    """Seconds after which a task still queued or running fails as "timed out"."""
+    """Seconds after which a task still queued or running fails as "timed out" (counted on the
+    upstream's clock: with the simulator, its speed shortens the deadline too)."""
 
     reconcile_interval: float = Field(
         10.0, gt=0, validation_alias=_env("VIDEOQ_RECONCILE_INTERVAL")

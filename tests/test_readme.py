@@ -1,0 +1,19 @@
+"""The README documents every setting and shows the two commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.config import Settings
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def test_every_setting_is_in_the_readme_settings_table() -> None:
+    for name, field in Settings.model_fields.items():
+        env = field.validation_alias.choices[0]  # type: ignore[union-attr]
+        assert f"| `{env}` |" in README, f"{env} ({name}) is not documented in README.md"
+
+
+def test_the_readme_shows_the_main_and_the_test_command() -> None:
+    assert "uv run videoq" in README and "uv run pytest" in README
