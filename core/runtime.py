@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from core.config import Settings
 from core.errors import ConfigError
-from core.models import ACTIVE
+from core.models import ACTIVE, TaskStatus
 from core.queue import Queue
 from core.reconciler import Reconciler
 from core.schedule import PollSchedule
@@ -116,8 +116,14 @@ class Runtime:
             "upstream": self.upstream.describe(),
         }
 
-    async def run_worker(self, stop: asyncio.Event, *, until_idle: bool = False) -> None:
-        """Deliver steps to the worker and reconcile until `stop` is set (or all is idle)."""
+    async def run_worker(
+        self, stop: asyncio.Event, *, until_idle: bool = False, log_actions: bool = False
+    ) -> None:
+        """Deliver steps to the worker and reconcile until `stop` is set (or all is idle).
+
+        With `log_actions`, cancels and retries made by other processes are logged too, so a
+        headless worker's log tells every state change.
+        """
         local = self._local_queue()
         if local is None:
             raise ConfigError(
@@ -131,10 +137,13 @@ class Runtime:
         ]
         if until_idle:
             jobs.append(asyncio.create_task(self._stop_when_idle(stop), name="idle-watch"))
+        # The action log follows the feed forever: it is stopped with the others, not awaited.
+        watchers = [asyncio.create_task(log_operator_actions(self.store))] if log_actions else []
         try:
             await asyncio.gather(*jobs)
         finally:
             stop.set()
+            jobs += watchers
             for job in jobs:
                 job.cancel()
             await asyncio.gather(*jobs, return_exceptions=True)
@@ -158,6 +167,21 @@ class Runtime:
         from core.queue.local import LocalQueue
 
         return self.queue if isinstance(self.queue, LocalQueue) else None
+
+
+async def log_operator_actions(store: TaskStore) -> None:
+    """Log the cancels and retries the change feed reports (the worker never makes those)."""
+    seen: dict[str, tuple[TaskStatus | None, int]] = {}
+    async for change in store.changes():
+        task = change.task
+        if task is None:
+            continue
+        status, attempt = seen.get(task.id, (None, 1))
+        seen[task.id] = (task.status, task.attempt)
+        if task.status is TaskStatus.CANCELLED and status is not TaskStatus.CANCELLED:
+            log.info("task %s: %s -> cancelled (by another process)", task.id, status or "active")
+        elif task.status is TaskStatus.QUEUED and task.attempt > attempt:
+            log.info("task %s: queued again by another process (attempt %d)", task.id, task.attempt)
 
 
 def _build_queue(settings: Settings) -> tuple[Queue, SigningKeys]:

@@ -90,18 +90,27 @@ def test_a_bad_setting_is_named(cli: Cli) -> None:
     assert done.returncode != 0 and "VIDEOQ_SIM_SPEED" in done.stderr
 
 
+def wait_for_line(log: Path, line: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while line not in log.read_text():
+        assert time.monotonic() < deadline, f"no {line!r} in:\n{log.read_text()}"
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
-def test_the_worker_picks_up_a_task_submitted_from_another_process_and_stops_on_sigterm(
+def test_the_worker_picks_up_and_logs_what_other_processes_do_and_stops_on_sigterm(
     cli: Cli, tmp_path: Path
 ) -> None:
     log = tmp_path / "worker.log"
+    cli.env["VIDEOQ_SIM_SPEED"] = "2"  # slow enough to cancel the task while it runs
     worker = cli.start("--no-ui", log=log)
     try:
         task_id = cli.ok("submit", "--prompt", "from another terminal").strip()
-        deadline = time.monotonic() + 30
-        while f"task {task_id}: queued -> running" not in log.read_text():
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+        wait_for_line(log, f"task {task_id}: queued -> running")
+        cli.ok("cancel", task_id)
+        wait_for_line(log, f"task {task_id}: running -> cancelled (by another process)")
+        cli.ok("retry", task_id)
+        wait_for_line(log, f"task {task_id}: queued again by another process (attempt 2)")
     finally:
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0

@@ -136,7 +136,7 @@ async def run_worker(runtime: Runtime, args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, _stopper(stop, sig))
-    await runtime.run_worker(stop, until_idle=args.until_idle)
+    await runtime.run_worker(stop, until_idle=args.until_idle, log_actions=True)
     log.info("worker stopped")
     return 0
 
