@@ -21,7 +21,7 @@ POLL_INTERVAL = 0.005
 """Seconds between two looks at a condition; everything waited for here is on loopback."""
 
 
-def bind_loopback(*, nodelay: bool = False) -> socket.socket:
+def bind_loopback(*, nodelay: bool = True) -> socket.socket:
     """A TCP socket bound to 127.0.0.1 on a port the OS picks."""
     # proto=IPPROTO_TCP makes asyncio set TCP_NODELAY on accepted sockets (else +40 ms).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP if nodelay else 0)
@@ -109,7 +109,7 @@ class LoopbackServer:
         running: Callable[[], AbstractAsyncContextManager[ASGIApp]],
         *,
         on_stop: Callable[[], Awaitable[None]] | None = None,
-        nodelay: bool = False,
+        nodelay: bool = True,
         start_timeout: float = 15.0,
         **options: Any,
     ) -> None:

@@ -56,7 +56,7 @@ class FakeSupabase:
         )
         self.hub: RealtimeHub | None = None
         self._server = LoopbackServer(
-            "fake-supabase", self._running, nodelay=True, start_timeout=30, ws="websockets-sansio"
+            "fake-supabase", self._running, start_timeout=30, ws="websockets-sansio"
         )
         self.execute_sql(shim_sql())
 
