@@ -199,7 +199,14 @@ class DashboardActions(App[None]):
         self.table.focus()
 
     def _apply_search(self) -> None:
-        text = self.search.value.strip()
+        if self._search_timer is not None:
+            self._search_timer.stop()
+            self._search_timer = None
+        # A debounce timer may still fire while the app is closing and its widgets are gone.
+        found = self.query("#search")
+        if not found:
+            return
+        text = found.first(Input).value.strip()
         if text != self.book.search:
             self.book.search = text
             self._reshow()
