@@ -285,7 +285,7 @@ async def test_two_dispatchers_on_one_file_never_deliver_a_message_twice(
 async def test_stop_drains_in_flight_work_then_hands_back_the_rest(
     open_harness: OpenHarness,
 ) -> None:
-    harness = await open_harness(lease=60.0, drain_timeout=0.3)
+    harness = await open_harness(lease=60.0, drain_timeout=2.0)
     queue = harness.queue
     release_quick = asyncio.Event()
     started_ids: list[str] = []
