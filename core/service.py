@@ -11,14 +11,13 @@ from typing import Any
 from core import history
 from core.errors import InvalidState, QueueError, TaskNotFound
 from core.models import (
-    ACTIVE,
     LOCAL_USER,
-    RETRYABLE,
     Task,
     TaskEvent,
     TaskStatus,
     VideoRequest,
     WorkMessage,
+    can_transition,
     utcnow,
 )
 from core.queue import Queue
@@ -97,7 +96,7 @@ class TaskService:
     async def cancel(self, task_id: str, *, actor: str = "cli", user_id: str | None = None) -> Task:
         """Cancel a queued or running task; nothing touches it afterwards."""
         task = await self.get(task_id, user_id=user_id)
-        if task.status not in ACTIVE:
+        if not can_transition(task.status, TaskStatus.CANCELLED):
             raise InvalidState(
                 f"task {task.id[:8]} is already {task.status}; "
                 "only queued or running tasks can be cancelled"
@@ -131,7 +130,7 @@ class TaskService:
     ) -> Task:
         """Queue a failed or cancelled task again as a new attempt (optionally with a BYOK key)."""
         task = await self.get(task_id, user_id=user_id)
-        if task.status not in RETRYABLE:
+        if not can_transition(task.status, TaskStatus.QUEUED):
             raise InvalidState(
                 f"task {task.id[:8]} is {task.status}; "
                 "only failed or cancelled tasks can be retried"

@@ -62,7 +62,6 @@ class WorkerStats:
     deliveries: dict[str, int] = field(default_factory=dict)
     upstream_calls: int = 0
     upstream_errors: int = 0
-    upstream_seconds: float = 0.0
     upstream_latency: Histogram = field(default_factory=Histogram)
 
     def count(self, outcome: str) -> None:
@@ -361,10 +360,8 @@ class Worker:
             self.stats.upstream_errors += 1
             raise
         finally:
-            elapsed = time.perf_counter() - started
             self.stats.upstream_calls += 1
-            self.stats.upstream_seconds += elapsed
-            self.stats.upstream_latency.observe(elapsed)
+            self.stats.upstream_latency.observe(time.perf_counter() - started)
 
     async def _publish_quietly(self, message: WorkMessage, delay: float) -> None:
         try:
