@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -14,10 +15,12 @@ import pytest
 
 from core import signing
 from core.config import WORKER_PATH
+from core.http import Service
 from core.models import TaskStatus, VideoRequest, WorkMessage
 from core.runtime import Runtime
 from core.upstream.t8star import T8StarUpstream
 from tests.engine import KEY, NEXT_KEY, HandQueue
+from tests.fakes.loopback import wait_until
 from tests.fakes.t8star import DEFAULT_KEY, FakeT8Star, Fault, JobScript
 from tests.http_support import hand_runtime, in_process, loopback_socket
 
@@ -218,3 +221,38 @@ async def test_a_poll_that_overtakes_the_previous_ones_write_is_asked_again(rig:
     assert (await rig.deliver(early)).status_code == 200
     done = await rig.runtime.store.get(task.id)
     assert done is not None and done.polls == 2
+
+
+async def test_a_forced_stop_drops_the_step_in_flight_and_leaves_no_connection_open(
+    tmp_path: Path, fake: FakeT8Star
+) -> None:
+    # A second SIGTERM sets force_exit: uvicorn stops waiting for the requests in flight. Their
+    # connections must still close with the service (QStash redelivers what got no answer)
+    # instead of outliving it.
+    sock = loopback_socket()
+    upstream = T8StarUpstream(fake.base_url, DEFAULT_KEY, timeout=httpx.Timeout(5.0))
+    runtime, queue = hand_runtime(tmp_path / "videoq.db", sock, upstream)
+    fake.fault("submit", Fault.slow(1.0))
+    async with runtime:
+        service = Service(runtime, sock=sock, background=False, handle_signals=False)
+        running = asyncio.create_task(service.run())
+        await wait_until(lambda: service.started, what="the service to start")
+        await runtime.service.submit(VideoRequest(prompt="a fox"))
+        body = queue.take().message.to_bytes()
+        headers = {
+            "Content-Type": "application/json",
+            "Upstash-Message-Id": "msg_1",
+            "Upstash-Signature": signing.sign(body, KEY, runtime.settings.worker_url),
+        }
+        async with httpx.AsyncClient(base_url=runtime.settings.public_url, timeout=10) as client:
+            in_flight = asyncio.create_task(client.post(WORKER_PATH, content=body, headers=headers))
+            await wait_until(lambda: fake.submits() != [], what="the submit to reach T8Star")
+            service.server.force_exit = True
+            service.request_exit()
+            assert await asyncio.wait_for(running, 10) == 0
+            with pytest.raises(httpx.RemoteProtocolError):
+                await in_flight
+        # The step itself still ends on this loop: the task moved on and its first poll is out.
+        await wait_until(lambda: bool(queue.published), what="the step to finish")
+        task = (await runtime.service.list())[0]
+        assert task.status is TaskStatus.RUNNING and task.upstream_task_id

@@ -497,7 +497,8 @@ async def test_publishes_can_be_refused_until_accepted_again(
     with pytest.raises(QStashError, match="500"):
         await publish(sdk, receiver.url)
     fake.accept_publishes()
-    assert await publish(sdk, receiver.url)
+    message_id = await publish(sdk, receiver.url)
+    await receiver.wait_for(lambda: len(receiver.for_message(message_id)) == 1)
 
 
 # Wire formats.

@@ -26,6 +26,21 @@ log = logging.getLogger(__name__)
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+async def close_lingering_connections(server: uvicorn.Server) -> None:
+    """Close the connections `server` still holds after its shutdown.
+
+    uvicorn asks each connection it knows about to close once, when its shutdown begins, and then
+    stops waiting after the graceful timeout or at `force_exit`. A connection accepted in that
+    moment, or a request still running after a forced stop, would outlive the server, and its
+    socket would leak into whatever program embeds it (a test's event loop, for one).
+    """
+    lingering = list(server.server_state.connections)
+    for connection in lingering:
+        connection.transport.abort()  # closes the socket on the loop's next turn
+    if lingering:
+        await asyncio.sleep(0)
+
+
 class _Server(uvicorn.Server):
     """uvicorn that stops gracefully on a signal and then returns, instead of re-raising it."""
 
@@ -47,6 +62,10 @@ class _Server(uvicorn.Server):
         finally:
             for sig in _SIGNALS:
                 loop.remove_signal_handler(sig)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        await close_lingering_connections(self)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         if self.should_exit:

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 import uvicorn
 from starlette.types import ASGIApp
 
+from core.http.server import close_lingering_connections
+
 T = TypeVar("T")
 
 POLL_INTERVAL = 0.005
@@ -43,7 +45,8 @@ def uvicorn_config(app: ASGIApp, **options: Any) -> uvicorn.Config:
 
 
 class UvicornServer(uvicorn.Server):
-    """uvicorn for test servers: no signal capture, and an exit without waiting for a tick."""
+    """uvicorn for test servers: no signal capture, an exit without waiting for a tick, and no
+    connection left open after it stops."""
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
@@ -57,6 +60,10 @@ class UvicornServer(uvicorn.Server):
     async def main_loop(self) -> None:
         await self.on_tick(0)
         await self._exit.wait()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        await close_lingering_connections(self)
 
     def request_exit(self) -> None:
         """Stop serving; call it on the server's own loop."""

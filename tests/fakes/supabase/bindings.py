@@ -110,7 +110,9 @@ def parse_binding_filter(raw: str | None) -> list[Condition]:
 
 
 def _split_conditions(raw: str) -> list[str]:
-    parts, current, depth, quoted = [], [], 0, False
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quoted = 0, False
     for char in raw:
         if char == '"':
             quoted = not quoted

@@ -80,7 +80,7 @@ def parse_order(raw: str | None) -> sql.Composable:
     terms = []
     for item in raw.split(","):
         column, *modifiers = item.split(".")
-        parts = [sql.SQL("_t.{}").format(sql.Identifier(column))]
+        parts: list[sql.Composable] = [sql.SQL("_t.{}").format(sql.Identifier(column))]
         for modifier in modifiers:
             if modifier not in ("asc", "desc", "nullsfirst", "nullslast"):
                 raise _parse_error("order", raw, f"unexpected {modifier!r}")

@@ -317,7 +317,9 @@ class RestApi:
                 headers = {"Content-Range": content_range(0, rows, None)}
                 return self._respond(request, 200, text, rows, headers)
             cur = await conn.execute(sql.SQL("select to_json({})::text").format(call))
-            return Response((await cur.fetchone())[0], 200, media_type=JSON_TYPE)
+            row = await cur.fetchone()
+            assert row is not None  # a select without FROM always yields one row
+            return Response(row[0], 200, media_type=JSON_TYPE)
 
         return await self._run(caller, "POST", work)
 
