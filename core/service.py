@@ -27,6 +27,7 @@ from core.store import Expect, TaskStore
 log = logging.getLogger(__name__)
 
 MAX_LIST_LIMIT = 1000
+_ID_CHARACTERS = frozenset("0123456789abcdef-")
 # History note on the event that queued an attempt with the user's own upstream key (BYOK); the
 # key itself is erased when the task ends, this note says a retry needs it again.
 OWN_KEY_NOTE = "with the user's own upstream key"
@@ -182,15 +183,14 @@ class TaskService:
         """Expand a short id (as the dashboard and `list` show it) to the full task id."""
         if len(prefix) >= 36 or await self.store.get(prefix):
             return prefix
-        matches = [
-            t.id for t in await self.store.list(limit=MAX_LIST_LIMIT) if t.id.startswith(prefix)
-        ]
+        short = prefix.lower()
+        if not short or not set(short) <= _ID_CHARACTERS:
+            raise TaskNotFound(prefix)
+        matches = await self.store.list(id_prefix=short, limit=2)
         if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            raise InvalidState(
-                f"id prefix {prefix!r} matches {len(matches)} tasks; give more characters"
-            )
+            return matches[0].id
+        if matches:
+            raise InvalidState(f"id prefix {prefix!r} matches several tasks; give more characters")
         raise TaskNotFound(prefix)
 
     async def _publish_submit(self, task: Task) -> Task:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from core import signing
+from core.errors import InvalidState, TaskNotFound
 from core.models import TaskStatus, WorkMessage
 from core.queue import Delivery
 from core.upstream.t8star import T8StarUpstream
@@ -196,6 +197,24 @@ async def test_cancel_while_running_stays_cancelled_and_stops_upstream_calls(
     done = await engine.task(task.id)
     assert done.status is TaskStatus.CANCELLED
     assert len(fake.status_calls(upstream_id)) == calls_before
+
+
+async def test_a_short_id_finds_its_task_among_more_than_a_page_of_newer_ones(
+    engine: Engine,
+) -> None:
+    oldest = await engine.submit("the oldest")
+    newer = [(await engine.submit(f"newer {n}")).id for n in range(1_050)]
+    short = oldest.id[:8]
+    while any(task_id.startswith(short) for task_id in newer):
+        short = oldest.id[: len(short) + 1]
+    assert await engine.service.resolve_id(short) == oldest.id
+    assert await engine.service.resolve_id(short.upper()) == oldest.id
+    assert await engine.service.resolve_id(oldest.id) == oldest.id
+    with pytest.raises(InvalidState, match="several tasks"):
+        await engine.service.resolve_id(newer[0][0])  # one hex digit: ~65 of 1,051 tasks
+    for unknown in ["", "zz", "3f%", "3f*", "_"]:
+        with pytest.raises(TaskNotFound):
+            await engine.service.resolve_id(unknown)
 
 
 async def test_a_poll_in_flight_during_cancel_does_not_overwrite_it(

@@ -68,9 +68,14 @@ class TaskStore(Protocol):
         statuses: Collection[TaskStatus] | None = None,
         user_id: str | None = None,
         updated_before: datetime | None = None,
+        id_prefix: str | None = None,
         limit: int = 100,
     ) -> builtins.list[Task]:
-        """Tasks newest first (by created_at), filtered."""
+        """Tasks newest first (by created_at), filtered.
+
+        `id_prefix` keeps the tasks whose id starts with it; it may hold only lowercase hex
+        digits and dashes (the characters of a task id).
+        """
         ...
 
     async def update(

@@ -152,6 +152,7 @@ class SqliteStore:
         statuses: Collection[TaskStatus] | None = None,
         user_id: str | None = None,
         updated_before: datetime | None = None,
+        id_prefix: str | None = None,
         limit: int = 100,
     ) -> builtins.list[Task]:
         """Tasks newest first (by created_at, then id), filtered."""
@@ -163,9 +164,14 @@ class SqliteStore:
             params.append(user_id)
         if updated_before is not None:
             params.append(encode_time(updated_before))
+        if id_prefix is not None:
+            # Ids compare as bytes and hold only [0-9a-f-], all below "g": an index range.
+            params += [id_prefix, id_prefix + "g"]
         params.append(limit)
         count = None if wanted is None else len(wanted)
-        sql = list_sql(count, user_id is not None, updated_before is not None)
+        sql = list_sql(
+            count, user_id is not None, updated_before is not None, id_prefix is not None
+        )
         return [decode_task(row) for row in await self._call(self._open_db.select, sql, params)]
 
     async def update(

@@ -202,6 +202,7 @@ class SupabaseStore:
         statuses: Collection[TaskStatus] | None = None,
         user_id: str | None = None,
         updated_before: datetime | None = None,
+        id_prefix: str | None = None,
         limit: int = 100,
     ) -> list[Task]:
         """Tasks newest first (by created_at), filtered; pages past Supabase's row cap."""
@@ -217,6 +218,8 @@ class SupabaseStore:
                 query = query.eq("user_id", user_id)
             if updated_before is not None:
                 query = query.lt("updated_at", _utc_iso(updated_before))
+            if id_prefix is not None:
+                query = query.like("id", f"{id_prefix}*")  # no wildcard can hide in a prefix
             query = query.order("created_at", desc=True).order("id", desc=True)
             query = query.range(len(tasks), len(tasks) + size - 1)
             rows = (await self._execute(query, "listing tasks")).data

@@ -187,6 +187,28 @@ class StoreContract:
         assert await store.list(statuses=[]) == []
         assert await store.list(user_id="nobody") == []
 
+    async def test_list_finds_tasks_by_id_prefix(self, store: TaskStore) -> None:
+        ids = [
+            "3f2a0000-0000-4000-8000-000000000001",
+            "3f2a0000-0000-4000-8000-000000000002",
+            "3f2b0000-0000-4000-8000-000000000003",
+            "a0000000-0000-4000-8000-000000000004",
+        ]
+        for n, task_id in enumerate(ids):
+            moment = T0 + timedelta(seconds=n)
+            await store.insert(new_task(id=task_id, created_at=moment, updated_at=moment))
+
+        async def found(prefix: str) -> list[str]:
+            return [t.id for t in await store.list(id_prefix=prefix)]
+
+        assert await found("3f2a") == [ids[1], ids[0]]
+        assert await found("3f2") == [ids[2], ids[1], ids[0]]
+        assert await found("3f2a0000-0000-4000-8000-000000000002") == [ids[1]]
+        assert await found("3f2a0000-") == [ids[1], ids[0]]  # a dash is matched literally
+        assert await found("a") == [ids[3]]
+        assert await found("b") == []
+        assert [t.id for t in await store.list(id_prefix="3f2", limit=2)] == [ids[2], ids[1]]
+
     async def test_count_by_status_names_every_status(self, store: TaskStore) -> None:
         for status, user in [(QUEUED, "ann"), (QUEUED, "bob"), (RUNNING, "ann"), (FAILED, "ann")]:
             await store.insert(new_task(status=status, user_id=user))
