@@ -3,6 +3,7 @@ come through here, so these rules live in one place."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -27,6 +28,10 @@ from core.store import Expect, TaskStore
 log = logging.getLogger(__name__)
 
 MAX_LIST_LIMIT = 1000
+PUBLISH_WAIT = 3.0
+"""Seconds a submit or retry waits for the queue to take its first step. Past that, the task
+is answered as stored and queued, and the reconciler publishes the step after its grace period,
+so a hanging queue service slows no caller down for its whole client timeout."""
 _ID_CHARACTERS = frozenset("0123456789abcdef-")
 # History note on the event that queued an attempt with the user's own upstream key (BYOK); the
 # key itself is erased when the task ends, this note says a retry needs it again.
@@ -58,10 +63,18 @@ class TaskDetail:
 class TaskService:
     """Submit, cancel, retry and read tasks, on behalf of an actor (who did it, from where)."""
 
-    def __init__(self, store: TaskStore, queue: Queue, key_box: KeyBox | None = None) -> None:
+    def __init__(
+        self,
+        store: TaskStore,
+        queue: Queue,
+        key_box: KeyBox | None = None,
+        *,
+        publish_wait: float = PUBLISH_WAIT,
+    ) -> None:
         self.store = store
         self.queue = queue
         self.key_box = key_box
+        self.publish_wait = publish_wait
 
     async def submit(
         self,
@@ -196,12 +209,18 @@ class TaskService:
     async def _publish_submit(self, task: Task) -> Task:
         message = WorkMessage(task_id=task.id, attempt=task.attempt, step="submit", seq=1)
         try:
-            message_id = await self.queue.publish(message)
-        except QueueError as exc:
+            async with asyncio.timeout(self.publish_wait):
+                message_id = await self.queue.publish(message)
+        except (QueueError, TimeoutError) as exc:
+            # A publish cut short may still have reached the queue: the reconciler's copy is
+            # then a duplicate submit, which the worker's submit claim runs once.
+            reason = (
+                exc.message
+                if isinstance(exc, QueueError)
+                else f"no answer from the queue within {self.publish_wait:g} s"
+            )
             log.warning(
-                "task %s: first step not published, the reconciler will retry: %s",
-                task.id,
-                exc.message,
+                "task %s: first step not published, the reconciler will retry: %s", task.id, reason
             )
             return task
         expect = Expect(frozenset({TaskStatus.QUEUED}), task.attempt)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,13 +18,17 @@ from tests.engine import Engine, HandQueue, open_engine
 
 
 class RefusingQueue(HandQueue):
-    """Refuses every publish while `down` is set, like a queue service having an outage."""
+    """A queue service having an outage: refuses every publish while `down` is set, and never
+    answers one while `hanging` is."""
 
     down: bool = False
+    hanging: bool = False
 
     async def publish(self, message: WorkMessage, delay: float = 0.0) -> str:
         if self.down:
             raise QueueError("queue unreachable")
+        if self.hanging:
+            await asyncio.Event().wait()
         return await super().publish(message, delay)
 
 
@@ -52,6 +58,23 @@ async def test_a_task_whose_first_publish_failed_is_published_by_the_reconciler(
     assert await reconciler.run_once() == 0  # too fresh to be called lost
     assert await reconciler.run_once(later(60)) == 1
     assert [p.message.step for p in queue.published] == ["submit"]
+    assert (await engine.task(task.id)).message_id == queue.published[0].message_id
+
+
+async def test_a_submit_does_not_wait_on_a_hanging_queue_and_is_published_later(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue = engine.queue
+    assert isinstance(queue, RefusingQueue)
+    queue.hanging = True
+    engine.service.publish_wait = 0.05
+    with caplog.at_level(logging.WARNING, logger="core.service"):
+        task = await engine.submit()
+    stored = await engine.task(task.id)
+    assert stored.status is TaskStatus.QUEUED and stored.message_id is None
+    assert "no answer from the queue within 0.05 s" in caplog.text
+    queue.hanging = False
+    assert await Reconciler(engine.store, queue, grace=30).run_once(later(60)) == 1
     assert (await engine.task(task.id)).message_id == queue.published[0].message_id
 
 
