@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from prometheus_client import Histogram
 from pydantic import ValidationError
 
 from core import history, signing
 from core.errors import QueueError, SignatureError, UpstreamError, VideoqError
-from core.metrics import Histogram
+from core.metrics import latency_histogram
 from core.models import Task, TaskEvent, TaskStatus, WorkMessage, utcnow
 from core.queue import Delivery, DeliveryResult, Queue
 from core.schedule import PollSchedule
@@ -62,7 +63,11 @@ class WorkerStats:
     deliveries: dict[str, int] = field(default_factory=dict)
     upstream_calls: int = 0
     upstream_errors: int = 0
-    upstream_latency: Histogram = field(default_factory=Histogram)
+    upstream_latency: Histogram = field(
+        default_factory=lambda: latency_histogram(
+            "upstream_call_seconds", "Latency of upstream calls."
+        )
+    )
 
     def count(self, outcome: str) -> None:
         self.deliveries[outcome] = self.deliveries.get(outcome, 0) + 1

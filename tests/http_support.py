@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import jwt
+from prometheus_client.parser import text_string_to_metric_families
 
 from core.config import Settings
 from core.http import Service
@@ -221,3 +222,14 @@ def clean_env(**settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env.update(settings)
     return env
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """`name{label="value",...}` -> value for every sample, read by prometheus_client's parser
+    (which refuses anything that is not the text format)."""
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{key}="{value}"' for key, value in sorted(sample.labels.items()))
+            samples[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
+    return samples

@@ -33,6 +33,7 @@ from tests.http_support import (
     bearer,
     clean_env,
     free_port,
+    parse_metrics,
 )
 from tests.supabase_fixtures import TABLES, fake_supabase_fixture  # noqa: F401
 
@@ -97,12 +98,7 @@ class Cloud:
             await asyncio.sleep(0.05)
 
     async def metrics(self) -> dict[str, float]:
-        text = (await self.client.get("/metrics")).text
-        return {
-            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line and not line.startswith("#")
-        }
+        return parse_metrics((await self.client.get("/metrics")).text)
 
     def assert_every_delivery_verified(self) -> None:
         attempts = self.qstash.attempts()

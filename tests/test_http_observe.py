@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,29 +9,13 @@ import pytest
 
 from core import signing
 from core.config import WORKER_PATH, Settings
-from core.metrics import Exposition, Histogram
 from core.models import VideoRequest, WorkMessage
 from core.runtime import Runtime
 from core.upstream.t8star import T8StarUpstream
 from tests.engine import KEY
 from tests.fakes.qstash import DEV_CURRENT_SIGNING_KEY, DEV_TOKEN, FakeQStash
 from tests.fakes.t8star import DEFAULT_KEY, FakeT8Star, JobScript
-from tests.http_support import hand_runtime, in_process, loopback_socket
-
-SAMPLE = re.compile(r"^(videoq_[a-z_]+)(\{[^}]*\})? (-?[0-9.e+]+|\+Inf)$")
-
-
-def parse(text: str) -> dict[str, float]:
-    """`name{labels}` -> value for every sample; every line must be a comment or a sample."""
-    samples = {}
-    for line in text.strip().splitlines():
-        if line.startswith("# "):
-            assert line.startswith(("# HELP videoq_", "# TYPE videoq_")), line
-            continue
-        found = SAMPLE.match(line)
-        assert found, f"not a Prometheus sample: {line!r}"
-        samples[found.group(1) + (found.group(2) or "")] = float(found.group(3))
-    return samples
+from tests.http_support import hand_runtime, in_process, loopback_socket, parse_metrics
 
 
 @pytest.fixture
@@ -61,7 +44,7 @@ async def test_metrics_count_tasks_deliveries_and_upstream_calls(
         response = await client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    samples = parse(response.text)
+    samples = parse_metrics(response.text)
     assert samples['videoq_tasks{status="succeeded"}'] == 3
     assert samples['videoq_tasks{status="queued"}'] == 0
     assert samples['videoq_deliveries_total{outcome="ok"}'] == 6
@@ -83,7 +66,7 @@ async def test_healthz_on_the_local_queue_and_when_the_store_is_gone(tmp_path: P
         assert healthy.json() == {"ok": True, "data": {"store": "ok", "queue": "ok"}, "error": None}
         await runtime.store.close()
         sick = await client.get("/healthz")
-        metrics = parse((await client.get("/metrics")).text)
+        metrics = parse_metrics((await client.get("/metrics")).text)
         await runtime.store.open()  # so that the runtime closes cleanly
     assert sick.status_code == 503
     body = sick.json()
@@ -112,22 +95,6 @@ async def test_healthz_asks_qstash_with_the_token(tmp_path: Path, token: str, st
     if status == 503:
         assert response.json()["data"]["queue"].startswith("unreachable")
         assert token not in response.text
-
-
-def test_the_exposition_escapes_labels_and_renders_histograms() -> None:
-    histogram = Histogram(bounds=(0.1, 1.0))
-    for value in (0.05, 0.5, 0.5, 7.0):
-        histogram.observe(value)
-    exposition = Exposition()
-    exposition.family("x_total", "counter", "A\nB", [({"why": 'a "b"\\c\n'}, 2)])
-    exposition.histogram("latency_seconds", "L.", histogram)
-    text = exposition.render()
-    assert 'videoq_x_total{why="a \\"b\\"\\\\c\\n"} 2' in text
-    assert "# HELP videoq_x_total A\\nB" in text
-    assert 'videoq_latency_seconds_bucket{le="0.1"} 1' in text
-    assert 'videoq_latency_seconds_bucket{le="1"} 3' in text
-    assert 'videoq_latency_seconds_bucket{le="+Inf"} 4' in text
-    assert "videoq_latency_seconds_sum 8.05" in text and "videoq_latency_seconds_count 4" in text
 
 
 def test_work_message_has_no_room_for_a_key() -> None:

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from core.errors import VideoqError
 from core.http.envelope import ok
-from core.metrics import CONTENT_TYPE, Exposition
+from core.metrics import CONTENT_TYPE, Scrape
 from core.models import TaskStatus
 from core.runtime import Runtime
 
@@ -49,44 +49,44 @@ class Observer:
         del request
         return Response(await self.render_metrics(), media_type=CONTENT_TYPE)
 
-    async def render_metrics(self) -> str:
-        exposition = Exposition()
-        await self._task_metrics(exposition)
-        self._worker_metrics(exposition)
-        await self._queue_metrics(exposition)
-        exposition.single(
+    async def render_metrics(self) -> bytes:
+        scrape = Scrape()
+        await self._task_metrics(scrape)
+        self._worker_metrics(scrape)
+        await self._queue_metrics(scrape)
+        scrape.single(
             "reconciler_republished_total",
             "counter",
             "Steps re-published by the reconciler because their message was lost or late.",
             self.runtime.reconciler.republished,
         )
-        return exposition.render()
+        return scrape.render()
 
-    async def _task_metrics(self, exposition: Exposition) -> None:
+    async def _task_metrics(self, scrape: Scrape) -> None:
         try:
             counts = await asyncio.wait_for(self.runtime.store.count_by_status(), CHECK_TIMEOUT)
         except (VideoqError, TimeoutError) as exc:
             log.warning("metrics: task counts unavailable: %s", _why(exc))
-            exposition.single("store_up", "gauge", "Whether the task store answered.", 0)
+            scrape.single("store_up", "gauge", "Whether the task store answered.", 0)
             return
-        exposition.single("store_up", "gauge", "Whether the task store answered.", 1)
-        exposition.family(
+        scrape.single("store_up", "gauge", "Whether the task store answered.", 1)
+        scrape.family(
             "tasks",
             "gauge",
             "Tasks by status.",
             [({"status": status.value}, counts.get(status, 0)) for status in TaskStatus],
         )
 
-    def _worker_metrics(self, exposition: Exposition) -> None:
+    def _worker_metrics(self, scrape: Scrape) -> None:
         stats = self.runtime.worker.stats
         outcomes = dict.fromkeys(DELIVERY_OUTCOMES, 0) | stats.deliveries
-        exposition.family(
+        scrape.family(
             "deliveries_total",
             "counter",
             "Deliveries the worker answered, by outcome.",
             [({"outcome": name}, count) for name, count in sorted(outcomes.items())],
         )
-        exposition.family(
+        scrape.family(
             "upstream_calls_total",
             "counter",
             "Calls to the upstream video API, by result.",
@@ -95,13 +95,11 @@ class Observer:
                 ({"result": "error"}, stats.upstream_errors),
             ],
         )
-        exposition.histogram(
-            "upstream_call_seconds", "Latency of upstream calls.", stats.upstream_latency
-        )
+        scrape.include(stats.upstream_latency)
 
-    async def _queue_metrics(self, exposition: Exposition) -> None:
+    async def _queue_metrics(self, scrape: Scrape) -> None:
         queue: Any = self.runtime.queue
-        exposition.single(
+        scrape.single(
             "queue_publish_errors_total",
             "counter",
             "Publishes the queue refused or that failed (the reconciler publishes them again).",
@@ -109,7 +107,7 @@ class Observer:
         )
         local_stats = getattr(queue, "stats", None)
         if local_stats is not None:
-            exposition.family(
+            scrape.family(
                 "local_queue_messages_total",
                 "counter",
                 "Messages of the embedded local queue, by what happened to them.",
@@ -121,7 +119,7 @@ class Observer:
             except (VideoqError, TimeoutError) as exc:
                 log.warning("metrics: local queue length unavailable: %s", _why(exc))
                 return
-            exposition.single(
+            scrape.single(
                 "local_queue_pending",
                 "gauge",
                 "Messages of the embedded local queue not delivered yet (in flight included).",
