@@ -68,6 +68,13 @@ class WorkerStats:
             "upstream_call_seconds", "Latency of upstream calls."
         )
     )
+    poll_lateness: Histogram = field(
+        default_factory=lambda: latency_histogram(
+            "poll_lateness_seconds",
+            "How long after its scheduled time each poll was delivered: the queue's lag (QStash"
+            " rounds delays up to whole seconds; a re-published lost poll shows its whole delay).",
+        )
+    )
 
     def count(self, outcome: str) -> None:
         self.deliveries[outcome] = self.deliveries.get(outcome, 0) + 1
@@ -227,6 +234,9 @@ class Worker:
             return DeliveryResult(503, retry_after=1.0, reason="previous poll not recorded yet")
         if task.status is not TaskStatus.RUNNING or seq != task.polls + 1:
             return ACK
+        if task.next_poll_at is not None:
+            late = (utcnow() - task.next_poll_at).total_seconds()
+            self.stats.poll_lateness.observe(max(0.0, late))
         if self._past_deadline(task.started_at or task.queued_at):
             await self._finish(task, TaskStatus.FAILED, error="timed out")
             return ACK

@@ -52,6 +52,9 @@ async def test_metrics_count_tasks_deliveries_and_upstream_calls(
     assert samples['videoq_upstream_calls_total{result="ok"}'] == 6
     assert samples['videoq_upstream_call_seconds_bucket{le="+Inf"}'] == 6
     assert samples["videoq_upstream_call_seconds_count"] == 6
+    # The hand queue delivers each poll at once, long before its time: never late.
+    assert samples['videoq_poll_lateness_seconds_bucket{le="0.05"}'] == 3
+    assert samples["videoq_poll_lateness_seconds_count"] == 3
     assert samples["videoq_queue_publish_errors_total"] == 0
     assert samples["videoq_reconciler_republished_total"] == 0
     assert samples["videoq_store_up"] == 1

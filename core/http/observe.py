@@ -96,6 +96,7 @@ class Observer:
             ],
         )
         scrape.include(stats.upstream_latency)
+        scrape.include(stats.poll_lateness)
 
     async def _queue_metrics(self, scrape: Scrape) -> None:
         queue: Any = self.runtime.queue
