@@ -17,6 +17,11 @@ def default_db_path() -> Path:
     return Path(user_data_dir("videoq", appauthor=False)) / "videoq.db"
 
 
+def step_lease(step_timeout: float) -> float:
+    """How long a claim on a step lasts: its timeout and a 5 s margin."""
+    return step_timeout + 5.0
+
+
 def _env(name: str) -> AliasChoices:
     return AliasChoices(name, name.lower())
 
@@ -152,6 +157,13 @@ class Settings(BaseSettings):
         if self.supabase_url:
             return self.supabase_url.rstrip("/") + JWKS_PATH
         return None
+
+    @property
+    def step_lease(self) -> float:
+        """How long a claim on a step (a submit claim, a local queue's delivery lease, a graceful
+        stop's wait) lasts: the step timeout and a margin, so no claim ends while its step may
+        still be running."""
+        return step_lease(self.step_timeout)
 
     @property
     def uses_simulator(self) -> bool:

@@ -217,6 +217,6 @@ def _build_queue(settings: Settings) -> tuple[Queue, SigningKeys]:
         destination=settings.worker_url,
         retry=RetryPolicy(retries=8, base=1.0, factor=2.0, cap=300.0),
         concurrency=settings.concurrency,
-        lease=settings.step_timeout + 5.0,
+        lease=settings.step_lease,
     )
     return queue, SigningKeys(key, None, settings.worker_url, leeway)

@@ -13,6 +13,7 @@ from prometheus_client import Histogram
 from pydantic import ValidationError
 
 from core import history, signing
+from core.config import step_lease
 from core.errors import QueueError, SignatureError, UpstreamError, VideoqError
 from core.metrics import latency_histogram
 from core.models import Task, TaskEvent, TaskStatus, WorkMessage, utcnow
@@ -53,7 +54,7 @@ class WorkerTiming:
 
     @property
     def submit_lease(self) -> float:
-        return self.step_timeout + 5.0
+        return step_lease(self.step_timeout)
 
 
 @dataclass

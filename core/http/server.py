@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import math
 import signal
 import socket
 from collections.abc import Iterator
@@ -106,7 +107,7 @@ class Service:
             access_log=False,
             server_header=False,
             # In-flight worker steps may take up to the step timeout; let them answer.
-            timeout_graceful_shutdown=int(runtime.settings.step_timeout) + 5,
+            timeout_graceful_shutdown=math.ceil(runtime.settings.step_lease),
         )
         self.server = _Server(config, handle_signals=handle_signals)
 
