@@ -73,7 +73,8 @@ class WorkerStats:
         default_factory=lambda: latency_histogram(
             "poll_lateness_seconds",
             "How long after its scheduled time each poll was delivered: the queue's lag (QStash"
-            " rounds delays up to whole seconds; a re-published lost poll shows its whole delay).",
+            " rounds delays up to whole seconds; a lost poll the reconciler re-published counts"
+            " from its re-publishing).",
         )
     )
 
