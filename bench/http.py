@@ -1,6 +1,6 @@
 """The HTTP service in the cloud shape: QStash messages per task, deliveries per second.
 
-    uv run python bench/http.py [--tasks 200] [--concurrency 32] [--speedup 10]
+    uv run python bench/http.py [--tasks 200] [--concurrency 32] [--speedup 10] [--only TABLE]
 
 Everything runs on loopback: the service in this process (uvicorn), the QStash and T8Star fakes in
 threads, SQLite as the store; the HTTP client shares the process (and its cores). Four tables:
@@ -11,7 +11,9 @@ threads, SQLite as the store; the HTTP client shares the process (and its cores)
 2. deliveries per second straight into the worker endpoint (signed requests, no QStash), per step;
 3. POST /generate alone: JWT check, validation, SQLite insert, QStash publish;
 4. end to end: how fast POST /generate answers (store insert + QStash publish), then tasks and
-   deliveries per second through the QStash fake.
+   deliveries per second through the QStash fake;
+5. `videoq serve` in a process of its own (the client no longer shares its event loop): POST
+   /generate and GET /tasks/{id} at 1, 16 and 64 clients.
 """
 
 from __future__ import annotations
@@ -45,7 +47,10 @@ from tests.fakes.t8star import DEFAULT_KEY, FakeT8Star, JobScript  # noqa: E402
 from tests.http_support import (  # noqa: E402
     JWT_SECRET,
     RecordingQStash,
+    ServeProcess,
     bearer,
+    clean_env,
+    free_port,
     hand_runtime,
     in_process,
     loopback_socket,
@@ -205,20 +210,76 @@ async def generate_latency(tasks: int) -> list[tuple[str, ...]]:
 
 async def _generate(client: httpx.AsyncClient, tasks: int, concurrency: int) -> list[float]:
     """POST /generate `tasks` times, `concurrency` at once; the latency of each answer."""
-    gate, latencies = asyncio.Semaphore(concurrency), []
     headers = bearer()
+
+    def one(n: int) -> Awaitable[httpx.Response]:
+        return client.post("/api/v1/video/generate", json={"prompt": f"bench {n}"}, headers=headers)
+
+    return await _load(tasks, concurrency, one, 202)
+
+
+async def _load(
+    count: int,
+    concurrency: int,
+    request: Callable[[int], Awaitable[httpx.Response]],
+    expected: int,
+) -> list[float]:
+    """Make `count` requests, `concurrency` at once; the latency of each answer."""
+    gate, latencies = asyncio.Semaphore(concurrency), []
 
     async def one(n: int) -> None:
         async with gate:
             started = time.perf_counter()
-            response = await client.post(
-                "/api/v1/video/generate", json={"prompt": f"bench {n}"}, headers=headers
-            )
+            response = await request(n)
             latencies.append(time.perf_counter() - started)
-        assert response.status_code == 202, response.text
+        assert response.status_code == expected, response.text
 
-    await asyncio.gather(*(one(n) for n in range(tasks)))
+    await asyncio.gather(*(one(n) for n in range(count)))
     return latencies
+
+
+async def separate_process(tasks: int) -> list[tuple[str, ...]]:
+    """`videoq serve` in its own process on the embedded default, the clients in this one."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        env = clean_env(
+            VIDEOQ_DB=str(Path(tmp) / "v.db"),
+            VIDEOQ_PUBLIC_URL=f"http://127.0.0.1:{port}",
+            SUPABASE_JWT_SECRET=JWT_SECRET,
+        )
+        serve = ServeProcess(env, port, Path(tmp) / "serve.log")
+        await serve.start()
+        try:
+            limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+            async with httpx.AsyncClient(base_url=serve.url, timeout=30, limits=limits) as client:
+                headers = bearer()
+                for concurrency in (1, 16, 64):
+                    started = time.perf_counter()
+                    posted = sorted(await _generate(client, tasks, concurrency))
+                    rows.append(_load_row("POST /generate", concurrency, tasks, started, posted))
+                listed = await client.get("/api/v1/video/tasks", headers=headers)
+                ids = [task["id"] for task in listed.json()["data"]["tasks"]]
+
+                def get(n: int) -> Awaitable[httpx.Response]:
+                    return client.get(f"/api/v1/video/tasks/{ids[n % len(ids)]}", headers=headers)
+
+                for concurrency in (1, 16, 64):
+                    started = time.perf_counter()
+                    got = sorted(await _load(tasks, concurrency, get, 200))
+                    rows.append(_load_row("GET /tasks/{id}", concurrency, tasks, started, got))
+        finally:
+            serve.stop()
+    return rows
+
+
+def _load_row(
+    what: str, concurrency: int, count: int, started: float, latencies: list[float]
+) -> tuple[str, ...]:
+    elapsed = time.perf_counter() - started
+    return (what, str(concurrency), str(count), f"{count / elapsed:.0f}",
+            f"{latencies[len(latencies) // 2] * 1000:.1f}",
+            f"{latencies[int(len(latencies) * 0.95)] * 1000:.1f}")  # fmt: skip
 
 
 def table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -240,28 +301,52 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--speedup", type=float, default=10.0)
     parser.add_argument("--per-class", type=int, default=3)
+    parser.add_argument(
+        "--only",
+        choices=["messages", "endpoint", "generate", "qstash", "serve"],
+        help="print this table alone",
+    )
     args = parser.parse_args()
+    tables: dict[str, tuple[str, tuple[str, ...], Callable[[], Awaitable[list[tuple[str, ...]]]]]]
+    tables = {
+        "messages": (
+            f"QStash messages per task (publishes + redeliveries), clocks x{args.speedup:g}",
+            ("job", "length", "tasks", "mean", "max"),
+            lambda: messages_per_task(args.speedup, args.per_class),
+        ),
+        "endpoint": (
+            "worker endpoint, signed deliveries over loopback HTTP (SQLite store)",
+            ("step", "deliveries", "concurrency", "per s", "p50 ms", "p95 ms"),
+            lambda: endpoint_rate(args.tasks, args.concurrency),
+        ),
+        "generate": (
+            "POST /generate alone (insert + QStash publish; deliveries held back)",
+            ("concurrency", "requests", "per s", "p50 ms", "p95 ms"),
+            lambda: generate_latency(args.tasks),
+        ),
+        "qstash": (
+            "end to end: POST /generate, then QStash fake deliveries (flow control = concurrency)",
+            (
+                "run",
+                "concurrency",
+                "generate p50 ms",
+                "p95 ms",
+                "seconds",
+                "tasks/s",
+                "deliveries/s",
+            ),
+            lambda: through_qstash(args.tasks, args.concurrency),
+        ),
+        "serve": (
+            "`videoq serve` in its own process (embedded default: SQLite, local queue, simulator)",
+            ("request", "concurrency", "requests", "per s", "p50 ms", "p95 ms"),
+            lambda: separate_process(args.tasks),
+        ),
+    }
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {sys.platform}")
-    table(
-        f"QStash messages per task (publishes + redeliveries), clocks x{args.speedup:g}",
-        ("job", "length", "tasks", "mean", "max"),
-        run(lambda: messages_per_task(args.speedup, args.per_class)),
-    )
-    table(
-        "worker endpoint, signed deliveries over loopback HTTP (SQLite store)",
-        ("step", "deliveries", "concurrency", "per s", "p50 ms", "p95 ms"),
-        run(lambda: endpoint_rate(args.tasks, args.concurrency)),
-    )
-    table(
-        "POST /generate alone (insert + QStash publish; deliveries held back)",
-        ("concurrency", "requests", "per s", "p50 ms", "p95 ms"),
-        run(lambda: generate_latency(args.tasks)),
-    )
-    table(
-        "end to end: POST /generate, then QStash fake deliveries (flow control = concurrency)",
-        ("run", "concurrency", "generate p50 ms", "p95 ms", "seconds", "tasks/s", "deliveries/s"),
-        run(lambda: through_qstash(args.tasks, args.concurrency)),
-    )
+    for name, (title, header, step) in tables.items():
+        if args.only in (None, name):
+            table(title, header, run(step))
 
 
 if __name__ == "__main__":
