@@ -1,6 +1,7 @@
 """The HTTP service in the cloud shape: QStash messages per task, deliveries per second.
 
-    uv run python bench/http.py [--tasks 200] [--concurrency 32] [--speedup 10] [--only TABLE]
+    uv run python bench/http_service.py [--tasks 200] [--concurrency 32] [--speedup 10]
+                                        [--only messages|endpoint|generate|qstash|serve]
 
 Everything runs on loopback: the service in this process (uvicorn), the QStash and T8Star fakes in
 threads, SQLite as the store; the HTTP client shares the process (and its cores). Four tables:
@@ -21,9 +22,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# This file is named http.py: its own folder must not stay first on the path, or it would stand
-# in for the standard library's `http` package. The project root takes its place.
-sys.path[0] = str(Path(__file__).resolve().parent.parent)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
