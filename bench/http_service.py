@@ -143,25 +143,16 @@ async def endpoint_rate(tasks: int, concurrency: int) -> list[tuple[str, ...]]:
 async def _fire(
     label: str, client: httpx.AsyncClient, url: str, messages: list[WorkMessage], concurrency: int
 ) -> tuple[str, ...]:
-    gate = asyncio.Semaphore(concurrency)
-    latencies: list[float] = []
+    bodies = [message.to_bytes() for message in messages]
+    signatures = [signing.sign(body, KEY, url) for body in bodies]
 
-    async def one(message: WorkMessage) -> None:
-        body = message.to_bytes()
-        headers = {"Upstash-Signature": signing.sign(body, KEY, url)}
-        async with gate:
-            started = time.perf_counter()
-            response = await client.post(WORKER_PATH, content=body, headers=headers)
-            latencies.append(time.perf_counter() - started)
-        assert response.status_code == 200, response.text
+    def one(n: int) -> Awaitable[httpx.Response]:
+        headers = {"Upstash-Signature": signatures[n]}
+        return client.post(WORKER_PATH, content=bodies[n], headers=headers)
 
-    started = time.perf_counter()
-    await asyncio.gather(*(one(message) for message in messages))
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-    return (label, str(len(messages)), str(concurrency), f"{len(messages) / elapsed:.0f}",
-            f"{latencies[len(latencies) // 2] * 1000:.1f}",
-            f"{latencies[int(len(latencies) * 0.95)] * 1000:.1f}")  # fmt: skip
+    elapsed, latencies = await _load(len(messages), concurrency, one, 200)
+    count = len(messages)
+    return (label, str(count), str(concurrency), f"{count / elapsed:.0f}", *_ms(latencies))
 
 
 async def through_qstash(tasks: int, concurrency: int) -> list[tuple[str, ...]]:
@@ -175,14 +166,11 @@ async def through_qstash(tasks: int, concurrency: int) -> list[tuple[str, ...]]:
         runtime = Runtime.from_settings(settings)
         async with runtime, in_process(runtime, sock, background=True) as client:
             started = time.perf_counter()
-            latencies = await _generate(client, tasks, concurrency)
+            _, latencies = await _generate(client, tasks, concurrency)
             await wait_terminal(runtime, timeout=120)
             elapsed = time.perf_counter() - started
         deliveries = len(qstash.attempts())
-    latencies.sort()
-    return [(f"{tasks} tasks, 4 steps each", str(concurrency),
-             f"{latencies[len(latencies) // 2] * 1000:.1f}",
-             f"{latencies[int(len(latencies) * 0.95)] * 1000:.1f}", f"{elapsed:.2f}",
+    return [(f"{tasks} tasks, 4 steps each", str(concurrency), *_ms(latencies), f"{elapsed:.2f}",
              f"{tasks / elapsed:.0f}", f"{deliveries / elapsed:.0f}")]  # fmt: skip
 
 
@@ -198,17 +186,16 @@ async def generate_latency(tasks: int) -> list[tuple[str, ...]]:
         runtime = Runtime.from_settings(settings)
         async with runtime, in_process(runtime, sock) as client:
             for concurrency in (1, 16):
-                started = time.perf_counter()
-                latencies = sorted(await _generate(client, tasks, concurrency))
-                elapsed = time.perf_counter() - started
-                rows.append((str(concurrency), str(tasks), f"{tasks / elapsed:.0f}",
-                             f"{latencies[len(latencies) // 2] * 1000:.1f}",
-                             f"{latencies[int(len(latencies) * 0.95)] * 1000:.1f}"))  # fmt: skip
+                rows.append(
+                    _load_row(concurrency, tasks, await _generate(client, tasks, concurrency))
+                )
     return rows
 
 
-async def _generate(client: httpx.AsyncClient, tasks: int, concurrency: int) -> list[float]:
-    """POST /generate `tasks` times, `concurrency` at once; the latency of each answer."""
+async def _generate(
+    client: httpx.AsyncClient, tasks: int, concurrency: int
+) -> tuple[float, list[float]]:
+    """POST /generate `tasks` times, `concurrency` at once; as `_load`."""
     headers = bearer()
 
     def one(n: int) -> Awaitable[httpx.Response]:
@@ -222,8 +209,8 @@ async def _load(
     concurrency: int,
     request: Callable[[int], Awaitable[httpx.Response]],
     expected: int,
-) -> list[float]:
-    """Make `count` requests, `concurrency` at once; the latency of each answer."""
+) -> tuple[float, list[float]]:
+    """Make `count` requests, `concurrency` at once: seconds in all, and each answer's latency."""
     gate, latencies = asyncio.Semaphore(concurrency), []
 
     async def one(n: int) -> None:
@@ -233,8 +220,16 @@ async def _load(
             latencies.append(time.perf_counter() - started)
         assert response.status_code == expected, response.text
 
+    started = time.perf_counter()
     await asyncio.gather(*(one(n) for n in range(count)))
-    return latencies
+    return time.perf_counter() - started, latencies
+
+
+def _ms(latencies: list[float]) -> tuple[str, str]:
+    """The median and 95th percentile of `latencies`, in milliseconds, as table cells."""
+    ordered = sorted(latencies)
+    return (f"{ordered[len(ordered) // 2] * 1000:.1f}",
+            f"{ordered[int(len(ordered) * 0.95)] * 1000:.1f}")  # fmt: skip
 
 
 async def separate_process(tasks: int) -> list[tuple[str, ...]]:
@@ -254,9 +249,8 @@ async def separate_process(tasks: int) -> list[tuple[str, ...]]:
             async with httpx.AsyncClient(base_url=serve.url, timeout=30, limits=limits) as client:
                 headers = bearer()
                 for concurrency in (1, 16, 64):
-                    started = time.perf_counter()
-                    posted = sorted(await _generate(client, tasks, concurrency))
-                    rows.append(_load_row("POST /generate", concurrency, tasks, started, posted))
+                    posted = await _generate(client, tasks, concurrency)
+                    rows.append(("POST /generate", *_load_row(concurrency, tasks, posted)))
                 listed = await client.get("/api/v1/video/tasks", headers=headers)
                 ids = [task["id"] for task in listed.json()["data"]["tasks"]]
 
@@ -264,21 +258,17 @@ async def separate_process(tasks: int) -> list[tuple[str, ...]]:
                     return client.get(f"/api/v1/video/tasks/{ids[n % len(ids)]}", headers=headers)
 
                 for concurrency in (1, 16, 64):
-                    started = time.perf_counter()
-                    got = sorted(await _load(tasks, concurrency, get, 200))
-                    rows.append(_load_row("GET /tasks/{id}", concurrency, tasks, started, got))
+                    got = await _load(tasks, concurrency, get, 200)
+                    rows.append(("GET /tasks/{id}", *_load_row(concurrency, tasks, got)))
         finally:
             serve.stop()
     return rows
 
 
-def _load_row(
-    what: str, concurrency: int, count: int, started: float, latencies: list[float]
-) -> tuple[str, ...]:
-    elapsed = time.perf_counter() - started
-    return (what, str(concurrency), str(count), f"{count / elapsed:.0f}",
-            f"{latencies[len(latencies) // 2] * 1000:.1f}",
-            f"{latencies[int(len(latencies) * 0.95)] * 1000:.1f}")  # fmt: skip
+def _load_row(concurrency: int, count: int, load: tuple[float, list[float]]) -> tuple[str, ...]:
+    """Concurrency, requests, per second, p50 and p95 ms of what `_load` measured."""
+    elapsed, latencies = load
+    return (str(concurrency), str(count), f"{count / elapsed:.0f}", *_ms(latencies))
 
 
 def table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
