@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -11,8 +12,9 @@ import pytest
 
 from core import signing
 from core.errors import InvalidState, TaskNotFound
-from core.models import TaskStatus, WorkMessage
+from core.models import TaskStatus, WorkMessage, utcnow
 from core.queue import Delivery
+from core.store import Expect
 from core.upstream.t8star import T8StarUpstream
 from core.worker import WorkerTiming
 from tests.engine import FAST, KEY, NEXT_KEY, WORKER_URL, Engine, delivery, open_engine
@@ -215,6 +217,24 @@ async def test_a_short_id_finds_its_task_among_more_than_a_page_of_newer_ones(
     for unknown in ["", "zz", "3f%", "3f*", "_"]:
         with pytest.raises(TaskNotFound):
             await engine.service.resolve_id(unknown)
+
+
+async def test_a_poll_delivered_after_its_time_is_measured_as_late(
+    engine: Engine, fake: FakeT8Star
+) -> None:
+    fake.script_default(JobScript(polls=5))
+    task = await engine.submit()
+    await engine.deliver(engine.queue.take().message)  # submit; poll 1 is due in a minute
+    await engine.deliver(engine.queue.take().message)  # delivered early: not late at all
+    running = await engine.task(task.id)
+    overdue = {"next_poll_at": utcnow() - timedelta(seconds=7)}
+    expect = Expect.of(TaskStatus.RUNNING, attempt=1, polls=running.polls)
+    assert await engine.store.update(task.id, expect, overdue)
+    await engine.deliver(engine.queue.take().message)  # poll 2, seven seconds after its time
+    family = next(iter(engine.worker.stats.poll_lateness.collect()))
+    samples = {sample.name: sample.value for sample in family.samples}
+    assert samples["videoq_poll_lateness_seconds_count"] == 2
+    assert 7.0 <= samples["videoq_poll_lateness_seconds_sum"] < 60.0
 
 
 async def test_a_poll_in_flight_during_cancel_does_not_overwrite_it(
