@@ -303,7 +303,6 @@ class Worker:
             "polls": task.polls + 1,
             "upstream_status": answer.raw_status,
             "last_polled_at": now,
-            "next_poll_at": now + timedelta(seconds=delay),
         }
         if answer.progress is not None:
             changes["progress"] = max(task.progress, min(answer.progress, 99))
@@ -317,6 +316,7 @@ class Worker:
         message = WorkMessage(
             task_id=task.id, attempt=task.attempt, step="poll", seq=task.polls + 2
         )
+        changes["next_poll_at"] = utcnow() + timedelta(seconds=delay)
         changes["message_id"] = await self.queue.publish(message, delay)
         if (
             await self.store.update(task.id, _expect(task, polls=task.polls), changes, event)

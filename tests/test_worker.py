@@ -219,6 +219,23 @@ async def test_a_short_id_finds_its_task_among_more_than_a_page_of_newer_ones(
             await engine.service.resolve_id(unknown)
 
 
+async def test_a_failed_poll_moves_the_next_poll_time_to_its_retry(
+    engine: Engine, fake: FakeT8Star
+) -> None:
+    # The reconciler calls a poll lost once next_poll_at is far behind: it must follow the retry.
+    fake.script_default(JobScript(polls=5))
+    task = await engine.submit()
+    await engine.deliver(engine.queue.take().message)  # submit
+    fake.fault("status", Fault.rate_limited("120"))
+    before = utcnow()
+    await engine.deliver(engine.queue.take().message)  # poll 1: 429, retry in two minutes
+    retry = engine.queue.take()
+    polled = await engine.task(task.id)
+    assert retry.delay == 120.0 and polled.polls == 1
+    assert polled.next_poll_at is not None
+    assert polled.next_poll_at >= before + timedelta(seconds=120)
+
+
 async def test_a_poll_delivered_after_its_time_is_measured_as_late(
     engine: Engine, fake: FakeT8Star
 ) -> None:
