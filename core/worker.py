@@ -106,7 +106,7 @@ class Worker:
         """Verify a delivery, run its step, and say what the queue should do next."""
         try:
             signing.verify(
-                _header(delivery.headers, "upstash-signature"),
+                delivery.header("upstash-signature"),
                 delivery.body,
                 current_key=self.keys.current,
                 next_key=self.keys.next,
@@ -408,13 +408,6 @@ class Worker:
 def _expect(task: Task, **extra: Any) -> Expect:
     polls = extra.pop("polls", None)
     return Expect(frozenset({task.status}), task.attempt, polls, extra)
-
-
-def _header(headers: Any, name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:
-        value = next((v for k, v in headers.items() if k.lower() == name), None)
-    return value
 
 
 def _one_line(text: str) -> str:

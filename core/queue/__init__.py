@@ -16,6 +16,15 @@ class Delivery:
     body: bytes
     headers: Mapping[str, str]
 
+    def header(self, name: str) -> str | None:
+        """The value of header `name`, whatever the case of its name in `headers` (an HTTP
+        server hands them over lower-cased, the local queue as QStash spells them)."""
+        value = self.headers.get(name)
+        if value is None:
+            wanted = name.lower()
+            value = next((v for k, v in self.headers.items() if k.lower() == wanted), None)
+        return value
+
 
 @dataclass(frozen=True, slots=True)
 class DeliveryResult:
