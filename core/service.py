@@ -194,7 +194,7 @@ class TaskService:
 
     async def resolve_id(self, prefix: str) -> str:
         """Expand a short id (as the dashboard and `list` show it) to the full task id."""
-        if len(prefix) >= 36 or await self.store.get(prefix):
+        if len(prefix) >= 36:  # a whole id: the caller's lookup says whether it exists
             return prefix
         short = prefix.lower()
         if not short or not set(short) <= _ID_CHARACTERS:
