@@ -53,7 +53,6 @@ class TaskStatus(StrEnum):
 
 ACTIVE = frozenset({TaskStatus.QUEUED, TaskStatus.RUNNING})
 TERMINAL = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED})
-RETRYABLE = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED})
 
 TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.QUEUED: frozenset({TaskStatus.RUNNING, TaskStatus.CANCELLED, TaskStatus.FAILED}),
@@ -64,6 +63,15 @@ TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
 }
 
 
+def _leading_to(status: TaskStatus) -> frozenset[TaskStatus]:
+    return frozenset(old for old, new in TRANSITIONS.items() if status in new)
+
+
+# A cancel moves a task to CANCELLED and a retry queues it again: who may, is the state machine.
+CANCELLABLE = _leading_to(TaskStatus.CANCELLED)
+RETRYABLE = _leading_to(TaskStatus.QUEUED)
+
+
 def can_transition(old: TaskStatus, new: TaskStatus) -> bool:
     return new in TRANSITIONS[old]
 
@@ -72,6 +80,27 @@ def check_transition(old: TaskStatus, new: TaskStatus) -> None:
     """Raise InvalidState unless `old -> new` is a legal transition."""
     if not can_transition(old, new):
         raise InvalidState(f"a task cannot go from {old} to {new}")
+
+
+def _either(statuses: frozenset[TaskStatus]) -> str:
+    return " or ".join(status.value for status in TaskStatus if status in statuses)
+
+
+def cancel_refusal(task: Task) -> str | None:
+    """Why `task` cannot be cancelled in its status, or None when it can."""
+    if task.status in CANCELLABLE:
+        return None
+    return (
+        f"task {task.id[:8]} is already {task.status}; "
+        f"only {_either(CANCELLABLE)} tasks can be cancelled"
+    )
+
+
+def retry_refusal(task: Task) -> str | None:
+    """Why `task` cannot be retried in its status, or None when it can."""
+    if task.status in RETRYABLE:
+        return None
+    return f"task {task.id[:8]} is {task.status}; only {_either(RETRYABLE)} tasks can be retried"
 
 
 Model = Literal["sora-2", "sora-2-pro"]

@@ -18,7 +18,8 @@ from core.models import (
     TaskStatus,
     VideoRequest,
     WorkMessage,
-    can_transition,
+    cancel_refusal,
+    retry_refusal,
     utcnow,
 )
 from core.queue import Queue
@@ -110,11 +111,8 @@ class TaskService:
     async def cancel(self, task_id: str, *, actor: str = "cli", user_id: str | None = None) -> Task:
         """Cancel a queued or running task; nothing touches it afterwards."""
         task = await self.get(task_id, user_id=user_id)
-        if not can_transition(task.status, TaskStatus.CANCELLED):
-            raise InvalidState(
-                f"task {task.id[:8]} is already {task.status}; "
-                "only queued or running tasks can be cancelled"
-            )
+        if refused := cancel_refusal(task):
+            raise InvalidState(refused)
         now = utcnow()
         changes = {
             "status": TaskStatus.CANCELLED,
@@ -144,11 +142,8 @@ class TaskService:
     ) -> Task:
         """Queue a failed or cancelled task again as a new attempt (optionally with a BYOK key)."""
         task = await self.get(task_id, user_id=user_id)
-        if not can_transition(task.status, TaskStatus.QUEUED):
-            raise InvalidState(
-                f"task {task.id[:8]} is {task.status}; "
-                "only failed or cancelled tasks can be retried"
-            )
+        if refused := retry_refusal(task):
+            raise InvalidState(refused)
         changes = dict(
             _RETRY_RESET,
             status=TaskStatus.QUEUED,

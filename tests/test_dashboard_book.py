@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 from rich.cells import cell_len
 
-from core.models import Task, TaskChange, TaskStatus, VideoRequest
+from core.models import Task, TaskChange, TaskStatus, VideoRequest, cancel_refusal, retry_refusal
 from tui.widgets.status_header import HeaderInfo, header_markup
-from tui.widgets.task_book import TaskBook, View
+from tui.widgets.task_book import TaskBook, View, can_cancel, can_retry
 from tui.widgets.task_cells import COLUMNS, PADDING, column_widths, ellipsize
 from tui.widgets.wording import confirm_text, outcome, refusal
 
@@ -111,6 +111,17 @@ def test_finished_per_minute_counts_recent_terminal_rows() -> None:
     for task in (recent, old, make(3)):
         book.apply(TaskChange("INSERT", task))
     assert book.finished_within(now) == 1
+
+
+def test_the_dashboard_refuses_exactly_as_the_state_machine_does() -> None:
+    for status in TaskStatus:
+        task = make(1, status=status)
+        assert can_cancel(task) is (cancel_refusal(task) is None)
+        assert can_retry(task) is (retry_refusal(task) is None)
+        if not can_cancel(task):
+            assert refusal("cancel", [task]) == cancel_refusal(task)
+        if not can_retry(task):
+            assert refusal("retry", [task]) == retry_refusal(task)
 
 
 def test_wording_matches_what_the_operator_needs_to_know() -> None:
