@@ -103,6 +103,20 @@ def retry_refusal(task: Task) -> str | None:
     return f"task {task.id[:8]} is {task.status}; only {_either(RETRYABLE)} tasks can be retried"
 
 
+def end_changes(status: TaskStatus, at: datetime) -> dict[str, Any]:
+    """The columns every end of a task sets: when, no further step, and no user key kept."""
+    if status not in TERMINAL:
+        raise ValueError(f"{status} is not an end of a task")
+    # The user's own upstream key is erased at the end; a retry must bring it again.
+    return {
+        "status": status,
+        "completed_at": at,
+        "next_poll_at": None,
+        "step_lease_until": None,
+        "upstream_key_ciphertext": None,
+    }
+
+
 Model = Literal["sora-2", "sora-2-pro"]
 AspectRatio = Literal["16:9", "9:16"]
 Duration = Literal[10, 15, 25]

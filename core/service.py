@@ -19,6 +19,7 @@ from core.models import (
     VideoRequest,
     WorkMessage,
     cancel_refusal,
+    end_changes,
     retry_refusal,
     utcnow,
 )
@@ -113,14 +114,7 @@ class TaskService:
         task = await self.get(task_id, user_id=user_id)
         if refused := cancel_refusal(task):
             raise InvalidState(refused)
-        now = utcnow()
-        changes = {
-            "status": TaskStatus.CANCELLED,
-            "completed_at": now,
-            "next_poll_at": None,
-            "step_lease_until": None,
-            "upstream_key_ciphertext": None,
-        }
+        changes = end_changes(TaskStatus.CANCELLED, utcnow())
         event = history.transition(task, TaskStatus.CANCELLED, actor=actor, action=True)
         updated = await self.store.update(
             task.id, Expect(frozenset({task.status}), task.attempt), changes, event

@@ -16,7 +16,7 @@ from core import history, signing
 from core.config import step_lease
 from core.errors import QueueError, SignatureError, UpstreamError, VideoqError
 from core.metrics import latency_histogram
-from core.models import Task, TaskEvent, TaskStatus, WorkMessage, utcnow
+from core.models import Task, TaskEvent, TaskStatus, WorkMessage, end_changes, utcnow
 from core.queue import Delivery, DeliveryResult, Queue
 from core.schedule import PollSchedule
 from core.secrets import KeyBox
@@ -337,13 +337,7 @@ class Worker:
         latency_ms: float | None = None,
     ) -> None:
         now = utcnow()
-        changes: dict[str, Any] = {
-            "status": status,
-            "completed_at": now,
-            "step_lease_until": None,
-            "next_poll_at": None,
-            "upstream_key_ciphertext": None,
-        }
+        changes = end_changes(status, now)
         if error is not None:
             changes["error_message"] = _one_line(error)
         if answer is not None:

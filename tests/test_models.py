@@ -17,7 +17,9 @@ from core.models import (
     can_transition,
     cancel_refusal,
     check_transition,
+    end_changes,
     retry_refusal,
+    utcnow,
 )
 
 Q, R, S, F, C = (
@@ -121,3 +123,9 @@ def test_work_message_dedup_id_has_no_colon_and_parsing_is_strict() -> None:
     ):
         with pytest.raises(ValueError):
             WorkMessage.from_bytes(raw)
+
+
+@pytest.mark.parametrize("status", [Q, R])
+def test_only_a_terminal_status_ends_a_task(status: TaskStatus) -> None:
+    with pytest.raises(ValueError, match=f"{status} is not an end"):
+        end_changes(status, utcnow())
