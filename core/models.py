@@ -231,6 +231,9 @@ class Task(BaseModel):
     next_poll_at: datetime | None = None
     step_lease_until: datetime | None = None
     upstream_key_ciphertext: str | None = None
+    # The attempt was queued with the submitter's own upstream key; stays set once the key
+    # itself is erased at the end, so a retry knows it needs the key again.
+    own_key: bool = False
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     queued_at: datetime = Field(default_factory=utcnow)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core import history
-from core.errors import InvalidState, QueueError, TaskNotFound
+from core.errors import InvalidRequest, InvalidState, QueueError, TaskNotFound
 from core.models import (
     LOCAL_USER,
     Task,
@@ -35,9 +35,11 @@ PUBLISH_WAIT = 3.0
 is answered as stored and queued, and the reconciler publishes the step after its grace period,
 so a hanging queue service slows no caller down for its whole client timeout."""
 _ID_CHARACTERS = frozenset("0123456789abcdef-")
-# History note on the event that queued an attempt with the user's own upstream key (BYOK); the
-# key itself is erased when the task ends, this note says a retry needs it again.
+# History note, for people, on the event that queued an attempt with the user's own upstream
+# key (BYOK); the rule reads the task's own_key column.
 OWN_KEY_NOTE = "with the user's own upstream key"
+BYOK_HEADER = "X-Upstream-Api-Key"
+"""The task API's header for a user's own upstream key; a refused retry names it."""
 
 # What a retry clears: the previous attempt's upstream job and result.
 _RETRY_RESET: dict[str, Any] = {
@@ -90,6 +92,7 @@ class TaskService:
         """Store a validated request as a queued task and publish its first step."""
         task = Task.new(request, user_id=user_id, provider=provider)
         task.upstream_key_ciphertext = self._seal(upstream_api_key)
+        task.own_key = bool(upstream_api_key)
         event = TaskEvent(
             task_id=task.id,
             kind="transition",
@@ -138,12 +141,15 @@ class TaskService:
         task = await self.get(task_id, user_id=user_id)
         if refused := retry_refusal(task):
             raise InvalidState(refused)
+        if task.own_key and not upstream_api_key:
+            raise InvalidRequest(own_key_needed(task), field=BYOK_HEADER)
         changes = dict(
             _RETRY_RESET,
             status=TaskStatus.QUEUED,
             attempt=task.attempt + 1,
             queued_at=utcnow(),
             upstream_key_ciphertext=self._seal(upstream_api_key),
+            own_key=bool(upstream_api_key),
         )
         event = history.transition(
             task, TaskStatus.QUEUED, actor=actor, action=True, attempt=task.attempt + 1
@@ -247,6 +253,9 @@ class TaskService:
             log.debug("task %s: pending message not dropped: %s", task.id, exc.message)
 
 
-def used_own_key(history: Collection[TaskEvent]) -> bool:
-    """Whether the task was ever queued with the user's own upstream key (see OWN_KEY_NOTE)."""
-    return any(event.detail == OWN_KEY_NOTE for event in history)
+def own_key_needed(task: Task) -> str:
+    """Why `task` cannot be retried without its submitter's own upstream key."""
+    return (
+        f"task {task.id[:8]} ran with its submitter's own upstream key, which was erased when "
+        f"it ended; retry it with the key again (the task API's {BYOK_HEADER} header)"
+    )

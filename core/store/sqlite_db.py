@@ -86,6 +86,15 @@ CREATE INDEX IF NOT EXISTS task_events_task ON task_events (task_id, id);
 CREATE TABLE IF NOT EXISTS change_log (seq INTEGER PRIMARY KEY AUTOINCREMENT,
     task_id TEXT NOT NULL, op TEXT NOT NULL, origin TEXT NOT NULL, at REAL NOT NULL);
 """  # noqa: E501
+# Columns added since the first release: (definition, backfill) to add them to an older file.
+_ADDED_COLUMNS: dict[str, tuple[str, str | None]] = {
+    # Earlier versions marked an own-key attempt only by this note on the event that queued it.
+    "own_key": (
+        "INTEGER NOT NULL DEFAULT 0",
+        "UPDATE video_tasks SET own_key = 1 WHERE id IN (SELECT task_id FROM task_events"
+        " WHERE detail = 'with the user''s own upstream key')",
+    ),
+}
 _INSERT = (
     f"INSERT INTO video_tasks ({_SELECT}) VALUES ({', '.join('?' * len(TASK_COLUMNS))})"
     f" RETURNING {_SELECT}"
@@ -193,11 +202,23 @@ class Database:
         self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.executescript(_SCHEMA)
         found = {row[1] for row in self.db.execute("PRAGMA table_info(video_tasks)")}
+        for column in sorted(set(_ADDED_COLUMNS) - found):
+            self._add_column(column)
+            found.add(column)
         if missing := sorted(set(TASK_COLUMNS) - found):
             raise StoreError(
                 f"the task database {path} was made by another videoq version "
                 f"(no column {', '.join(missing)}); move it away to start afresh"
             )
+
+    def _add_column(self, column: str) -> None:
+        """Bring a file made by an earlier videoq up to date with one added column."""
+        definition, backfill = _ADDED_COLUMNS[column]
+        with self._transaction():
+            self.db.execute(f"ALTER TABLE video_tasks ADD COLUMN {column} {definition}")
+            if backfill:
+                self.db.execute(backfill)
+        logger.info("task database: added column %s", column)
 
     def close(self) -> None:
         self.db.close()

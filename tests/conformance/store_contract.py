@@ -15,7 +15,15 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from core.errors import StoreError
-from core.models import TASK_COLUMNS, Task, TaskChange, TaskEvent, TaskStatus, VideoRequest
+from core.models import (
+    TASK_COLUMNS,
+    Task,
+    TaskChange,
+    TaskEvent,
+    TaskStatus,
+    VideoRequest,
+    end_changes,
+)
 from core.store import Expect, TaskStore
 
 WAIT = 10.0
@@ -56,6 +64,7 @@ def every_column_set() -> Task:
         "next_poll_at": later + timedelta(seconds=5),
         "step_lease_until": later + timedelta(seconds=30),
         "upstream_key_ciphertext": "gAAAAABn-sealed",
+        "own_key": True,
         "polls": 3,
         "upstream_status": "IN_PROGRESS",
         "created_at": T0,
@@ -125,7 +134,17 @@ class StoreContract:
         assert loaded == task
         assert loaded is not None
         assert loaded.images == [] and loaded.hd is False and loaded.started_at is None
+        assert loaded.own_key is False
         assert_utc(loaded)
+
+    async def test_own_key_outlives_the_erased_key(self, store: TaskStore) -> None:
+        task = await store.insert(new_task(own_key=True, upstream_key_ciphertext="sealed"))
+
+        ended = await store.update(task.id, Expect.of(QUEUED), end_changes(FAILED, T0))
+
+        assert ended is not None and ended.upstream_key_ciphertext is None
+        assert ended.own_key is True
+        assert await store.get(task.id) == ended
 
     async def test_get_of_an_unknown_id_is_none(self, store: TaskStore) -> None:
         assert await store.get("00000000-0000-4000-8000-000000000000") is None
