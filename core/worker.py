@@ -21,6 +21,7 @@ from core.queue import Delivery, DeliveryResult, Queue
 from core.schedule import PollSchedule
 from core.secrets import KeyBox
 from core.store import Expect, TaskStore
+from core.text import one_line
 from core.upstream import Upstream, UpstreamState, UpstreamStatus, expected_timing
 
 log = logging.getLogger(__name__)
@@ -339,7 +340,7 @@ class Worker:
         now = utcnow()
         changes = end_changes(status, now)
         if error is not None:
-            changes["error_message"] = _one_line(error)
+            changes["error_message"] = one_line(error, MAX_ERROR_CHARS)
         if answer is not None:
             changes.update(
                 polls=task.polls + 1,
@@ -402,11 +403,6 @@ class Worker:
 def _expect(task: Task, **extra: Any) -> Expect:
     polls = extra.pop("polls", None)
     return Expect(frozenset({task.status}), task.attempt, polls, extra)
-
-
-def _one_line(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 1] + "…"
 
 
 def _ms_since(started: float) -> float:

@@ -64,6 +64,20 @@ async def test_failure_path_keeps_the_upstream_reason(engine: Engine, fake: Fake
     assert done.error_message == "内容违规 content flagged"
 
 
+async def test_an_upstream_reason_is_stored_without_control_characters(
+    engine: Engine, fake: FakeT8Star
+) -> None:
+    reason = "blocked\x1b[2J\x07 by\n\n the   filter " + "x" * 400
+    fake.script_default(JobScript(polls=1, outcome="failure", reason=reason))
+    task = await engine.submit()
+    await engine.drain()
+    done = await engine.task(task.id)
+    assert done.error_message is not None
+    assert done.error_message.startswith("blocked [2J by the filter xxx")
+    assert done.error_message.endswith("…") and len(done.error_message) == 300
+    assert all(ch.isprintable() for ch in done.error_message)
+
+
 async def test_late_failure_after_ninety_percent_fails_the_task(
     engine: Engine, fake: FakeT8Star
 ) -> None:

@@ -6,8 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.models import Task, cancel_refusal, retry_refusal
+from core.text import one_line
 
 LISTED_IDS = 12
+PROMPT_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,7 @@ def confirm_text(
     """Ask before `verb`-ing `tasks` ("Cancel", "Retry"); `failed` for the retry-all-failed key."""
     if len(tasks) == 1 and not failed:
         question = f"{verb} task {tasks[0].id[:8]}?"
-        details = " ".join(tasks[0].prompt.split())[:200]
+        details = one_line(tasks[0].prompt, PROMPT_CHARS)
     else:
         kind = "failed " if failed else ""
         question = f"{verb} {len(tasks)} {kind}tasks?"
