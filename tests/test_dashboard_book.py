@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 from rich.cells import cell_len
 
 from core.models import Task, TaskChange, TaskStatus, VideoRequest, cancel_refusal, retry_refusal
+from tui.render import LOG_FORMAT
+from tui.widgets.log_panel import PanelLogHandler
 from tui.widgets.status_header import HeaderInfo, header_markup
 from tui.widgets.task_book import TaskBook, View, can_cancel, can_retry
 from tui.widgets.task_cells import COLUMNS, PADDING, column_widths, ellipsize
@@ -170,3 +174,14 @@ def test_header_shows_backend_feed_counts_and_escapes_text() -> None:
     assert r"sqlite: /tmp/\[x].db" in markup
     assert "reconnecting" in markup and "last event 5s ago" in markup
     assert "[b]2[/]" in markup and '"cat"' in markup and "1[/] selected" in markup
+
+
+def test_the_worker_log_panel_writes_lines_as_the_console_does() -> None:
+    record = logging.LogRecord(
+        "core.worker", logging.WARNING, __file__, 1, "task %s: late", ("a",), None
+    )
+    console = logging.Formatter(LOG_FORMAT, "%H:%M:%S").format(record)
+    clock = time.strftime("%H:%M:%S", time.localtime(record.created))
+    assert (
+        PanelLogHandler().format(record) == console == f"{clock} WARNING core.worker: task a: late"
+    )
