@@ -22,13 +22,13 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import ValidationError
 
+from core import sqlite_file
 from core.errors import StoreError
 from core.models import TASK_COLUMNS, ChangeOp, Task, TaskEvent
 
 logger = logging.getLogger(__name__)
 
 EVENT_COLUMNS: tuple[str, ...] = tuple(TaskEvent.model_fields)
-STORE_SET_COLUMNS = frozenset({"id", "version", "updated_at"})
 CHANGE_LOG_RETENTION = 600.0
 """Seconds a change_log row is kept; a feed that falls further behind re-syncs."""
 PRUNE_EVERY = 60.0
@@ -184,22 +184,16 @@ class Database:
 
     def __init__(self, path: Path, origin: str, busy_timeout: float) -> None:
         self.origin = origin
-        self.db = sqlite3.connect(
-            path, isolation_level=None, timeout=busy_timeout, cached_statements=512
-        )
+        self.db = sqlite_file.connect(path, busy_timeout, cached_statements=512)
         try:
-            self._prepare(path, busy_timeout)
+            self._prepare(path)
         except BaseException:
             self.db.close()
             raise
         self.data_version = -1
         self.next_prune = time.monotonic() + PRUNE_EVERY
 
-    def _prepare(self, path: Path, busy_timeout: float) -> None:
-        self.db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        self.db.execute("PRAGMA journal_mode = WAL")
-        # WAL with NORMAL survives a crashed process; only a power cut may lose the last commits.
-        self.db.execute("PRAGMA synchronous = NORMAL")
+    def _prepare(self, path: Path) -> None:
         self.db.executescript(_SCHEMA)
         found = {row[1] for row in self.db.execute("PRAGMA table_info(video_tasks)")}
         for column in sorted(set(_ADDED_COLUMNS) - found):

@@ -24,7 +24,7 @@ from core.models import (
     VideoRequest,
     end_changes,
 )
-from core.store import Expect, TaskStore
+from core.store import STORE_SET_COLUMNS, Expect, TaskStore
 
 WAIT = 10.0
 """Seconds any expected feed event may take to show up before a test fails."""
@@ -267,9 +267,13 @@ class StoreContract:
     async def test_cas_names_the_store_owned_columns_in_vain(self, store: TaskStore) -> None:
         task = await store.insert(new_task())
 
-        updated = await store.update(task.id, Expect.of(QUEUED), {"version": 99, "progress": 3})
+        owned = {"id": "x", "version": 99, "created_at": T0, "updated_at": T0}
+        updated = await store.update(task.id, Expect.of(QUEUED), owned | {"progress": 3})
 
         assert updated is not None and (updated.version, updated.progress) == (2, 3)
+        assert (updated.id, updated.created_at) == (task.id, task.created_at)
+        assert updated.updated_at > task.updated_at
+        assert set(owned) == STORE_SET_COLUMNS
 
     @pytest.mark.parametrize(
         "expect",
