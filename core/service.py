@@ -93,6 +93,10 @@ class TaskService:
         task = Task.new(request, user_id=user_id, provider=provider)
         task.upstream_key_ciphertext = self._seal(upstream_api_key)
         task.own_key = bool(upstream_api_key)
+        # The queue's id for the step is known only after the publish, which comes after the
+        # insert (a failed publish is the reconciler's to mend): the dedup id, known now, makes
+        # the insert the submit's one write, so a dashboard sees one change per submit.
+        task.message_id = first_step(task.id, 1).dedup_id
         event = TaskEvent(
             task_id=task.id,
             kind="transition",
@@ -150,6 +154,7 @@ class TaskService:
             queued_at=utcnow(),
             upstream_key_ciphertext=self._seal(upstream_api_key),
             own_key=bool(upstream_api_key),
+            message_id=first_step(task.id, task.attempt + 1).dedup_id,
         )
         event = history.transition(
             task, TaskStatus.QUEUED, actor=actor, action=True, attempt=task.attempt + 1
@@ -202,10 +207,10 @@ class TaskService:
         raise TaskNotFound(prefix)
 
     async def _publish_submit(self, task: Task) -> Task:
-        message = WorkMessage(task_id=task.id, attempt=task.attempt, step="submit", seq=1)
+        """Publish the first step of the task's attempt; the row already names its message."""
         try:
             async with asyncio.timeout(self.publish_wait):
-                message_id = await self.queue.publish(message)
+                await self.queue.publish(first_step(task.id, task.attempt))
         except (QueueError, TimeoutError) as exc:
             # A publish cut short may still have reached the queue: the reconciler's copy is
             # then a duplicate submit, which the worker's submit claim runs once.
@@ -217,9 +222,7 @@ class TaskService:
             log.warning(
                 "task %s: first step not published, the reconciler will retry: %s", task.id, reason
             )
-            return task
-        expect = Expect(frozenset({TaskStatus.QUEUED}), task.attempt)
-        return await self.store.update(task.id, expect, {"message_id": message_id}) or task
+        return task
 
     def _seal(self, upstream_api_key: str | None) -> str | None:
         if not upstream_api_key:
@@ -251,6 +254,11 @@ class TaskService:
             await self.queue.cancel(task.message_id or "")
         except QueueError as exc:
             log.debug("task %s: pending message not dropped: %s", task.id, exc.message)
+
+
+def first_step(task_id: str, attempt: int) -> WorkMessage:
+    """The submit step that starts an attempt (its dedup id is the row's first message_id)."""
+    return WorkMessage(task_id=task_id, attempt=attempt, step="submit", seq=1)
 
 
 def own_key_needed(task: Task) -> str:

@@ -62,7 +62,8 @@ RETRY = """UPDATE queue_messages SET retried = retried + 1, deliver_at = ?, leas
     last_status = ?, reason = ? WHERE id = ? AND lease = ?"""
 DEAD = """UPDATE queue_messages SET state = 'dead', deliver_at = ?, lease = NULL,
     last_status = ?, reason = ? WHERE id = ? AND lease = ?"""
-CANCEL = "DELETE FROM queue_messages WHERE id = ? AND state = 'pending'"
+CANCEL = """DELETE FROM queue_messages WHERE state = 'pending'
+    AND id IN (?1, (SELECT message_id FROM queue_dedup WHERE dedup_id = ?1))"""
 _RELEASE = "UPDATE queue_messages SET lease = NULL, deliver_at = ? WHERE id = ? AND lease = ?"
 _COLUMNS = "id, dedup_id, body, state, deliver_at, retried, lease, last_status, reason"
 

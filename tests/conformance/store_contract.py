@@ -24,7 +24,9 @@ from core.models import (
     VideoRequest,
     end_changes,
 )
+from core.service import TaskService
 from core.store import STORE_SET_COLUMNS, Expect, TaskStore
+from tests.engine import HandQueue
 
 WAIT = 10.0
 """Seconds any expected feed event may take to show up before a test fails."""
@@ -410,3 +412,34 @@ class StoreContract:
                 versions.append(change.task.version)
 
         assert versions == [2, 3]
+
+    @pytest.mark.parametrize("use_case", ["submit", "retry"])
+    async def test_a_submit_or_a_retry_is_one_change_on_the_feed(
+        self, store: TaskStore, use_case: str
+    ) -> None:
+        queue = HandQueue()
+        service = TaskService(store, queue)
+        request = VideoRequest(prompt="a fox in the snow")
+        if use_case == "retry":
+            failed = await store.insert(new_task(status=FAILED, error_message="refused"))
+        async with aclosing(store.changes()) as feed:
+            assert (await asyncio.wait_for(anext(feed), WAIT)).op == "SYNC"
+
+            if use_case == "submit":
+                task = await service.submit(request)
+            else:
+                task = await service.retry(failed.id)
+            # A later write's change comes after any second change of the task's write.
+            marker = await store.insert(new_task("marker"))
+            seen: list[TaskChange] = []
+            marker_seen = of_task(marker.id, 1)
+
+            def record(change: TaskChange) -> bool:
+                seen.append(change)
+                return marker_seen(change)
+
+            await next_change(feed, record)
+
+        mine = [change.task for change in seen if change.task and change.task.id == task.id]
+        assert mine == [task] and await store.get(task.id) == task
+        assert [p.message.dedup_id for p in queue.published] == [task.message_id]
