@@ -195,11 +195,9 @@ class Database:
 
     def _prepare(self, path: Path) -> None:
         self.db.executescript(_SCHEMA)
-        found = {row[1] for row in self.db.execute("PRAGMA table_info(video_tasks)")}
-        for column in sorted(set(_ADDED_COLUMNS) - found):
+        for column in sorted(set(_ADDED_COLUMNS) - self._columns()):
             self._add_column(column)
-            found.add(column)
-        if missing := sorted(set(TASK_COLUMNS) - found):
+        if missing := sorted(set(TASK_COLUMNS) - self._columns()):
             raise StoreError(
                 f"the task database {path} was made by another videoq version "
                 f"(no column {', '.join(missing)}); move it away to start afresh"
@@ -209,10 +207,15 @@ class Database:
         """Bring a file made by an earlier videoq up to date with one added column."""
         definition, backfill = _ADDED_COLUMNS[column]
         with self._transaction():
+            if column in self._columns():
+                return  # another process opening the same file added it first
             self.db.execute(f"ALTER TABLE video_tasks ADD COLUMN {column} {definition}")
             if backfill:
                 self.db.execute(backfill)
         logger.info("task database: added column %s", column)
+
+    def _columns(self) -> set[str]:
+        return {row[1] for row in self.db.execute("PRAGMA table_info(video_tasks)")}
 
     def close(self) -> None:
         self.db.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -135,3 +136,19 @@ async def test_a_file_missing_a_column_that_cannot_be_added_is_refused(tmp_path:
 
     with pytest.raises(StoreError, match="no column video_url"):
         await SqliteStore(path).open()
+
+
+async def test_processes_opening_an_old_file_at_once_all_get_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(FIRST_RELEASE.read_text())
+    db.close()
+    stores = [SqliteStore(path) for _ in range(4)]
+
+    await asyncio.gather(*(store.open() for store in stores))
+    try:
+        rows = await asyncio.gather(*(store.list() for store in stores))
+    finally:
+        await asyncio.gather(*(store.close() for store in stores))
+
+    assert all([task.own_key for task in found] == [False, True] for found in rows)
