@@ -53,7 +53,6 @@ class TaskStatus(StrEnum):
 
 ACTIVE = frozenset({TaskStatus.QUEUED, TaskStatus.RUNNING})
 TERMINAL = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED})
-RETRYABLE = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED})
 
 TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.QUEUED: frozenset({TaskStatus.RUNNING, TaskStatus.CANCELLED, TaskStatus.FAILED}),
@@ -64,6 +63,15 @@ TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
 }
 
 
+def _leading_to(status: TaskStatus) -> frozenset[TaskStatus]:
+    return frozenset(old for old, new in TRANSITIONS.items() if status in new)
+
+
+# A cancel moves a task to CANCELLED and a retry queues it again: who may, is the state machine.
+CANCELLABLE = _leading_to(TaskStatus.CANCELLED)
+RETRYABLE = _leading_to(TaskStatus.QUEUED)
+
+
 def can_transition(old: TaskStatus, new: TaskStatus) -> bool:
     return new in TRANSITIONS[old]
 
@@ -72,6 +80,41 @@ def check_transition(old: TaskStatus, new: TaskStatus) -> None:
     """Raise InvalidState unless `old -> new` is a legal transition."""
     if not can_transition(old, new):
         raise InvalidState(f"a task cannot go from {old} to {new}")
+
+
+def _either(statuses: frozenset[TaskStatus]) -> str:
+    return " or ".join(status.value for status in TaskStatus if status in statuses)
+
+
+def cancel_refusal(task: Task) -> str | None:
+    """Why `task` cannot be cancelled in its status, or None when it can."""
+    if task.status in CANCELLABLE:
+        return None
+    return (
+        f"task {task.id[:8]} is already {task.status}; "
+        f"only {_either(CANCELLABLE)} tasks can be cancelled"
+    )
+
+
+def retry_refusal(task: Task) -> str | None:
+    """Why `task` cannot be retried in its status, or None when it can."""
+    if task.status in RETRYABLE:
+        return None
+    return f"task {task.id[:8]} is {task.status}; only {_either(RETRYABLE)} tasks can be retried"
+
+
+def end_changes(status: TaskStatus, at: datetime) -> dict[str, Any]:
+    """The columns every end of a task sets: when, no further step, and no user key kept."""
+    if status not in TERMINAL:
+        raise ValueError(f"{status} is not an end of a task")
+    # The user's own upstream key is erased at the end; a retry must bring it again.
+    return {
+        "status": status,
+        "completed_at": at,
+        "next_poll_at": None,
+        "step_lease_until": None,
+        "upstream_key_ciphertext": None,
+    }
 
 
 Model = Literal["sora-2", "sora-2-pro"]
@@ -188,6 +231,9 @@ class Task(BaseModel):
     next_poll_at: datetime | None = None
     step_lease_until: datetime | None = None
     upstream_key_ciphertext: str | None = None
+    # The attempt was queued with the submitter's own upstream key; stays set once the key
+    # itself is erased at the end, so a retry knows it needs the key again.
+    own_key: bool = False
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     queued_at: datetime = Field(default_factory=utcnow)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core import history
-from core.errors import InvalidState, QueueError, TaskNotFound
+from core.errors import InvalidRequest, InvalidState, QueueError, TaskNotFound
 from core.models import (
     LOCAL_USER,
     Task,
@@ -18,7 +18,9 @@ from core.models import (
     TaskStatus,
     VideoRequest,
     WorkMessage,
-    can_transition,
+    cancel_refusal,
+    end_changes,
+    retry_refusal,
     utcnow,
 )
 from core.queue import Queue
@@ -33,9 +35,11 @@ PUBLISH_WAIT = 3.0
 is answered as stored and queued, and the reconciler publishes the step after its grace period,
 so a hanging queue service slows no caller down for its whole client timeout."""
 _ID_CHARACTERS = frozenset("0123456789abcdef-")
-# History note on the event that queued an attempt with the user's own upstream key (BYOK); the
-# key itself is erased when the task ends, this note says a retry needs it again.
+# History note, for people, on the event that queued an attempt with the user's own upstream
+# key (BYOK); the rule reads the task's own_key column.
 OWN_KEY_NOTE = "with the user's own upstream key"
+BYOK_HEADER = "X-Upstream-Api-Key"
+"""The task API's header for a user's own upstream key; a refused retry names it."""
 
 # What a retry clears: the previous attempt's upstream job and result.
 _RETRY_RESET: dict[str, Any] = {
@@ -88,6 +92,11 @@ class TaskService:
         """Store a validated request as a queued task and publish its first step."""
         task = Task.new(request, user_id=user_id, provider=provider)
         task.upstream_key_ciphertext = self._seal(upstream_api_key)
+        task.own_key = bool(upstream_api_key)
+        # The queue's id for the step is known only after the publish, which comes after the
+        # insert (a failed publish is the reconciler's to mend): the dedup id, known now, makes
+        # the insert the submit's one write, so a dashboard sees one change per submit.
+        task.message_id = first_step(task.id, 1).dedup_id
         event = TaskEvent(
             task_id=task.id,
             kind="transition",
@@ -110,19 +119,9 @@ class TaskService:
     async def cancel(self, task_id: str, *, actor: str = "cli", user_id: str | None = None) -> Task:
         """Cancel a queued or running task; nothing touches it afterwards."""
         task = await self.get(task_id, user_id=user_id)
-        if not can_transition(task.status, TaskStatus.CANCELLED):
-            raise InvalidState(
-                f"task {task.id[:8]} is already {task.status}; "
-                "only queued or running tasks can be cancelled"
-            )
-        now = utcnow()
-        changes = {
-            "status": TaskStatus.CANCELLED,
-            "completed_at": now,
-            "next_poll_at": None,
-            "step_lease_until": None,
-            "upstream_key_ciphertext": None,
-        }
+        if refused := cancel_refusal(task):
+            raise InvalidState(refused)
+        changes = end_changes(TaskStatus.CANCELLED, utcnow())
         event = history.transition(task, TaskStatus.CANCELLED, actor=actor, action=True)
         updated = await self.store.update(
             task.id, Expect(frozenset({task.status}), task.attempt), changes, event
@@ -144,17 +143,18 @@ class TaskService:
     ) -> Task:
         """Queue a failed or cancelled task again as a new attempt (optionally with a BYOK key)."""
         task = await self.get(task_id, user_id=user_id)
-        if not can_transition(task.status, TaskStatus.QUEUED):
-            raise InvalidState(
-                f"task {task.id[:8]} is {task.status}; "
-                "only failed or cancelled tasks can be retried"
-            )
+        if refused := retry_refusal(task):
+            raise InvalidState(refused)
+        if task.own_key and not upstream_api_key:
+            raise InvalidRequest(own_key_needed(task), field=BYOK_HEADER)
         changes = dict(
             _RETRY_RESET,
             status=TaskStatus.QUEUED,
             attempt=task.attempt + 1,
             queued_at=utcnow(),
             upstream_key_ciphertext=self._seal(upstream_api_key),
+            own_key=bool(upstream_api_key),
+            message_id=first_step(task.id, task.attempt + 1).dedup_id,
         )
         event = history.transition(
             task, TaskStatus.QUEUED, actor=actor, action=True, attempt=task.attempt + 1
@@ -207,10 +207,10 @@ class TaskService:
         raise TaskNotFound(prefix)
 
     async def _publish_submit(self, task: Task) -> Task:
-        message = WorkMessage(task_id=task.id, attempt=task.attempt, step="submit", seq=1)
+        """Publish the first step of the task's attempt; the row already names its message."""
         try:
             async with asyncio.timeout(self.publish_wait):
-                message_id = await self.queue.publish(message)
+                await self.queue.publish(first_step(task.id, task.attempt))
         except (QueueError, TimeoutError) as exc:
             # A publish cut short may still have reached the queue: the reconciler's copy is
             # then a duplicate submit, which the worker's submit claim runs once.
@@ -222,9 +222,7 @@ class TaskService:
             log.warning(
                 "task %s: first step not published, the reconciler will retry: %s", task.id, reason
             )
-            return task
-        expect = Expect(frozenset({TaskStatus.QUEUED}), task.attempt)
-        return await self.store.update(task.id, expect, {"message_id": message_id}) or task
+        return task
 
     def _seal(self, upstream_api_key: str | None) -> str | None:
         if not upstream_api_key:
@@ -258,6 +256,14 @@ class TaskService:
             log.debug("task %s: pending message not dropped: %s", task.id, exc.message)
 
 
-def used_own_key(history: Collection[TaskEvent]) -> bool:
-    """Whether the task was ever queued with the user's own upstream key (see OWN_KEY_NOTE)."""
-    return any(event.detail == OWN_KEY_NOTE for event in history)
+def first_step(task_id: str, attempt: int) -> WorkMessage:
+    """The submit step that starts an attempt (its dedup id is the row's first message_id)."""
+    return WorkMessage(task_id=task_id, attempt=attempt, step="submit", seq=1)
+
+
+def own_key_needed(task: Task) -> str:
+    """Why `task` cannot be retried without its submitter's own upstream key."""
+    return (
+        f"task {task.id[:8]} ran with its submitter's own upstream key, which was erased when "
+        f"it ended; retry it with the key again (the task API's {BYOK_HEADER} header)"
+    )

@@ -16,11 +16,12 @@ from core import history, signing
 from core.config import step_lease
 from core.errors import QueueError, SignatureError, UpstreamError, VideoqError
 from core.metrics import latency_histogram
-from core.models import Task, TaskEvent, TaskStatus, WorkMessage, utcnow
+from core.models import Task, TaskEvent, TaskStatus, WorkMessage, end_changes, utcnow
 from core.queue import Delivery, DeliveryResult, Queue
 from core.schedule import PollSchedule
 from core.secrets import KeyBox
 from core.store import Expect, TaskStore
+from core.text import one_line
 from core.upstream import Upstream, UpstreamState, UpstreamStatus, expected_timing
 
 log = logging.getLogger(__name__)
@@ -337,15 +338,9 @@ class Worker:
         latency_ms: float | None = None,
     ) -> None:
         now = utcnow()
-        changes: dict[str, Any] = {
-            "status": status,
-            "completed_at": now,
-            "step_lease_until": None,
-            "next_poll_at": None,
-            "upstream_key_ciphertext": None,
-        }
+        changes = end_changes(status, now)
         if error is not None:
-            changes["error_message"] = _one_line(error)
+            changes["error_message"] = one_line(error, MAX_ERROR_CHARS)
         if answer is not None:
             changes.update(
                 polls=task.polls + 1,
@@ -408,11 +403,6 @@ class Worker:
 def _expect(task: Task, **extra: Any) -> Expect:
     polls = extra.pop("polls", None)
     return Expect(frozenset({task.status}), task.attempt, polls, extra)
-
-
-def _one_line(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 1] + "…"
 
 
 def _ms_since(started: float) -> float:

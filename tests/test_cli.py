@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
+from core.models import Task, TaskStatus, VideoRequest
+from core.store.sqlite import SqliteStore
 from tests.cli import Cli
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -69,6 +72,29 @@ def test_cancel_retry_and_show_say_why_when_they_do_not_apply(cli: Cli) -> None:
     assert [e["actor"] for e in detail["history"] if e["kind"] == "action"] == ["cli", "cli"]
     missing = cli.run("show", "ffffffff")
     assert missing.returncode != 0 and "no task" in missing.stderr
+
+
+async def _insert(path: Path, task: Task) -> None:
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        await store.insert(task)
+    finally:
+        await store.close()
+
+
+def test_retry_of_a_task_that_used_its_submitters_own_key_asks_for_the_key(cli: Cli) -> None:
+    failed = {"status": TaskStatus.FAILED, "own_key": True, "error_message": "refused"}
+    task = Task.new(VideoRequest(prompt="a fox")).model_copy(update=failed)
+    asyncio.run(_insert(cli.db_path, task))
+
+    refused = cli.run("retry", task.id[:8])
+
+    assert refused.returncode != 0, refused.stdout
+    assert "ran with its submitter's own upstream key" in refused.stderr
+    assert "X-Upstream-Api-Key" in refused.stderr and "Traceback" not in refused.stderr
+    detail = cli.json("show", task.id)
+    assert (detail["task"]["status"], detail["task"]["attempt"]) == ("failed", 1)
 
 
 def test_list_json_prints_every_column_and_filters_by_status(cli: Cli) -> None:

@@ -110,6 +110,26 @@ async def test_r_on_a_failed_task_queues_attempt_two(settings) -> None:
         assert stored.error_message is None
 
 
+async def test_r_on_a_task_that_used_its_submitters_own_key_asks_for_the_key(settings) -> None:
+    (task,) = await seed(settings, 1)
+    app = open_app(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        failed = await force(app.runtime, task, {**FAILED, "own_key": True})
+        await wait_for(pilot, lambda: "failed" in app.table.row_text(0), "the failed row")
+        await pilot.press("r", "y")
+        await wait_for(
+            pilot,
+            lambda: any("own upstream key" in note for note in app.notes),
+            "the refusal",
+        )
+        note = next(note for note in app.notes if "own upstream key" in note)
+        assert note.startswith(f"task {task.id[:8]} ran with its submitter's own upstream key")
+        assert "X-Upstream-Api-Key" in note
+        stored = await app.runtime.store.get(task.id)
+        assert stored is not None and stored.version == failed.version
+
+
 async def test_r_on_a_succeeded_task_changes_nothing_and_says_why(settings) -> None:
     (task,) = await seed(settings, 1)
     app = open_app(settings)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 from rich.cells import cell_len
 
-from core.models import Task, TaskChange, TaskStatus, VideoRequest
+from core.models import Task, TaskChange, TaskStatus, VideoRequest, cancel_refusal, retry_refusal
+from tui.render import LOG_FORMAT
+from tui.widgets.log_panel import PanelLogHandler
 from tui.widgets.status_header import HeaderInfo, header_markup
-from tui.widgets.task_book import TaskBook, View
+from tui.widgets.task_book import TaskBook, View, can_cancel, can_retry
 from tui.widgets.task_cells import COLUMNS, PADDING, column_widths, ellipsize
 from tui.widgets.wording import confirm_text, outcome, refusal
 
@@ -113,6 +117,17 @@ def test_finished_per_minute_counts_recent_terminal_rows() -> None:
     assert book.finished_within(now) == 1
 
 
+def test_the_dashboard_refuses_exactly_as_the_state_machine_does() -> None:
+    for status in TaskStatus:
+        task = make(1, status=status)
+        assert can_cancel(task) is (cancel_refusal(task) is None)
+        assert can_retry(task) is (retry_refusal(task) is None)
+        if not can_cancel(task):
+            assert refusal("cancel", [task]) == cancel_refusal(task)
+        if not can_retry(task):
+            assert refusal("retry", [task]) == retry_refusal(task)
+
+
 def test_wording_matches_what_the_operator_needs_to_know() -> None:
     task = make(1, status=TaskStatus.SUCCEEDED)
     assert refusal("retry", [task]) == (
@@ -159,3 +174,14 @@ def test_header_shows_backend_feed_counts_and_escapes_text() -> None:
     assert r"sqlite: /tmp/\[x].db" in markup
     assert "reconnecting" in markup and "last event 5s ago" in markup
     assert "[b]2[/]" in markup and '"cat"' in markup and "1[/] selected" in markup
+
+
+def test_the_worker_log_panel_writes_lines_as_the_console_does() -> None:
+    record = logging.LogRecord(
+        "core.worker", logging.WARNING, __file__, 1, "task %s: late", ("a",), None
+    )
+    console = logging.Formatter(LOG_FORMAT, "%H:%M:%S").format(record)
+    clock = time.strftime("%H:%M:%S", time.localtime(record.created))
+    assert (
+        PanelLogHandler().format(record) == console == f"{clock} WARNING core.worker: task a: late"
+    )

@@ -338,12 +338,21 @@ async def test_retrying_an_own_key_task_needs_the_key_again(api: Api) -> None:
     await api.client.post(f"/api/v1/video/cancel/{task_id}", headers=bearer())
     refused = await api.client.post(f"/api/v1/video/retry/{task_id}", headers=bearer())
     assert refused.status_code == 422 and error_of(refused)["field"] == "X-Upstream-Api-Key"
+    assert "ran with its submitter's own upstream key" in error_of(refused)["message"]
     row = await api.runtime.store.get(task_id)
-    assert row is not None and row.status is TaskStatus.CANCELLED
+    assert row is not None and row.status is TaskStatus.CANCELLED and row.own_key
     retried = await api.client.post(f"/api/v1/video/retry/{task_id}", headers={**bearer(), **own})
     assert retried.status_code == 200 and BYOK_KEY not in retried.text
     row = await api.runtime.store.get(task_id)
-    assert row is not None and row.attempt == 2 and row.upstream_key_ciphertext
+    assert row is not None and row.attempt == 2 and row.upstream_key_ciphertext and row.own_key
+
+
+async def test_a_task_without_an_own_key_retries_without_one(api: Api) -> None:
+    task_id = (await api.generate()).json()["data"]["task_id"]
+    await api.client.post(f"/api/v1/video/cancel/{task_id}", headers=bearer())
+    retried = await api.client.post(f"/api/v1/video/retry/{task_id}", headers=bearer())
+    assert retried.status_code == 200
+    assert retried.json()["data"]["task"]["own_key"] is False
 
 
 @pytest.mark.parametrize("key", [b"", b"has spaces in it", b"x" * 513, "naïve-key".encode()])

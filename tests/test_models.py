@@ -7,7 +7,20 @@ import itertools
 import pytest
 
 from core.errors import InvalidRequest, InvalidState
-from core.models import TaskStatus, VideoRequest, WorkMessage, can_transition, check_transition
+from core.models import (
+    CANCELLABLE,
+    RETRYABLE,
+    Task,
+    TaskStatus,
+    VideoRequest,
+    WorkMessage,
+    can_transition,
+    cancel_refusal,
+    check_transition,
+    end_changes,
+    retry_refusal,
+    utcnow,
+)
 
 Q, R, S, F, C = (
     TaskStatus.QUEUED,
@@ -31,6 +44,28 @@ def test_every_other_transition_is_refused(old: TaskStatus, new: TaskStatus) -> 
     assert not can_transition(old, new)
     with pytest.raises(InvalidState, match=f"from {old} to {new}"):
         check_transition(old, new)
+
+
+def test_who_may_be_cancelled_or_retried_follows_the_transitions() -> None:
+    assert CANCELLABLE == {s for s in TaskStatus if can_transition(s, C)} == {Q, R}
+    assert RETRYABLE == {s for s in TaskStatus if can_transition(s, Q)} == {F, C}
+
+
+@pytest.mark.parametrize("status", list(TaskStatus))
+def test_a_refusal_exactly_when_the_state_machine_forbids(status: TaskStatus) -> None:
+    task = Task.new(VideoRequest(prompt="a fox")).model_copy(update={"status": status})
+    assert (cancel_refusal(task) is None) == can_transition(status, C)
+    assert (retry_refusal(task) is None) == can_transition(status, Q)
+
+
+def test_refusals_name_the_task_its_status_and_who_may() -> None:
+    task = Task.new(VideoRequest(prompt="a fox")).model_copy(update={"status": S})
+    assert cancel_refusal(task) == (
+        f"task {task.id[:8]} is already succeeded; only queued or running tasks can be cancelled"
+    )
+    assert retry_refusal(task) == (
+        f"task {task.id[:8]} is succeeded; only failed or cancelled tasks can be retried"
+    )
 
 
 def test_terminal_and_active_sets() -> None:
@@ -88,3 +123,9 @@ def test_work_message_dedup_id_has_no_colon_and_parsing_is_strict() -> None:
     ):
         with pytest.raises(ValueError):
             WorkMessage.from_bytes(raw)
+
+
+@pytest.mark.parametrize("status", [Q, R])
+def test_only_a_terminal_status_ends_a_task(status: TaskStatus) -> None:
+    with pytest.raises(ValueError, match=f"{status} is not an end"):
+        end_changes(status, utcnow())

@@ -153,3 +153,26 @@ async def test_an_anon_key_sees_nothing(
             await client.table("video_tasks").select("*").execute()
     # No grant at all for anon: PostgREST answers 401 with permission denied.
     assert caught.value.code == "42501"
+
+
+async def test_the_schema_adds_own_key_to_tables_of_the_first_release(
+    fake_supabase: FakeSupabase, supabase_store: SupabaseStore
+) -> None:
+    own, server = await owned_tasks(supabase_store, "local", "local")
+    note = "with the user's own upstream key"  # what the first release wrote instead
+    await supabase_store.add_event(
+        TaskEvent(task_id=own.id, kind="transition", attempt=1, to_status=QUEUED, detail=note)
+    )
+    fake_supabase.execute_sql("alter table public.video_tasks drop column own_key")
+    assert "own_key" not in columns_of(fake_supabase, "video_tasks")
+
+    fake_supabase.execute_sql(schema_sql())
+    fake_supabase.execute_sql(schema_sql())
+
+    assert columns_of(fake_supabase, "video_tasks") == set(TASK_COLUMNS)
+    stored_own = await supabase_store.get(own.id)
+    stored_server = await supabase_store.get(server.id)
+    assert stored_own is not None and stored_own.own_key is True
+    assert stored_server is not None and stored_server.own_key is False
+    updated = await supabase_store.update(server.id, Expect.of(QUEUED), {"own_key": True})
+    assert updated is not None and updated.own_key is True

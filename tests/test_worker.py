@@ -12,7 +12,7 @@ import pytest
 
 from core import signing
 from core.errors import InvalidState, TaskNotFound
-from core.models import TaskStatus, WorkMessage, utcnow
+from core.models import TaskStatus, WorkMessage, end_changes, utcnow
 from core.queue import Delivery
 from core.store import Expect
 from core.upstream.t8star import T8StarUpstream
@@ -62,6 +62,20 @@ async def test_failure_path_keeps_the_upstream_reason(engine: Engine, fake: Fake
     done = await engine.task(task.id)
     assert done.status is TaskStatus.FAILED
     assert done.error_message == "内容违规 content flagged"
+
+
+async def test_an_upstream_reason_is_stored_without_control_characters(
+    engine: Engine, fake: FakeT8Star
+) -> None:
+    reason = "blocked\x1b[2J\x07 by\n\n the   filter " + "x" * 400
+    fake.script_default(JobScript(polls=1, outcome="failure", reason=reason))
+    task = await engine.submit()
+    await engine.drain()
+    done = await engine.task(task.id)
+    assert done.error_message is not None
+    assert done.error_message.startswith("blocked [2J by the filter xxx")
+    assert done.error_message.endswith("…") and len(done.error_message) == 300
+    assert all(ch.isprintable() for ch in done.error_message)
 
 
 async def test_late_failure_after_ninety_percent_fails_the_task(
@@ -199,6 +213,29 @@ async def test_cancel_while_running_stays_cancelled_and_stops_upstream_calls(
     done = await engine.task(task.id)
     assert done.status is TaskStatus.CANCELLED
     assert len(fake.status_calls(upstream_id)) == calls_before
+
+
+@pytest.mark.parametrize("end", ["success", "failure", "cancel"])
+async def test_every_end_of_a_task_clears_the_same_columns(
+    engine: Engine, fake: FakeT8Star, end: str
+) -> None:
+    fake.script_default(JobScript(polls=2, outcome="failure" if end == "failure" else "success"))
+    task = await engine.submit()
+    # A sealed own key the worker never opens (no key box): only its erasure is under test.
+    await engine.store.update(
+        task.id, Expect.of(TaskStatus.QUEUED), {"upstream_key_ciphertext": "sealed"}
+    )
+    await engine.deliver(engine.queue.take().message)  # submit: running, next poll planned
+    if end == "cancel":
+        await engine.service.cancel(task.id)
+    await engine.drain()
+    done = await engine.task(task.id)
+    status = {"success": "succeeded", "failure": "failed", "cancel": "cancelled"}[end]
+    cleared = end_changes(TaskStatus(status), utcnow())
+    assert {name: getattr(done, name) for name in cleared} == cleared | {
+        "completed_at": done.completed_at
+    }
+    assert done.completed_at is not None and done.upstream_key_ciphertext is None
 
 
 async def test_a_short_id_finds_its_task_among_more_than_a_page_of_newer_ones(

@@ -271,7 +271,7 @@ def _configure_logging(settings: Settings, *, quiet: bool) -> None:
     logging.basicConfig(
         level=level,
         stream=sys.stderr if quiet else sys.stdout,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        format=render.LOG_FORMAT,
     )
     for noisy in ("httpx", "httpcore", "hpack", "websockets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

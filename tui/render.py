@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from core.models import Task, TaskEvent, utcnow
+from core.text import one_line
 
 PROMPT_WIDTH = 40
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+"""How a log line reads, on the console and in the dashboard's worker log alike."""
 
 
 def short_id(task_id: str) -> str:
@@ -25,10 +28,7 @@ def age(moment: datetime | None, now: datetime | None = None) -> str:
 
 
 def truncate(text: str | None, width: int) -> str:
-    if not text:
-        return ""
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return one_line(text, width)
 
 
 def task_table(tasks: list[Task]) -> str:

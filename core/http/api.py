@@ -19,14 +19,13 @@ from starlette.routing import Route
 from core.errors import InvalidRequest, TaskNotFound
 from core.http.auth import UserAuth
 from core.http.envelope import BodyLimits, error_response, ok, read_json_object
-from core.models import RETRYABLE, TaskStatus, VideoRequest
+from core.models import TaskStatus, VideoRequest
 from core.runtime import Runtime
-from core.service import MAX_LIST_LIMIT, used_own_key
+from core.service import BYOK_HEADER, MAX_LIST_LIMIT
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1/video"
-BYOK_HEADER = "X-Upstream-Api-Key"
 DEFAULT_LIST_LIMIT = 100
 MAX_KEY_CHARS = 512
 _TASK_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -88,16 +87,9 @@ class TaskApi:
     async def retry(self, request: Request) -> Response:
         """Queue one of the caller's failed or cancelled tasks again, as a new attempt."""
         user_id = await self._user(request)
-        detail = await self.service.detail(_task_id(request), user_id=user_id)
         own_key = self._own_key(request)
-        if own_key is None and detail.task.status in RETRYABLE and used_own_key(detail.history):
-            raise InvalidRequest(
-                f"{BYOK_HEADER}: this task ran with your own upstream key, which was erased "
-                "when it ended; send the key again to retry it",
-                field=BYOK_HEADER,
-            )
         task = await self.service.retry(
-            detail.task.id, actor=_actor(user_id), user_id=user_id, upstream_api_key=own_key
+            _task_id(request), actor=_actor(user_id), user_id=user_id, upstream_api_key=own_key
         )
         return ok({"task": task.public_dict()})
 

@@ -65,5 +65,9 @@ class Queue(Protocol):
         ...
 
     async def cancel(self, message_id: str) -> None:
-        """Best effort: drop a message not yet delivered."""
+        """Best effort: drop a message not yet delivered, named by its id or its dedup id.
+
+        A dedup id is what a task row holds for its first step; a queue that cannot look one up
+        (QStash) leaves that message to arrive, and the worker acknowledges it as stale.
+        """
         ...

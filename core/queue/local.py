@@ -146,7 +146,7 @@ class LocalQueue:
         return message_id
 
     async def cancel(self, message_id: str) -> None:
-        """Drop a message that is not delivered yet; unknown or finished ids are ignored."""
+        """Drop a message not delivered yet, by id or dedup id; unknown or done ones are ignored."""
         if message_id:
             await self._db.change(CANCEL, (message_id,))
 

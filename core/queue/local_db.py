@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from core import sqlite_file
 from core.errors import QueueError
 
 T = TypeVar("T")
@@ -61,7 +62,8 @@ RETRY = """UPDATE queue_messages SET retried = retried + 1, deliver_at = ?, leas
     last_status = ?, reason = ? WHERE id = ? AND lease = ?"""
 DEAD = """UPDATE queue_messages SET state = 'dead', deliver_at = ?, lease = NULL,
     last_status = ?, reason = ? WHERE id = ? AND lease = ?"""
-CANCEL = "DELETE FROM queue_messages WHERE id = ? AND state = 'pending'"
+CANCEL = """DELETE FROM queue_messages WHERE state = 'pending'
+    AND id IN (?1, (SELECT message_id FROM queue_dedup WHERE dedup_id = ?1))"""
 _RELEASE = "UPDATE queue_messages SET lease = NULL, deliver_at = ? WHERE id = ? AND lease = ?"
 _COLUMNS = "id, dedup_id, body, state, deliver_at, retried, lease, last_status, reason"
 
@@ -164,12 +166,12 @@ class QueueDb:
     # -- on the thread ----------------------------------------------------------------------
 
     def _connect(self) -> None:
-        db = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
-        db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        db.execute("PRAGMA journal_mode = WAL")
-        # WAL with NORMAL survives a crashed process; only a power cut may lose the last commits.
-        db.execute("PRAGMA synchronous = NORMAL")
-        db.executescript(_SCHEMA)
+        db = sqlite_file.connect(self.path, self.busy_timeout)
+        try:
+            db.executescript(_SCHEMA)
+        except BaseException:
+            db.close()
+            raise
         self._db = db
 
     def _disconnect(self) -> None:

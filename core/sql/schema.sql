@@ -36,6 +36,7 @@ create table if not exists public.video_tasks (
     next_poll_at            timestamptz,
     step_lease_until        timestamptz,
     upstream_key_ciphertext text,
+    own_key                 boolean not null default false,
     created_at              timestamptz not null default now(),
     updated_at              timestamptz not null default now(),
     queued_at               timestamptz not null default now(),
@@ -49,6 +50,23 @@ create table if not exists public.video_tasks (
 
 -- Columns added after the first release (no-ops on a fresh table).
 alter table public.video_tasks add column if not exists queued_at timestamptz not null default now();
+-- own_key: earlier versions marked an own-key attempt only by this note on the event that
+-- queued it, so the column is filled from the notes once, when it is added.
+do $$
+begin
+    if not exists (select 1 from information_schema.columns
+                    where table_schema = 'public' and table_name = 'video_tasks'
+                      and column_name = 'own_key') then
+        alter table public.video_tasks
+            add column if not exists own_key boolean not null default false;
+        if to_regclass('public.task_events') is not null then
+            update public.video_tasks set own_key = true
+             where id in (select task_id from public.task_events
+                           where detail = 'with the user''s own upstream key');
+        end if;
+    end if;
+end;
+$$;
 
 create index if not exists video_tasks_created_at_idx
     on public.video_tasks (created_at desc);

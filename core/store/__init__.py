@@ -11,6 +11,10 @@ from typing import Any, Protocol
 
 from core.models import Task, TaskChange, TaskEvent, TaskStatus
 
+STORE_SET_COLUMNS = frozenset({"id", "created_at", "updated_at", "version"})
+"""Columns an update cannot change: the id and creation time are fixed at insert, and the store
+itself bumps `version` and `updated_at` on every write (a trigger on Supabase)."""
+
 
 class FeedState(StrEnum):
     LIVE = "live"
@@ -87,8 +91,8 @@ class TaskStore(Protocol):
     ) -> Task | None:
         """Apply `changes` if the row matches `expect`; return the new row, or None if it did not.
 
-        `version` and `updated_at` are bumped by the store. `event` is appended to the history
-        in the same transaction, only when the update applied.
+        STORE_SET_COLUMNS named in `changes` are left as they are. `event` is appended to the
+        history in the same transaction, only when the update applied.
         """
         ...
 

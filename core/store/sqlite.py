@@ -24,10 +24,9 @@ from pydantic import ValidationError
 
 from core.errors import StoreError
 from core.models import TASK_COLUMNS, Task, TaskChange, TaskEvent, TaskStatus
-from core.store import Expect, FeedState, FeedStatus
+from core.store import STORE_SET_COLUMNS, Expect, FeedState, FeedStatus
 from core.store.sqlite_db import (
     EVENT_COLUMNS,
-    STORE_SET_COLUMNS,
     ChangeRow,
     Database,
     check_columns,
@@ -183,8 +182,7 @@ class SqliteStore:
     ) -> Task | None:
         """Compare-and-set in one statement; None when the row no longer matches `expect`.
 
-        `id`, `version` and `updated_at` belong to the store: naming them in `changes` does
-        nothing (as on Supabase, where a trigger sets them).
+        STORE_SET_COLUMNS belong to the store: naming them in `changes` does nothing.
         """
         check_columns(changes, "changes")
         check_columns(expect.extra, "expect.extra")

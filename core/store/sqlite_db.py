@@ -22,13 +22,13 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import ValidationError
 
+from core import sqlite_file
 from core.errors import StoreError
 from core.models import TASK_COLUMNS, ChangeOp, Task, TaskEvent
 
 logger = logging.getLogger(__name__)
 
 EVENT_COLUMNS: tuple[str, ...] = tuple(TaskEvent.model_fields)
-STORE_SET_COLUMNS = frozenset({"id", "version", "updated_at"})
 CHANGE_LOG_RETENTION = 600.0
 """Seconds a change_log row is kept; a feed that falls further behind re-syncs."""
 PRUNE_EVERY = 60.0
@@ -86,6 +86,15 @@ CREATE INDEX IF NOT EXISTS task_events_task ON task_events (task_id, id);
 CREATE TABLE IF NOT EXISTS change_log (seq INTEGER PRIMARY KEY AUTOINCREMENT,
     task_id TEXT NOT NULL, op TEXT NOT NULL, origin TEXT NOT NULL, at REAL NOT NULL);
 """  # noqa: E501
+# Columns added since the first release: (definition, backfill) to add them to an older file.
+_ADDED_COLUMNS: dict[str, tuple[str, str | None]] = {
+    # Earlier versions marked an own-key attempt only by this note on the event that queued it.
+    "own_key": (
+        "INTEGER NOT NULL DEFAULT 0",
+        "UPDATE video_tasks SET own_key = 1 WHERE id IN (SELECT task_id FROM task_events"
+        " WHERE detail = 'with the user''s own upstream key')",
+    ),
+}
 _INSERT = (
     f"INSERT INTO video_tasks ({_SELECT}) VALUES ({', '.join('?' * len(TASK_COLUMNS))})"
     f" RETURNING {_SELECT}"
@@ -175,29 +184,38 @@ class Database:
 
     def __init__(self, path: Path, origin: str, busy_timeout: float) -> None:
         self.origin = origin
-        self.db = sqlite3.connect(
-            path, isolation_level=None, timeout=busy_timeout, cached_statements=512
-        )
+        self.db = sqlite_file.connect(path, busy_timeout, cached_statements=512)
         try:
-            self._prepare(path, busy_timeout)
+            self._prepare(path)
         except BaseException:
             self.db.close()
             raise
         self.data_version = -1
         self.next_prune = time.monotonic() + PRUNE_EVERY
 
-    def _prepare(self, path: Path, busy_timeout: float) -> None:
-        self.db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        self.db.execute("PRAGMA journal_mode = WAL")
-        # WAL with NORMAL survives a crashed process; only a power cut may lose the last commits.
-        self.db.execute("PRAGMA synchronous = NORMAL")
+    def _prepare(self, path: Path) -> None:
         self.db.executescript(_SCHEMA)
-        found = {row[1] for row in self.db.execute("PRAGMA table_info(video_tasks)")}
-        if missing := sorted(set(TASK_COLUMNS) - found):
+        for column in sorted(set(_ADDED_COLUMNS) - self._columns()):
+            self._add_column(column)
+        if missing := sorted(set(TASK_COLUMNS) - self._columns()):
             raise StoreError(
                 f"the task database {path} was made by another videoq version "
                 f"(no column {', '.join(missing)}); move it away to start afresh"
             )
+
+    def _add_column(self, column: str) -> None:
+        """Bring a file made by an earlier videoq up to date with one added column."""
+        definition, backfill = _ADDED_COLUMNS[column]
+        with self._transaction():
+            if column in self._columns():
+                return  # another process opening the same file added it first
+            self.db.execute(f"ALTER TABLE video_tasks ADD COLUMN {column} {definition}")
+            if backfill:
+                self.db.execute(backfill)
+        logger.info("task database: added column %s", column)
+
+    def _columns(self) -> set[str]:
+        return {row[1] for row in self.db.execute("PRAGMA table_info(video_tasks)")}
 
     def close(self) -> None:
         self.db.close()

@@ -25,7 +25,7 @@ from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 from core.errors import ConfigError, StoreError
 from core.models import TASK_COLUMNS, Task, TaskChange, TaskEvent, TaskStatus
-from core.store import Expect, FeedState, FeedStatus
+from core.store import STORE_SET_COLUMNS, Expect, FeedState, FeedStatus
 from core.store.supabase_feed import FeedOptions, FeedSession, RawChange, session_failure
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,6 @@ logger = logging.getLogger(__name__)
 TASKS = "video_tasks"
 EVENTS = "task_events"
 PAGE_SIZE = 1000  # Supabase's default cap on rows per request ("max rows")
-STORE_SET_COLUMNS = frozenset({"id", "version", "updated_at"})
 
 _AUTH_CODES = {"42501", "PGRST301", "PGRST302", "PGRST303", "401", "403"}
 _MISSING_CODES = {"42P01", "42883", "PGRST202", "PGRST205", "404"}
@@ -88,7 +87,7 @@ def encode_columns(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def encode_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
-    """The SET part of a compare-and-set; id, version and updated_at belong to the store."""
+    """The SET part of a compare-and-set, without the STORE_SET_COLUMNS."""
     encoded = encode_columns(changes)
     return {name: value for name, value in encoded.items() if name not in STORE_SET_COLUMNS}
 

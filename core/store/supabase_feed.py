@@ -22,6 +22,7 @@ from realtime.types import RealtimePostgresChangesListenEvent
 from websockets.exceptions import InvalidStatus
 
 from core.models import ChangeOp, Task
+from core.text import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def server_message(error: Exception | None) -> str | None:
     if not isinstance(payload, dict):
         return None
     said = payload.get("message") or payload.get("reason")
-    return str(said)[:200] if said else None
+    return one_line(str(said), 200) if said else None
 
 
 def parse_change(payload: dict[str, Any]) -> RawChange | None:

@@ -13,6 +13,7 @@ import httpx
 
 from core.errors import UpstreamError
 from core.models import VideoRequest
+from core.text import one_line
 from core.upstream import UpstreamState, UpstreamStatus
 
 log = logging.getLogger(__name__)
@@ -251,14 +252,10 @@ def video_url_of(data: Any) -> str | None:
 
 def short_reason(reason: Any, api_key: str = "") -> str:
     """The upstream's failure reason on one line, at most MAX_REASON_CHARS, never the key."""
-    text = " ".join(reason.split()) if isinstance(reason, str) else ""
+    text = reason if isinstance(reason, str) else ""
     if api_key:
         text = text.replace(api_key, "***")
-    if not text:
-        return "upstream reported failure without a reason"
-    if len(text) > MAX_REASON_CHARS:
-        text = text[: MAX_REASON_CHARS - 1].rstrip() + "…"
-    return text
+    return one_line(text, MAX_REASON_CHARS) or "upstream reported failure without a reason"
 
 
 def _kind(exc: Exception) -> str:

@@ -15,8 +15,18 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from core.errors import StoreError
-from core.models import TASK_COLUMNS, Task, TaskChange, TaskEvent, TaskStatus, VideoRequest
-from core.store import Expect, TaskStore
+from core.models import (
+    TASK_COLUMNS,
+    Task,
+    TaskChange,
+    TaskEvent,
+    TaskStatus,
+    VideoRequest,
+    end_changes,
+)
+from core.service import TaskService
+from core.store import STORE_SET_COLUMNS, Expect, TaskStore
+from tests.engine import HandQueue
 
 WAIT = 10.0
 """Seconds any expected feed event may take to show up before a test fails."""
@@ -56,6 +66,7 @@ def every_column_set() -> Task:
         "next_poll_at": later + timedelta(seconds=5),
         "step_lease_until": later + timedelta(seconds=30),
         "upstream_key_ciphertext": "gAAAAABn-sealed",
+        "own_key": True,
         "polls": 3,
         "upstream_status": "IN_PROGRESS",
         "created_at": T0,
@@ -125,7 +136,17 @@ class StoreContract:
         assert loaded == task
         assert loaded is not None
         assert loaded.images == [] and loaded.hd is False and loaded.started_at is None
+        assert loaded.own_key is False
         assert_utc(loaded)
+
+    async def test_own_key_outlives_the_erased_key(self, store: TaskStore) -> None:
+        task = await store.insert(new_task(own_key=True, upstream_key_ciphertext="sealed"))
+
+        ended = await store.update(task.id, Expect.of(QUEUED), end_changes(FAILED, T0))
+
+        assert ended is not None and ended.upstream_key_ciphertext is None
+        assert ended.own_key is True
+        assert await store.get(task.id) == ended
 
     async def test_get_of_an_unknown_id_is_none(self, store: TaskStore) -> None:
         assert await store.get("00000000-0000-4000-8000-000000000000") is None
@@ -248,9 +269,13 @@ class StoreContract:
     async def test_cas_names_the_store_owned_columns_in_vain(self, store: TaskStore) -> None:
         task = await store.insert(new_task())
 
-        updated = await store.update(task.id, Expect.of(QUEUED), {"version": 99, "progress": 3})
+        owned = {"id": "x", "version": 99, "created_at": T0, "updated_at": T0}
+        updated = await store.update(task.id, Expect.of(QUEUED), owned | {"progress": 3})
 
         assert updated is not None and (updated.version, updated.progress) == (2, 3)
+        assert (updated.id, updated.created_at) == (task.id, task.created_at)
+        assert updated.updated_at > task.updated_at
+        assert set(owned) == STORE_SET_COLUMNS
 
     @pytest.mark.parametrize(
         "expect",
@@ -387,3 +412,34 @@ class StoreContract:
                 versions.append(change.task.version)
 
         assert versions == [2, 3]
+
+    @pytest.mark.parametrize("use_case", ["submit", "retry"])
+    async def test_a_submit_or_a_retry_is_one_change_on_the_feed(
+        self, store: TaskStore, use_case: str
+    ) -> None:
+        queue = HandQueue()
+        service = TaskService(store, queue)
+        request = VideoRequest(prompt="a fox in the snow")
+        if use_case == "retry":
+            failed = await store.insert(new_task(status=FAILED, error_message="refused"))
+        async with aclosing(store.changes()) as feed:
+            assert (await asyncio.wait_for(anext(feed), WAIT)).op == "SYNC"
+
+            if use_case == "submit":
+                task = await service.submit(request)
+            else:
+                task = await service.retry(failed.id)
+            # A later write's change comes after any second change of the task's write.
+            marker = await store.insert(new_task("marker"))
+            seen: list[TaskChange] = []
+            marker_seen = of_task(marker.id, 1)
+
+            def record(change: TaskChange) -> bool:
+                seen.append(change)
+                return marker_seen(change)
+
+            await next_change(feed, record)
+
+        mine = [change.task for change in seen if change.task and change.task.id == task.id]
+        assert mine == [task] and await store.get(task.id) == task
+        assert [p.message.dedup_id for p in queue.published] == [task.message_id]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import QueueError
+from core.models import WorkMessage
 from core.queue import Delivery, DeliveryHandler, DeliveryResult
 from core.queue.local import LocalQueue
 from core.queue.local_db import QueueDb
@@ -416,3 +417,17 @@ async def test_a_closed_queue_refuses_work(db_path: Path) -> None:
 
 async def accept_all(delivery: Delivery) -> DeliveryResult:
     return DeliveryResult(200)
+
+
+async def test_a_message_is_cancelled_by_its_dedup_id_too(queue_harness: LocalHarness) -> None:
+    queue = queue_harness.queue
+    first = WorkMessage(task_id="t-1", attempt=1, step="submit", seq=1)
+    other = WorkMessage(task_id="t-2", attempt=1, step="submit", seq=1)
+    first_id = await queue.publish(first, delay=3600)
+    other_id = await queue.publish(other, delay=3600)
+
+    await queue.cancel(first.dedup_id)  # what a task row holds for its first step
+    await queue.cancel("t-3-1-submit-1")  # unknown: ignored
+
+    assert not await queue_harness.pending(first_id)
+    assert await queue_harness.pending(other_id)

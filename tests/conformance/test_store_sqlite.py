@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -92,3 +93,62 @@ async def test_an_unusable_path_is_a_store_error(tmp_path: Path) -> None:
 
     with pytest.raises(StoreError, match="missing-dir"):
         await store.open()
+
+
+FIRST_RELEASE = Path(__file__).parent.parent / "data" / "sqlite_first_release.sql"
+
+
+async def test_a_file_of_the_first_release_gains_own_key_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(FIRST_RELEASE.read_text())
+    db.close()
+    own, server = "1b7a2c1e-0000-4000-8000-000000000001", "2c8b3d2f-0000-4000-8000-000000000002"
+
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        own_task, server_task = await store.get(own), await store.get(server)
+        retried = await store.update(
+            server, Expect.of(TaskStatus.FAILED), {"status": TaskStatus.QUEUED}
+        )
+    finally:
+        await store.close()
+
+    # The note on an old own-key task's first event says it used the user's key.
+    assert own_task is not None and own_task.own_key is True
+    assert server_task is not None and server_task.own_key is False
+    assert retried is not None and retried.version == 3
+    again = SqliteStore(path)
+    await again.open()  # the column is there now: nothing to add, nothing refused
+    try:
+        assert (await again.get(own)) == own_task
+    finally:
+        await again.close()
+
+
+async def test_a_file_missing_a_column_that_cannot_be_added_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "odd.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(FIRST_RELEASE.read_text())
+        db.execute("ALTER TABLE video_tasks DROP COLUMN video_url")
+    db.close()
+
+    with pytest.raises(StoreError, match="no column video_url"):
+        await SqliteStore(path).open()
+
+
+async def test_processes_opening_an_old_file_at_once_all_get_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(FIRST_RELEASE.read_text())
+    db.close()
+    stores = [SqliteStore(path) for _ in range(4)]
+
+    await asyncio.gather(*(store.open() for store in stores))
+    try:
+        rows = await asyncio.gather(*(store.list() for store in stores))
+    finally:
+        await asyncio.gather(*(store.close() for store in stores))
+
+    assert all([task.own_key for task in found] == [False, True] for found in rows)

@@ -9,7 +9,8 @@ from collections import deque
 
 from textual.widgets import Collapsible, Log
 
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+from tui.render import LOG_FORMAT
+
 PANEL_LINES = 1000
 
 

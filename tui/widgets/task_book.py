@@ -14,7 +14,7 @@ from enum import StrEnum
 from operator import itemgetter
 from typing import Any
 
-from core.models import ACTIVE, RETRYABLE, TERMINAL, Task, TaskChange, TaskStatus
+from core.models import ACTIVE, CANCELLABLE, RETRYABLE, TERMINAL, Task, TaskChange, TaskStatus
 
 RATE_WINDOW = timedelta(minutes=1)
 
@@ -203,7 +203,7 @@ class TaskBook:
 
 
 def can_cancel(task: Task) -> bool:
-    return task.status in ACTIVE
+    return task.status in CANCELLABLE
 
 
 def can_retry(task: Task) -> bool:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from rich.cells import cell_len, set_cell_size
 
 from core.models import Task, TaskStatus
+from core.text import one_line
 from tui.render import short_id
 
 
@@ -50,7 +51,7 @@ def column_widths(total: int) -> tuple[int, ...]:
 
 def ellipsize(text: str | None, width: int) -> str:
     """One line of `text` in at most `width` cells, with an ellipsis when cut (wide-char safe)."""
-    text = " ".join((text or "").split())
+    text = one_line(text)
     if cell_len(text) <= width:
         return text
     return set_cell_size(text, max(0, width - 1)).rstrip() + "…"

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from core.models import Task
+from core.models import Task, cancel_refusal, retry_refusal
+from core.text import one_line
 
 LISTED_IDS = 12
+PROMPT_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,7 @@ def confirm_text(
     """Ask before `verb`-ing `tasks` ("Cancel", "Retry"); `failed` for the retry-all-failed key."""
     if len(tasks) == 1 and not failed:
         question = f"{verb} task {tasks[0].id[:8]}?"
-        details = " ".join(tasks[0].prompt.split())[:200]
+        details = one_line(tasks[0].prompt, PROMPT_CHARS)
     else:
         kind = "failed " if failed else ""
         question = f"{verb} {len(tasks)} {kind}tasks?"
@@ -41,13 +43,10 @@ def confirm_text(
 def refusal(action: str, targets: list[Task]) -> str:
     """Why a greyed-out key does nothing for the rows it would act on (same words as the core)."""
     task = targets[0] if len(targets) == 1 else None
-    if action == "cancel" and task is not None:
-        return (
-            f"task {task.id[:8]} is already {task.status}; "
-            "only queued or running tasks can be cancelled"
-        )
-    if action == "retry" and task is not None:
-        return f"task {task.id[:8]} is {task.status}; only failed or cancelled tasks can be retried"
+    if action == "cancel" and task is not None and (why := cancel_refusal(task)):
+        return why
+    if action == "retry" and task is not None and (why := retry_refusal(task)):
+        return why
     if action == "retry_failed":
         return "no failed task in this view"
     verb = "cancelled" if action == "cancel" else "retried"

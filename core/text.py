@@ -1,0 +1,18 @@
+"""Text from elsewhere (an upstream's reason, a prompt, an error) made fit to show on one line."""
+
+from __future__ import annotations
+
+ELLIPSIS = "…"
+# C0 and C1 control characters and DEL: a terminal would act on them (escape sequences, bells).
+_CONTROLS = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)], " ")
+
+
+def one_line(text: str | None, limit: int | None = None) -> str:
+    """`text` without control characters, its whitespace collapsed, cut to `limit` characters.
+
+    A cut text ends in an ellipsis, which counts towards `limit`.
+    """
+    line = " ".join((text or "").translate(_CONTROLS).split())
+    if limit is None or len(line) <= limit:
+        return line
+    return line[: max(0, limit - 1)].rstrip() + ELLIPSIS

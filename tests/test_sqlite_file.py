@@ -1,0 +1,49 @@
+"""The one way videoq opens its SQLite file, used by the task store and the local queue alike."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from core import sqlite_file
+from core.queue.local_db import QueueDb
+from core.store.sqlite import SqliteStore
+
+
+def settings_of(db: sqlite3.Connection) -> tuple[str, int, int]:
+    mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+    synchronous = db.execute("PRAGMA synchronous").fetchone()[0]
+    busy = db.execute("PRAGMA busy_timeout").fetchone()[0]
+    return mode, synchronous, busy
+
+
+def test_a_connection_is_in_wal_mode_with_normal_sync_and_a_busy_timeout(tmp_path: Path) -> None:
+    db = sqlite_file.connect(tmp_path / "videoq.db", 2.5)
+    try:
+        assert settings_of(db) == ("wal", 1, 2500)
+        assert db.isolation_level is None
+    finally:
+        db.close()
+
+
+async def test_the_store_and_the_queue_open_the_file_the_same_way(tmp_path: Path) -> None:
+    path = tmp_path / "videoq.db"
+    store, queue = SqliteStore(path, busy_timeout=3.0), QueueDb(path, busy_timeout=3.0)
+    await store.open()
+    await queue.open()
+    try:
+        # Each adapter's own connection, read on the thread that owns it.
+        from_store = await store._call(lambda: settings_of(store._open_db.db))
+        from_queue = await queue._read(settings_of)
+    finally:
+        await queue.close()
+        await store.close()
+
+    assert from_store == from_queue == ("wal", 1, 3000)
+
+
+def test_an_unopenable_path_fails_without_leaving_a_connection(tmp_path: Path) -> None:
+    with pytest.raises(sqlite3.OperationalError):
+        sqlite_file.connect(tmp_path / "no-such-dir" / "videoq.db", 1.0)
