@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from core.service import TaskService
 from core.store.sqlite import SqliteStore
 from core.upstream import Upstream
 from core.worker import SigningKeys, Worker, WorkerTiming
+from tests.waiting import wait_until
 
 KEY = "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r"
 NEXT_KEY = "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs"
@@ -112,12 +112,16 @@ class Engine:
         return task
 
     async def wait_status(self, task_id: str, status: TaskStatus, timeout: float = 10.0) -> Task:
-        async def reached() -> Task:
-            while (task := await self.task(task_id)).status is not status:
-                await asyncio.sleep(0.01)
-            return task
+        """The task, once it has reached `status`."""
 
-        return await asyncio.wait_for(reached(), timeout)
+        seen: list[Task] = []
+
+        async def reached() -> bool:
+            seen.append(await self.task(task_id))
+            return seen[-1].status is status
+
+        await wait_until(reached, f"task {task_id} to be {status}", timeout, interval=0.01)
+        return seen[-1]
 
 
 async def open_engine(path: Path, upstream: Upstream, timing: WorkerTiming = FAST) -> Engine:

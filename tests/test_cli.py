@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.cli import Cli
+from tests.waiting import wait_until_sync
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
@@ -91,10 +91,10 @@ def test_a_bad_setting_is_named(cli: Cli) -> None:
 
 
 def wait_for_line(log: Path, line: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while line not in log.read_text():
-        assert time.monotonic() < deadline, f"no {line!r} in:\n{log.read_text()}"
-        time.sleep(0.05)
+    """Wait until `line` is in the worker's log."""
+    wait_until_sync(
+        lambda: line in log.read_text(), f"{line!r} in the log", timeout, detail=log.read_text
+    )
 
 
 @pytest.mark.slow

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from tests.http_support import (
     free_port,
     parse_metrics,
 )
-from tests.supabase_fixtures import TABLES, fake_supabase_fixture  # noqa: F401
+from tests.waiting import wait_until
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 BYOK_KEY = "sk-byok-e2e-0f9e8d7c6b5a4f3e2d1c"
@@ -85,17 +84,19 @@ class Cloud:
     async def wait_terminal(
         self, ids: list[str], user: str = USER_A, timeout: float = 45.0
     ) -> dict[str, dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while True:
-            tasks = await self.tasks(user)
-            if all(tasks.get(i, {}).get("status") in TERMINAL for i in ids):
-                return {i: tasks[i] for i in ids}
-            if time.monotonic() > deadline:
-                left = [tasks.get(i, {}).get("status") for i in ids]
-                raise TimeoutError(
-                    f"not terminal after {timeout}s: {left}\n{self.serve.read_log()}"
-                )
-            await asyncio.sleep(0.05)
+        """The tasks `ids` as the API shows them, once every one has ended."""
+        tasks: dict[str, dict[str, Any]] = {}
+
+        async def ended() -> bool:
+            tasks.update(await self.tasks(user))
+            return all(tasks.get(i, {}).get("status") in TERMINAL for i in ids)
+
+        def left() -> str:
+            return f"{[tasks.get(i, {}).get('status') for i in ids]}\n{self.serve.read_log()}"
+
+        what = f"{len(ids)} tasks to end"
+        await wait_until(ended, what, timeout, interval=0.05, detail=left)
+        return {i: tasks[i] for i in ids}
 
     async def metrics(self) -> dict[str, float]:
         return parse_metrics((await self.client.get("/metrics")).text)
@@ -176,8 +177,7 @@ def store_settings(request: pytest.FixtureRequest, store: str) -> dict[str, str]
     """Nothing for SQLite; the fake Supabase project's URL, service key and JWT secret."""
     if store == "sqlite":
         return {}
-    fake: FakeSupabase = request.getfixturevalue("fake_supabase")
-    fake.reset(*TABLES)
+    fake: FakeSupabase = request.getfixturevalue("empty_supabase")
     return {
         "SUPABASE_URL": fake.url,
         "SUPABASE_SERVICE_ROLE_KEY": fake.service_role_key,
@@ -252,10 +252,13 @@ async def test_a_killed_service_is_restarted_and_every_task_finishes(tmp_path: P
             c.t8.script_prompt(prompt, JobScript(polls=8, video_url=f"https://cdn.example/{n}"))
         c.qstash.delay_deliveries(0.05)
         ids = await c.generate_many(prompts)
-        deadline = time.monotonic() + 30
-        while sum(t["status"] == "running" for t in (await c.tasks()).values()) < 10:
-            assert time.monotonic() < deadline, c.serve.read_log()
-            await asyncio.sleep(0.02)
+
+        async def ten_running() -> bool:
+            return sum(t["status"] == "running" for t in (await c.tasks()).values()) >= 10
+
+        await wait_until(
+            ten_running, "ten tasks running", 30, interval=0.02, detail=c.serve.read_log
+        )
         c.serve.kill()
         before = await _statuses_in_db(c.db_path)
         assert set(before) & {"queued", "running"}, "killed too late to prove anything"

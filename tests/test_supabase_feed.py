@@ -13,7 +13,6 @@ from core.models import Task, TaskChange, TaskStatus, VideoRequest
 from core.store import Expect, FeedState
 from core.store.supabase import SupabaseStore
 from tests.fakes.supabase import FakeSupabase
-from tests.supabase_fixtures import fake_supabase_fixture, supabase_store_fixture  # noqa: F401
 
 QUEUED, RUNNING = TaskStatus.QUEUED, TaskStatus.RUNNING
 WAIT = 10.0

@@ -23,7 +23,6 @@ from core.runtime import Runtime
 from core.store import Expect
 from core.store.supabase import SupabaseStore
 from tests.fakes.supabase import FakeSupabase
-from tests.supabase_fixtures import fake_supabase_fixture, supabase_store_fixture  # noqa: F401
 
 QUEUED, RUNNING = TaskStatus.QUEUED, TaskStatus.RUNNING
 SUCCEEDED, FAILED, CANCELLED = TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED

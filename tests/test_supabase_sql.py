@@ -18,7 +18,6 @@ from core.sql import schema_sql
 from core.store import Expect
 from core.store.supabase import SupabaseStore
 from tests.fakes.supabase import FakeSupabase
-from tests.supabase_fixtures import fake_supabase_fixture, supabase_store_fixture  # noqa: F401
 
 QUEUED = TaskStatus.QUEUED
 

@@ -12,18 +12,16 @@ arrives while the delayed one is still pending), "honoured" by arrival before a 
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import jwt
-import pytest
 
 from core.models import WorkMessage
 from core.queue import Delivery, DeliveryHandler, DeliveryResult, Queue
 from core.signing import verify
+from tests.waiting import wait_until
 
 WAIT = 10.0
 """Seconds any expected delivery may take to show up before a test fails."""
@@ -111,31 +109,22 @@ class Recorder:
         return len(self.of(message_id))
 
 
-async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    """Wait until `predicate()` holds; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.005)
-
-
 async def wait_gone(harness: QueueHarness, message_id: str, timeout: float = WAIT) -> None:
     """Wait until the queue no longer holds `message_id` as pending."""
-    deadline = time.monotonic() + timeout
-    while await harness.pending(message_id):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {message_id} to leave the queue")
-        await asyncio.sleep(0.01)
+
+    async def gone() -> bool:
+        return not await harness.pending(message_id)
+
+    await wait_until(gone, f"{message_id} to leave the queue", timeout, interval=0.01)
 
 
 async def wait_dead(harness: QueueHarness, message_id: str, timeout: float = WAIT) -> None:
     """Wait until `message_id` is in the dead-letter list."""
-    deadline = time.monotonic() + timeout
-    while message_id not in await harness.dead_letter_ids():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {message_id} to be dead-lettered")
-        await asyncio.sleep(0.01)
+
+    async def dead() -> bool:
+        return message_id in await harness.dead_letter_ids()
+
+    await wait_until(dead, f"{message_id} to be dead-lettered", timeout, interval=0.01)
 
 
 def step(task_id: str = "task-1", seq: int = 1, attempt: int = 1) -> WorkMessage:

@@ -25,8 +25,8 @@ from tests.conformance.queue_contract import (
     step,
     wait_dead,
     wait_gone,
-    wait_until,
 )
+from tests.waiting import wait_until
 
 KEY = "sig_2bQ7xKp9LmN4vR8tW3yZ6cF1hJ5d"
 DESTINATION = "http://127.0.0.1:8000/api/v1/internal/video-worker"

@@ -20,9 +20,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from tests.fakes.loopback import LoopbackServer, wait_until
+from tests.fakes.loopback import LoopbackServer
 from tests.fakes.qstash.engine import Attempt, Engine, FlowGate, Message, State
 from tests.fakes.qstash.publish import BadPublish, parse_publish
+from tests.waiting import wait_until
 
 DEV_TOKEN = "eyJVc2VySUQiOiJkZWZhdWx0VXNlciIsIlBhc3N3b3JkIjoiZGVmYXVsdFBhc3N3b3JkIn0="
 DEV_CURRENT_SIGNING_KEY = "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r"
@@ -214,7 +215,7 @@ class FakeQStash:
         self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "the fake"
     ) -> None:
         """Wait until `predicate()` holds; TimeoutError after `timeout` seconds."""
-        await wait_until(predicate, timeout, what)
+        await wait_until(predicate, what, timeout)
 
     # The REST API.
 

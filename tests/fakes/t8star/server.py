@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fakes.loopback import LoopbackServer, wait_until
+from tests.fakes.loopback import LoopbackServer
 from tests.fakes.t8star.jobs import (
     DEFAULT_KEY,
     GENERATIONS,
@@ -36,6 +36,7 @@ from tests.fakes.t8star.jobs import (
     advance,
     invalid_submit,
 )
+from tests.waiting import wait_until
 
 
 @dataclass
@@ -171,7 +172,7 @@ class FakeT8Star:
         self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "the fake"
     ) -> None:
         """Wait until `predicate()` holds; TimeoutError after `timeout` seconds."""
-        await wait_until(predicate, timeout, what)
+        await wait_until(predicate, what, timeout)
 
     # The API.
 
