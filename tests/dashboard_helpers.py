@@ -12,10 +12,8 @@ from core.demo import demo_requests
 from core.models import Task, TaskStatus
 from core.runtime import Runtime
 from core.store import Expect
-from tests.waiting import Condition, wait_until
+from tests.waiting import TIMEOUT, Condition, wait_until
 from tui.app import VideoqApp
-
-TIMEOUT = 10.0
 
 
 def make_settings(db_path: Path, **overrides: Any) -> Settings:

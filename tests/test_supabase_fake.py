@@ -25,8 +25,7 @@ from core.store import Expect
 from core.store.supabase import SupabaseStore
 from tests import local_postgres
 from tests.fakes.supabase import INSTALL_HINT, FakeSupabase, PostgresUnavailable
-
-WAIT = 10.0
+from tests.waiting import TIMEOUT
 
 
 @asynccontextmanager
@@ -52,7 +51,7 @@ class Collector:
         self._arrived.set()
 
     async def wait(self, count: int) -> list[Any]:
-        async with asyncio.timeout(WAIT):
+        async with asyncio.timeout(TIMEOUT):
             while len(self.items) < count:
                 self._arrived.clear()
                 await self._arrived.wait()

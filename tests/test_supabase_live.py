@@ -59,6 +59,14 @@ class Mirror:
             self._changed.clear()
             await self._changed.wait()
 
+    async def wait_for_events(self, count: int) -> None:
+        """Wait until the mirror has applied `count` row events."""
+        await self.wait_for(lambda: self.events >= count)
+
+    async def wait_for_syncs(self, count: int) -> None:
+        """Wait until the mirror has re-synced `count` times in all."""
+        await self.wait_for(lambda: self.syncs >= count)
+
 
 def _newer(task: Task, known: Task | None) -> Task:
     return known if known is not None and known.version > task.version else task
@@ -120,10 +128,10 @@ class Driver:
 async def drop_during(fake: FakeSupabase, mirror: Mirror, drops: int, every: int) -> None:
     """Drop the subscriber's socket each `every` events, `drops` times; let it re-sync."""
     for n in range(1, drops + 1):
-        await mirror.wait_for(lambda n=n: mirror.events >= n * every)
+        await mirror.wait_for_events(n * every)
         syncs = mirror.syncs
         assert await fake.drop_sockets() == 1
-        await mirror.wait_for(lambda syncs=syncs: mirror.syncs > syncs)
+        await mirror.wait_for_syncs(syncs + 1)
 
 
 async def converge(store: SupabaseStore, mirror: Mirror) -> dict[str, Task]:

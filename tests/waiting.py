@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 POLL_INTERVAL = 0.005
 """Seconds between two looks at a condition; everything waited for here is on loopback."""
 
-TIMEOUT = 10.0
-"""Seconds a wait allows by default: generous, since the suite shares two cores with others."""
+TIMEOUT = 30.0
+"""Seconds a wait allows by default: generous, as the suite runs in parallel on two cores."""
 
 Condition = Callable[[], bool | Awaitable[bool]]
 

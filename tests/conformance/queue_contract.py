@@ -21,16 +21,17 @@ import jwt
 from core.models import WorkMessage
 from core.queue import Delivery, DeliveryHandler, DeliveryResult, Queue
 from core.signing import verify
-from tests.waiting import wait_until
-
-WAIT = 10.0
-"""Seconds any expected delivery may take to show up before a test fails."""
+from tests.waiting import TIMEOUT, wait_until
 
 
 class QueueHarness(Protocol):
     """What an adapter's test module hands the suite."""
 
-    queue: Queue
+    @property
+    def queue(self) -> Queue:
+        """The adapter under test (read-only here, so a harness may hold a subtype)."""
+        ...
+
     destination: str  # the URL deliveries are signed for (the token's subject)
     signing_key: str  # the key deliveries verify with
     retries: int  # retries a failing message gets before it is dead-lettered
@@ -57,7 +58,7 @@ class QueueHarness(Protocol):
         ...
 
     async def slow_backoff(self) -> None:
-        """From now on the queue's own backoff waits far longer than `WAIT` before a retry."""
+        """From now on the queue's own backoff waits far longer than `TIMEOUT` before a retry."""
         ...
 
 
@@ -109,7 +110,7 @@ class Recorder:
         return len(self.of(message_id))
 
 
-async def wait_gone(harness: QueueHarness, message_id: str, timeout: float = WAIT) -> None:
+async def wait_gone(harness: QueueHarness, message_id: str, timeout: float = TIMEOUT) -> None:
     """Wait until the queue no longer holds `message_id` as pending."""
 
     async def gone() -> bool:
@@ -118,7 +119,7 @@ async def wait_gone(harness: QueueHarness, message_id: str, timeout: float = WAI
     await wait_until(gone, f"{message_id} to leave the queue", timeout, interval=0.01)
 
 
-async def wait_dead(harness: QueueHarness, message_id: str, timeout: float = WAIT) -> None:
+async def wait_dead(harness: QueueHarness, message_id: str, timeout: float = TIMEOUT) -> None:
     """Wait until `message_id` is in the dead-letter list."""
 
     async def dead() -> bool:
@@ -242,7 +243,7 @@ class QueueContract:
             queue_harness, answers(DeliveryResult(503, retry_after=0.05), DeliveryResult(200))
         )
         message_id = await queue_harness.queue.publish(step())
-        # The backoff alone would wait longer than WAIT: arriving at all means Retry-After won.
+        # The backoff alone would wait longer than TIMEOUT: arriving at all means Retry-After won.
         await wait_until(lambda: recorder.count(message_id) == 2, "the Retry-After redelivery")
         assert [seen.retried for seen in recorder.of(message_id)] == [0, 1]
 
