@@ -21,7 +21,7 @@ from core.store.sqlite import SqliteStore
 from tests.conformance.store_contract import new_task, next_change, of_task
 from tests.waiting import TIMEOUT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUEUED = TaskStatus.QUEUED
 
 
