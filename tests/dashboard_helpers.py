@@ -28,6 +28,9 @@ def make_settings(db_path: Path, **overrides: Any) -> Settings:
         "sim_failure_rate": 0.0,
         "poll_min_interval": 3.0,
         "reconcile_interval": 60.0,
+        # At 2000x the default 45-minute deadline is 1.35 real seconds, less than one late poll
+        # on a busy machine; no dashboard test is about the deadline.
+        "task_deadline": 1_000_000.0,
     }
     return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
 
