@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +12,8 @@ from core.demo import demo_requests
 from core.models import Task, TaskStatus
 from core.runtime import Runtime
 from core.store import Expect
+from tests.waiting import TIMEOUT, Condition, wait_until
 from tui.app import VideoqApp
-
-TIMEOUT = 10.0
 
 
 def make_settings(db_path: Path, **overrides: Any) -> Settings:
@@ -32,6 +28,9 @@ def make_settings(db_path: Path, **overrides: Any) -> Settings:
         "sim_failure_rate": 0.0,
         "poll_min_interval": 3.0,
         "reconcile_interval": 60.0,
+        # At 2000x the default 45-minute deadline is 1.35 real seconds, less than one late poll
+        # on a busy machine; no dashboard test is about the deadline.
+        "task_deadline": 1_000_000.0,
     }
     return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
 
@@ -51,21 +50,13 @@ class RecordingApp(VideoqApp):
 
 async def wait_for(
     pilot: Pilot[Any],
-    condition: Callable[[], bool | Awaitable[bool]],
+    condition: Condition,
     what: str,
     timeout: float = TIMEOUT,
 ) -> None:
     """Let the app run until `condition` holds; fail with `what` after `timeout` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = condition()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.02)
+    # pilot.pause, unlike a sleep, also lets the app's timers and screen catch up.
+    await wait_until(condition, what, timeout, interval=0.02, pause=pilot.pause)
 
 
 async def started(pilot: Pilot[Any], app: VideoqApp) -> None:

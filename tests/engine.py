@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from core.service import TaskService
 from core.store.sqlite import SqliteStore
 from core.upstream import Upstream
 from core.worker import SigningKeys, Worker, WorkerTiming
+from tests.waiting import TIMEOUT, wait_until
 
 KEY = "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r"
 NEXT_KEY = "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs"
@@ -98,26 +98,31 @@ class Engine:
 
     async def drain(self, limit: int = 200) -> int:
         """Deliver everything published, in order, until nothing is left; returns how many."""
-        for count in itertools.count():
-            if not self.queue.published or count >= limit:
-                return count
+        count = 0
+        while self.queue.published and count < limit:
             published = self.queue.take()
             result = await self.worker.handle(delivery(published.message))
             if not result.ok and not result.non_retryable:
                 self.queue.published.append(published)  # redeliver later, as a queue would
+            count += 1
+        return count
 
     async def task(self, task_id: str) -> Task:
         task = await self.store.get(task_id)
         assert task is not None
         return task
 
-    async def wait_status(self, task_id: str, status: TaskStatus, timeout: float = 10.0) -> Task:
-        async def reached() -> Task:
-            while (task := await self.task(task_id)).status is not status:
-                await asyncio.sleep(0.01)
-            return task
+    async def wait_status(self, task_id: str, status: TaskStatus, timeout: float = TIMEOUT) -> Task:
+        """The task, once it has reached `status`."""
 
-        return await asyncio.wait_for(reached(), timeout)
+        seen: list[Task] = []
+
+        async def reached() -> bool:
+            seen.append(await self.task(task_id))
+            return seen[-1].status is status
+
+        await wait_until(reached, f"task {task_id} to be {status}", timeout, interval=0.01)
+        return seen[-1]
 
 
 async def open_engine(path: Path, upstream: Upstream, timing: WorkerTiming = FAST) -> Engine:

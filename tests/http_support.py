@@ -34,6 +34,7 @@ from tests.cli import VIDEOQ
 from tests.engine import KEY, NEXT_KEY, HandQueue
 from tests.fakes.qstash import FakeQStash
 from tests.fakes.qstash.engine import Message
+from tests.waiting import wait_until
 
 JWT_SECRET = "test-supabase-jwt-secret-0123456789abcdef"
 SECRET_KEY = "test-videoq-server-secret-0123456789abcdef"
@@ -82,11 +83,9 @@ async def in_process(
         runtime, sock=sock, background=background, handle_signals=False, limits=limits, auth=auth
     )
     running = asyncio.create_task(service.run())
-    deadline = time.monotonic() + 10
-    while not service.started:
-        if running.done() or time.monotonic() > deadline:
-            raise RuntimeError("the service did not start")
-        await asyncio.sleep(0.005)
+    await wait_until(lambda: service.started or running.done(), "the service to start")
+    if not service.started:
+        raise RuntimeError("the service did not start") from running.exception()
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             yield client
@@ -182,17 +181,23 @@ class ServeProcess:
         await self._wait_healthy(timeout)
 
     async def _wait_healthy(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(base_url=self.url, timeout=2) as client:
-            while time.monotonic() < deadline:
+
+            async def healthy() -> bool:
                 assert self.process is not None
                 if self.process.poll() is not None:
                     raise RuntimeError(f"videoq serve exited early:\n{self.read_log()}")
                 with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get("/healthz")).status_code == 200:
-                        return
-                await asyncio.sleep(0.05)
-        raise TimeoutError(f"videoq serve did not become healthy:\n{self.read_log()}")
+                    return (await client.get("/healthz")).status_code == 200
+                return False
+
+            await wait_until(
+                healthy,
+                "videoq serve to answer /healthz",
+                timeout,
+                interval=0.05,
+                detail=self.read_log,
+            )
 
     def kill(self) -> None:
         """SIGKILL: no drain, no goodbye."""

@@ -233,6 +233,8 @@ class VideoqApp(DashboardActions):
 
     def _refresh_keys(self) -> None:
         """Redraw the footer only when a key's enabled state changed (a redraw is costly)."""
+        if not self.screen_stack:  # a message handled while the app closes: no footer left
+            return
         state = tuple(self.check_action(action, ()) for action in TARGETED_ACTIONS)
         if state != self._key_state:
             self._key_state = state
@@ -241,8 +243,12 @@ class VideoqApp(DashboardActions):
     # --- header and clock ----------------------------------------------------------------
 
     def show_header(self) -> None:
+        # The clock's timer and the feed may still call this while the app closes.
+        found = self.query(StatusHeader)
+        if not found:
+            return
         store = self.runtime.store
-        self.query_one(StatusHeader).show(
+        found.first().show(
             HeaderInfo(
                 backend=store.describe(),
                 upstream=self.runtime.upstream.describe(),

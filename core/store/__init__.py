@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncGenerator, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -104,6 +104,9 @@ class TaskStore(Protocol):
 
     async def count_by_status(self, user_id: str | None = None) -> dict[TaskStatus, int]: ...
 
-    def changes(self) -> AsyncIterator[TaskChange]:
-        """Live change events; the first one is SYNC, and another SYNC follows every reconnect."""
+    def changes(self) -> AsyncGenerator[TaskChange, None]:
+        """Live change events; the first one is SYNC, and another SYNC follows every reconnect.
+
+        A generator, so a caller that stops early closes it (`contextlib.aclosing`) to unsubscribe.
+        """
         ...

@@ -12,27 +12,26 @@ arrives while the delayed one is still pending), "honoured" by arrival before a 
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import jwt
-import pytest
 
 from core.models import WorkMessage
 from core.queue import Delivery, DeliveryHandler, DeliveryResult, Queue
 from core.signing import verify
-
-WAIT = 10.0
-"""Seconds any expected delivery may take to show up before a test fails."""
+from tests.waiting import TIMEOUT, wait_until
 
 
 class QueueHarness(Protocol):
     """What an adapter's test module hands the suite."""
 
-    queue: Queue
+    @property
+    def queue(self) -> Queue:
+        """The adapter under test (read-only here, so a harness may hold a subtype)."""
+        ...
+
     destination: str  # the URL deliveries are signed for (the token's subject)
     signing_key: str  # the key deliveries verify with
     retries: int  # retries a failing message gets before it is dead-lettered
@@ -59,7 +58,7 @@ class QueueHarness(Protocol):
         ...
 
     async def slow_backoff(self) -> None:
-        """From now on the queue's own backoff waits far longer than `WAIT` before a retry."""
+        """From now on the queue's own backoff waits far longer than `TIMEOUT` before a retry."""
         ...
 
 
@@ -111,31 +110,22 @@ class Recorder:
         return len(self.of(message_id))
 
 
-async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    """Wait until `predicate()` holds; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.005)
-
-
-async def wait_gone(harness: QueueHarness, message_id: str, timeout: float = WAIT) -> None:
+async def wait_gone(harness: QueueHarness, message_id: str, timeout: float = TIMEOUT) -> None:
     """Wait until the queue no longer holds `message_id` as pending."""
-    deadline = time.monotonic() + timeout
-    while await harness.pending(message_id):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {message_id} to leave the queue")
-        await asyncio.sleep(0.01)
+
+    async def gone() -> bool:
+        return not await harness.pending(message_id)
+
+    await wait_until(gone, f"{message_id} to leave the queue", timeout, interval=0.01)
 
 
-async def wait_dead(harness: QueueHarness, message_id: str, timeout: float = WAIT) -> None:
+async def wait_dead(harness: QueueHarness, message_id: str, timeout: float = TIMEOUT) -> None:
     """Wait until `message_id` is in the dead-letter list."""
-    deadline = time.monotonic() + timeout
-    while message_id not in await harness.dead_letter_ids():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {message_id} to be dead-lettered")
-        await asyncio.sleep(0.01)
+
+    async def dead() -> bool:
+        return message_id in await harness.dead_letter_ids()
+
+    await wait_until(dead, f"{message_id} to be dead-lettered", timeout, interval=0.01)
 
 
 def step(task_id: str = "task-1", seq: int = 1, attempt: int = 1) -> WorkMessage:
@@ -253,7 +243,7 @@ class QueueContract:
             queue_harness, answers(DeliveryResult(503, retry_after=0.05), DeliveryResult(200))
         )
         message_id = await queue_harness.queue.publish(step())
-        # The backoff alone would wait longer than WAIT: arriving at all means Retry-After won.
+        # The backoff alone would wait longer than TIMEOUT: arriving at all means Retry-After won.
         await wait_until(lambda: recorder.count(message_id) == 2, "the Retry-After redelivery")
         assert [seen.retried for seen in recorder.of(message_id)] == [0, 1]
 

@@ -27,9 +27,7 @@ from core.models import (
 from core.service import TaskService
 from core.store import STORE_SET_COLUMNS, Expect, TaskStore
 from tests.engine import HandQueue
-
-WAIT = 10.0
-"""Seconds any expected feed event may take to show up before a test fails."""
+from tests.waiting import TIMEOUT
 
 QUEUED, RUNNING, FAILED = TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.FAILED
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -98,7 +96,7 @@ async def next_change(
                 return change
         raise AssertionError("the change feed ended")
 
-    return await asyncio.wait_for(scan(), WAIT)
+    return await asyncio.wait_for(scan(), TIMEOUT)
 
 
 def of_task(task_id: str, version: int) -> Callable[[TaskChange], bool]:
@@ -339,7 +337,7 @@ class StoreContract:
         winners = [result for result in results if result is not None]
         assert len(winners) == 1
         (winner,) = winners
-        assert winner.version == 2
+        assert winner.version == 2 and winner.upstream_task_id is not None
         assert await store.get(task.id) == winner
         events = await store.events(task.id)
         assert [e.actor for e in events] == [f"worker-{winner.upstream_task_id.split('-')[1]}"]
@@ -396,7 +394,7 @@ class StoreContract:
 
     async def test_changes_start_with_sync_then_carry_each_write(self, store: TaskStore) -> None:
         async with aclosing(store.changes()) as feed:
-            first = await asyncio.wait_for(anext(feed), WAIT)
+            first = await asyncio.wait_for(anext(feed), TIMEOUT)
             assert first.op == "SYNC" and first.task is None
 
             task = await store.insert(new_task())
@@ -423,7 +421,7 @@ class StoreContract:
         if use_case == "retry":
             failed = await store.insert(new_task(status=FAILED, error_message="refused"))
         async with aclosing(store.changes()) as feed:
-            assert (await asyncio.wait_for(anext(feed), WAIT)).op == "SYNC"
+            assert (await asyncio.wait_for(anext(feed), TIMEOUT)).op == "SYNC"
 
             if use_case == "submit":
                 task = await service.submit(request)

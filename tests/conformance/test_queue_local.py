@@ -26,8 +26,8 @@ from tests.conformance.queue_contract import (
     step,
     wait_dead,
     wait_gone,
-    wait_until,
 )
+from tests.waiting import TIMEOUT, wait_until
 
 KEY = "sig_2bQ7xKp9LmN4vR8tW3yZ6cF1hJ5d"
 DESTINATION = "http://127.0.0.1:8000/api/v1/internal/video-worker"
@@ -68,7 +68,7 @@ class LocalHarness:
         run, self._run = self._run, None
         if run is not None:
             self._stop.set()
-            await asyncio.wait_for(run, 15)
+            await asyncio.wait_for(run, TIMEOUT)
 
     async def pending(self, message_id: str) -> bool:
         message = await self.queue.get(message_id)

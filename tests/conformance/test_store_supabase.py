@@ -8,7 +8,6 @@ import pytest
 
 from core.store.supabase import SupabaseStore
 from tests.conformance.store_contract import StoreContract
-from tests.supabase_fixtures import fake_supabase_fixture, supabase_store_fixture  # noqa: F401
 
 
 @pytest.fixture

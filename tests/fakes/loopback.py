@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import socket
 import threading
-import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import Future
 from contextlib import AbstractAsyncContextManager
@@ -16,11 +15,9 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from core.http.server import close_lingering_connections
+from tests.waiting import wait_until
 
 T = TypeVar("T")
-
-POLL_INTERVAL = 0.005
-"""Seconds between two looks at a condition; everything waited for here is on loopback."""
 
 
 def bind_loopback(*, nodelay: bool = True) -> socket.socket:
@@ -71,24 +68,13 @@ class UvicornServer(uvicorn.Server):
         self._exit.set()
 
 
-async def wait_until(
-    predicate: Callable[[], bool], timeout: float = 10.0, what: str = "the condition"
-) -> None:
-    """Wait until `predicate()` holds; TimeoutError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(POLL_INTERVAL)
-
-
 async def serve_started(
     server: UvicornServer, sock: socket.socket, what: str, timeout: float = 10.0
 ) -> asyncio.Task[None]:
     """Serve `sock` from a task on this loop; the task, once connections are accepted."""
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     with contextlib.suppress(TimeoutError):
-        await wait_until(lambda: server.started or serving.done(), timeout)
+        await wait_until(lambda: server.started or serving.done(), f"{what} to start", timeout)
     if not server.started:
         sock.close()
         raise RuntimeError(f"{what} did not start") from _give_up(serving)

@@ -15,14 +15,9 @@ from starlette.routing import Route
 from core.errors import SignatureError
 from core.queue import Delivery, DeliveryHandler, DeliveryResult
 from core.signing import verify
-from tests.fakes.loopback import (
-    UvicornServer,
-    bind_loopback,
-    serve_started,
-    uvicorn_config,
-    wait_until,
-)
+from tests.fakes.loopback import UvicornServer, bind_loopback, serve_started, uvicorn_config
 from tests.fakes.qstash.server import DEV_CURRENT_SIGNING_KEY, DEV_NEXT_SIGNING_KEY
+from tests.waiting import TIMEOUT, wait_until
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +105,10 @@ class DeliveryReceiver:
         return [r for r in self.received if r.message_id == message_id]
 
     async def wait_for(
-        self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "deliveries"
+        self, predicate: Callable[[], bool], timeout: float = TIMEOUT, what: str = "deliveries"
     ) -> None:
         """Wait until `predicate()` holds; TimeoutError after `timeout` seconds."""
-        await wait_until(predicate, timeout, what)
+        await wait_until(predicate, what, timeout)
 
     async def _deliver(self, request: Request) -> Response:
         body = await request.body()  # the raw bytes, before any parsing

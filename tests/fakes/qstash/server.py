@@ -11,7 +11,7 @@ import string
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Self
 
 import httpx
 from starlette.applications import Starlette
@@ -20,9 +20,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from tests.fakes.loopback import LoopbackServer, wait_until
+from tests.fakes.loopback import LoopbackServer
 from tests.fakes.qstash.engine import Attempt, Engine, FlowGate, Message, State
 from tests.fakes.qstash.publish import BadPublish, parse_publish
+from tests.waiting import TIMEOUT, wait_until
 
 DEV_TOKEN = "eyJVc2VySUQiOiJkZWZhdWx0VXNlciIsIlBhc3N3b3JkIjoiZGVmYXVsdFBhc3N3b3JkIn0="
 DEV_CURRENT_SIGNING_KEY = "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r"
@@ -78,7 +79,7 @@ class FakeQStash:
         """http://127.0.0.1:<port>, or "" before start()."""
         return self._server.url
 
-    def start(self) -> FakeQStash:
+    def start(self) -> Self:
         """Serve on 127.0.0.1 (port chosen by the OS) from a background thread."""
         logging.getLogger("uvicorn.error").addFilter(_quiet_drops)
         self._server.start()
@@ -88,7 +89,7 @@ class FakeQStash:
         """Cancel pending deliveries, stop serving and wait for the thread."""
         self._server.stop()
 
-    def __enter__(self) -> FakeQStash:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -211,10 +212,10 @@ class FakeQStash:
         return len(self.state.messages)
 
     async def wait_for(
-        self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "the fake"
+        self, predicate: Callable[[], bool], timeout: float = TIMEOUT, what: str = "the fake"
     ) -> None:
         """Wait until `predicate()` holds; TimeoutError after `timeout` seconds."""
-        await wait_until(predicate, timeout, what)
+        await wait_until(predicate, what, timeout)
 
     # The REST API.
 

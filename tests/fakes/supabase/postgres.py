@@ -9,11 +9,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import BinaryIO
 
 import psycopg
+
+from tests.waiting import wait_until_sync
 
 BINARIES = ("initdb", "postgres")
 INSTALL_HINT = "install the postgresql package (initdb and postgres are needed)"
@@ -117,17 +118,16 @@ class PostgresServer:
         self._wait_ready(timeout)
 
     def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._process is not None and self._process.poll() is not None:
-                raise RuntimeError(f"postgres exited at start-up; see {self.root}/postgres.log")
-            try:
-                psycopg.connect(self.conninfo(), connect_timeout=2).close()
-                return
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("postgres did not accept connections in time") from None
-                time.sleep(0.05)
+        wait_until_sync(self._accepts, "postgres to accept connections", timeout, interval=0.05)
+
+    def _accepts(self) -> bool:
+        if self._process is not None and self._process.poll() is not None:
+            raise RuntimeError(f"postgres exited at start-up; see {self.root}/postgres.log")
+        try:
+            psycopg.connect(self.conninfo(), connect_timeout=2).close()
+        except psycopg.OperationalError:
+            return False
+        return True
 
     def conninfo(self, user: str = "postgres", dbname: str = "postgres") -> str:
         """A libpq connection string for `user` over the private socket."""

@@ -149,6 +149,11 @@ class FakeSupabase:
         assert self.hub is not None
         self._server.call_soon(self.hub.flowing.set)
 
+    def changes_taken_in(self) -> int:
+        """How many committed changes the Realtime side has heard of so far (delivered or not)."""
+        assert self.hub is not None
+        return self.hub.seq
+
     def refuse_connections(self, count: int) -> None:
         """Deny the next `count` websocket handshakes with HTTP 500."""
         assert self.hub is not None

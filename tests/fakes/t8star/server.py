@@ -16,14 +16,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Self
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fakes.loopback import LoopbackServer, wait_until
+from tests.fakes.loopback import LoopbackServer
 from tests.fakes.t8star.jobs import (
     DEFAULT_KEY,
     GENERATIONS,
@@ -36,6 +36,7 @@ from tests.fakes.t8star.jobs import (
     advance,
     invalid_submit,
 )
+from tests.waiting import TIMEOUT, wait_until
 
 
 @dataclass
@@ -74,7 +75,7 @@ class FakeT8Star:
     def base_url(self) -> str:
         return self._server.url
 
-    def start(self) -> FakeT8Star:
+    def start(self) -> Self:
         """Serve on 127.0.0.1 (port chosen by the OS) from a background thread."""
         self._server.start()
         return self
@@ -83,7 +84,7 @@ class FakeT8Star:
         """Cut slow answers short, stop serving and wait for the thread."""
         self._server.stop()
 
-    def __enter__(self) -> FakeT8Star:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -168,10 +169,10 @@ class FakeT8Star:
             return list(self._state.jobs)
 
     async def wait_for(
-        self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "the fake"
+        self, predicate: Callable[[], bool], timeout: float = TIMEOUT, what: str = "the fake"
     ) -> None:
         """Wait until `predicate()` holds; TimeoutError after `timeout` seconds."""
-        await wait_until(predicate, timeout, what)
+        await wait_until(predicate, what, timeout)
 
     # The API.
 

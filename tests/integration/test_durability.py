@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.cli import Cli
+from tests.waiting import wait_until_sync
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
@@ -30,13 +30,12 @@ def test_sigkill_in_the_middle_of_fifty_tasks_then_restart_finishes_them_all(
         VIDEOQ_CONCURRENCY="4",
     )
     worker = cli.start("--no-ui", "--demo", "50", log=tmp_path / "first.log")
-    deadline = time.monotonic() + 60
-    while True:
+
+    def going() -> bool:
         seen = statuses(cli) if (tmp_path / "videoq.db").exists() else []
-        if len(seen) == 50 and "running" in seen and any(s in TERMINAL for s in seen):
-            break
-        assert time.monotonic() < deadline, "the first worker never got going"
-        time.sleep(0.1)
+        return len(seen) == 50 and "running" in seen and any(s in TERMINAL for s in seen)
+
+    wait_until_sync(going, "the first worker to get going", 60, interval=0.1)
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=10)
     before = statuses(cli)

@@ -8,16 +8,14 @@ import pytest
 
 from tests.cli import Cli
 from tests.fakes.supabase import FakeSupabase
-from tests.supabase_fixtures import TABLES, fake_supabase_fixture  # noqa: F401
 
 
 @pytest.fixture
-def cli(tmp_path: Path, fake_supabase: FakeSupabase) -> Cli:
-    fake_supabase.reset(*TABLES)
+def cli(tmp_path: Path, empty_supabase: FakeSupabase) -> Cli:
     return Cli.on(
         tmp_path / "queue.db",
-        SUPABASE_URL=fake_supabase.url,
-        SUPABASE_SERVICE_ROLE_KEY=fake_supabase.service_role_key,
+        SUPABASE_URL=empty_supabase.url,
+        SUPABASE_SERVICE_ROLE_KEY=empty_supabase.service_role_key,
     )
 
 

@@ -9,7 +9,8 @@ from contextlib import asynccontextmanager
 import httpx
 import psycopg
 import pytest
-from postgrest import APIError
+from postgrest import APIError, CountMethod
+from postgrest.types import JSON
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 from core.errors import StoreError
@@ -18,7 +19,6 @@ from core.sql import schema_sql
 from core.store import Expect
 from core.store.supabase import SupabaseStore
 from tests.fakes.supabase import FakeSupabase
-from tests.supabase_fixtures import fake_supabase_fixture, supabase_store_fixture  # noqa: F401
 
 QUEUED = TaskStatus.QUEUED
 
@@ -48,6 +48,12 @@ def scalar(fake: FakeSupabase, query: str) -> object:
     with psycopg.connect(fake.postgres.conninfo()) as conn:
         row = conn.execute(query).fetchone()  # type: ignore[arg-type]
     return row[0] if row else None
+
+
+def records(data: list[JSON]) -> list[dict[str, JSON]]:
+    """PostgREST rows as the objects they are; fails the test on anything else."""
+    assert all(isinstance(row, dict) for row in data), data
+    return [row for row in data if isinstance(row, dict)]
 
 
 async def owned_tasks(store: SupabaseStore, *owners: str) -> list[Task]:
@@ -115,8 +121,8 @@ async def test_a_user_sees_only_their_own_rows(
     await supabase_store.add_event(TaskEvent(task_id=_theirs.id, kind="action", attempt=1))
     token = fake_supabase.user_token(alice)
     async with rest_client(fake_supabase, fake_supabase.anon_key, token) as client:
-        tasks = (await client.table("video_tasks").select("*").execute()).data
-        events = (await client.table("task_events").select("*").execute()).data
+        tasks = records((await client.table("video_tasks").select("*").execute()).data)
+        events = records((await client.table("task_events").select("*").execute()).data)
     assert [row["id"] for row in tasks] == [mine.id]
     assert [row["task_id"] for row in events] == [mine.id]
 
@@ -140,7 +146,7 @@ async def test_the_service_role_sees_every_row(
 ) -> None:
     await owned_tasks(supabase_store, str(uuid.uuid4()), str(uuid.uuid4()), "local")
     async with rest_client(fake_supabase, fake_supabase.service_role_key) as client:
-        response = await client.table("video_tasks").select("id", count="exact").execute()
+        response = await client.table("video_tasks").select("id", count=CountMethod.exact).execute()
     assert response.count == 3 and len(response.data) == 3
 
 

@@ -20,9 +20,9 @@ from core.models import TaskStatus, VideoRequest, WorkMessage
 from core.runtime import Runtime
 from core.upstream.t8star import T8StarUpstream
 from tests.engine import KEY, NEXT_KEY, HandQueue
-from tests.fakes.loopback import wait_until
 from tests.fakes.t8star import DEFAULT_KEY, FakeT8Star, Fault, JobScript
 from tests.http_support import hand_runtime, in_process, loopback_socket
+from tests.waiting import wait_until
 
 WRONG_KEY = "sig_3ZB6DVzB1wjE8S6rZ7eenA8Pxxxx"
 

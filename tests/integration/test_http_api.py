@@ -121,7 +121,7 @@ AUTH_CASES = {
     "no sub": {"Authorization": "Bearer " + jwt.encode(
         {"aud": "authenticated", "exp": 9999999999}, JWT_SECRET, algorithm="HS256")},
     "alg none": {"Authorization": "Bearer " + jwt.encode(
-        {"sub": USER_A, "aud": "authenticated", "exp": 9999999999}, None, algorithm="none")},
+        {"sub": USER_A, "aud": "authenticated", "exp": 9999999999}, "", algorithm="none")},
 }  # fmt: skip
 
 
@@ -357,7 +357,8 @@ async def test_a_task_without_an_own_key_retries_without_one(api: Api) -> None:
 
 @pytest.mark.parametrize("key", [b"", b"has spaces in it", b"x" * 513, "naïve-key".encode()])
 async def test_an_unusable_own_key_is_refused_without_being_repeated(api: Api, key: bytes) -> None:
-    headers = {**bearer(), "X-Upstream-Api-Key": key}
+    # Raw bytes: some of these keys are not valid text, so the header is built from bytes.
+    headers = {**{k.encode(): v.encode() for k, v in bearer().items()}, b"X-Upstream-Api-Key": key}
     response = await api.client.post(GENERATE, json={"prompt": "a fox"}, headers=headers)
     assert response.status_code == 422
     error = error_of(response)

@@ -12,7 +12,6 @@ from core.models import Task, TaskStatus, VideoRequest
 from core.store import Expect
 from core.store.supabase import SupabaseStore
 from tests.fakes.supabase import FakeSupabase
-from tests.supabase_fixtures import fake_supabase_fixture, supabase_store_fixture  # noqa: F401
 
 QUEUED = TaskStatus.QUEUED
 

@@ -23,11 +23,9 @@ from websockets.exceptions import InvalidStatus
 from core.models import Task, TaskStatus, VideoRequest
 from core.store import Expect
 from core.store.supabase import SupabaseStore
-from tests import supabase_fixtures
+from tests import local_postgres
 from tests.fakes.supabase import INSTALL_HINT, FakeSupabase, PostgresUnavailable
-from tests.supabase_fixtures import fake_supabase_fixture, supabase_store_fixture  # noqa: F401
-
-WAIT = 10.0
+from tests.waiting import TIMEOUT
 
 
 @asynccontextmanager
@@ -53,7 +51,7 @@ class Collector:
         self._arrived.set()
 
     async def wait(self, count: int) -> list[Any]:
-        async with asyncio.timeout(WAIT):
+        async with asyncio.timeout(TIMEOUT):
             while len(self.items) < count:
                 self._arrived.clear()
                 await self._arrived.wait()
@@ -164,10 +162,10 @@ def test_without_postgresql_the_tests_skip_locally_and_fail_in_ci(
     def unavailable() -> None:
         raise PostgresUnavailable(INSTALL_HINT)
 
-    monkeypatch.setattr(supabase_fixtures, "PostgresServer", unavailable)
+    monkeypatch.setattr(local_postgres, "PostgresServer", unavailable)
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception, match="install the postgresql package"):
-        supabase_fixtures._start()
+        local_postgres.postgres_server()
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="install the postgresql package"):
-        supabase_fixtures._start()
+        local_postgres.postgres_server()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from core.models import Task, TaskStatus, VideoRequest
 from core.store.sqlite import SqliteStore
 from tests.cli import Cli
+from tests.waiting import wait_until_sync
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
@@ -117,10 +117,10 @@ def test_a_bad_setting_is_named(cli: Cli) -> None:
 
 
 def wait_for_line(log: Path, line: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while line not in log.read_text():
-        assert time.monotonic() < deadline, f"no {line!r} in:\n{log.read_text()}"
-        time.sleep(0.05)
+    """Wait until `line` is in the worker's log."""
+    wait_until_sync(
+        lambda: line in log.read_text(), f"{line!r} in the log", timeout, detail=log.read_text
+    )
 
 
 @pytest.mark.slow

@@ -13,10 +13,9 @@ from core.models import Task, TaskChange, TaskStatus, VideoRequest
 from core.store import Expect, FeedState
 from core.store.supabase import SupabaseStore
 from tests.fakes.supabase import FakeSupabase
-from tests.supabase_fixtures import fake_supabase_fixture, supabase_store_fixture  # noqa: F401
+from tests.waiting import TIMEOUT, wait_until
 
 QUEUED, RUNNING = TaskStatus.QUEUED, TaskStatus.RUNNING
-WAIT = 10.0
 
 
 def new_task(prompt: str = "a fox in the snow") -> Task:
@@ -24,8 +23,8 @@ def new_task(prompt: str = "a fox in the snow") -> Task:
 
 
 async def next_change(feed: AsyncIterator[TaskChange], op: str | None = None) -> TaskChange:
-    """The next change (of kind `op`, skipping others), or fail after WAIT seconds."""
-    async with asyncio.timeout(WAIT):
+    """The next change (of kind `op`, skipping others), or fail after TIMEOUT seconds."""
+    async with asyncio.timeout(TIMEOUT):
         while True:
             change = await anext(feed)
             if op is None or change.op == op:
@@ -133,7 +132,7 @@ async def test_close_ends_a_running_feed(supabase_store: SupabaseStore) -> None:
     await next_change(feed, "SYNC")
     pending = asyncio.ensure_future(anext(feed, None))
     await supabase_store.close()
-    async with asyncio.timeout(WAIT):
+    async with asyncio.timeout(TIMEOUT):
         assert await pending is None
     await feed.aclose()
 
@@ -142,7 +141,11 @@ async def test_no_replay_of_changes_made_before_subscribing(
     fake_supabase: FakeSupabase, supabase_store: SupabaseStore
 ) -> None:
     fake_supabase.pause_delivery()
+    heard = fake_supabase.changes_taken_in()
     early = await supabase_store.insert(new_task("before"))
+    # "Before subscribing" means before the subscription as Realtime sees it, so wait for the
+    # fake to hear of the insert; a busy machine can delay its notification past the subscribe.
+    await wait_until(lambda: fake_supabase.changes_taken_in() > heard, "the insert's notification")
     async with aclosing(supabase_store.changes()) as feed:
         await next_change(feed, "SYNC")
         fake_supabase.resume_delivery()

@@ -9,7 +9,7 @@ import asyncio
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from pathlib import Path
 
@@ -18,9 +18,10 @@ import pytest
 from core.models import TaskChange, TaskStatus
 from core.store import Expect, sqlite_db
 from core.store.sqlite import SqliteStore
-from tests.conformance.store_contract import WAIT, new_task, next_change, of_task
+from tests.conformance.store_contract import new_task, next_change, of_task
+from tests.waiting import TIMEOUT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUEUED = TaskStatus.QUEUED
 
 
@@ -30,10 +31,10 @@ async def opened(path: Path, **options: object) -> SqliteStore:
     return store
 
 
-async def subscribed(store: SqliteStore) -> AsyncIterator[TaskChange]:
+async def subscribed(store: SqliteStore) -> AsyncGenerator[TaskChange, None]:
     """The store's feed, past its first SYNC."""
     feed = store.changes()
-    first = await asyncio.wait_for(anext(feed), WAIT)
+    first = await asyncio.wait_for(anext(feed), TIMEOUT)
     assert first.op == "SYNC"
     return feed
 
@@ -132,7 +133,7 @@ async def test_a_slow_subscriber_is_told_to_resync_and_writers_never_wait(
             for progress in range(1, 11):  # the subscriber reads nothing meanwhile
                 assert await store.update(task.id, Expect.of(QUEUED), {"progress": progress})
 
-            backlog = [await asyncio.wait_for(anext(feed), WAIT) for _ in range(3)]
+            backlog = [await asyncio.wait_for(anext(feed), TIMEOUT) for _ in range(3)]
 
         assert backlog[0].op == "SYNC"
         assert backlog[-1].task is not None and backlog[-1].task.version == 11
@@ -172,7 +173,7 @@ async def test_closing_the_store_ends_its_feeds(tmp_path: Path) -> None:
 
     await store.close()
 
-    done, _ = await asyncio.wait({waiting}, timeout=WAIT)
+    done, _ = await asyncio.wait({waiting}, timeout=TIMEOUT)
     assert waiting in done and isinstance(waiting.exception(), StopAsyncIteration)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -24,6 +23,7 @@ from tests.http_support import (
     free_port,
     loopback_socket,
 )
+from tests.waiting import wait_until
 
 
 @pytest.mark.slow
@@ -38,13 +38,14 @@ async def test_serve_alone_on_the_embedded_default_finishes_api_tasks(tmp_path: 
                 "/api/v1/video/generate", json={"prompt": "a fox"}, headers=bearer()
             )
             task_id = created.json()["data"]["task_id"]
-            deadline = time.monotonic() + 30
-            while True:
+
+            async def succeeded() -> bool:
                 got = await client.get(f"/api/v1/video/tasks/{task_id}", headers=bearer())
-                if got.json()["data"]["task"]["status"] == "succeeded":
-                    break
-                assert time.monotonic() < deadline, serve.read_log()
-                await asyncio.sleep(0.05)
+                return bool(got.json()["data"]["task"]["status"] == "succeeded")
+
+            await wait_until(
+                succeeded, f"task {task_id} to succeed", 30, interval=0.05, detail=serve.read_log
+            )
     finally:
         code = serve.stop()
     log = serve.read_log()

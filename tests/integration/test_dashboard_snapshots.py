@@ -2,7 +2,7 @@
 
 Everything that moves is frozen: the app's clock, the rows' timestamps and ids, the feed's last
 event and the store's description (whose real path changes from run to run).
-Update with `uv run pytest tests/test_dashboard_snapshots.py --snapshot-update`.
+Update with `uv run pytest tests/integration/test_dashboard_snapshots.py --snapshot-update`.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from core.config import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 SETTINGS_DOC = (ROOT / "docs" / "settings.md").read_text()
 

@@ -23,7 +23,6 @@ from tests.fakes.qstash import (
     DeliveryReceiver,
     FakeQStash,
 )
-from tests.fakes.qstash.fixtures import fake_fixture, receiver_fixture, sdk_fixture  # noqa: F401
 from tests.fakes.qstash.wire import (
     RetryDelay,
     default_backoff,
@@ -47,8 +46,8 @@ def statuses(status_codes: list[int]) -> DeliveryHandler:
     return handler
 
 
-async def publish(sdk: AsyncQStash, url: str, **options: object) -> str:
-    response = await sdk.message.publish(url=url, body=BODY, **options)  # type: ignore[arg-type]
+async def publish(qstash_sdk: AsyncQStash, url: str, **options: object) -> str:
+    response = await qstash_sdk.message.publish(url=url, body=BODY, **options)  # type: ignore[arg-type]
     return response.message_id  # type: ignore[union-attr]
 
 
@@ -56,10 +55,13 @@ async def publish(sdk: AsyncQStash, url: str, **options: object) -> str:
 
 
 async def test_a_delivery_carries_the_exact_body_headers_and_a_valid_signature(
-    fake: FakeQStash, receiver: DeliveryReceiver, sdk: AsyncQStash
+    fake_qstash: FakeQStash, receiver: DeliveryReceiver, qstash_sdk: AsyncQStash
 ) -> None:
     message_id = await publish(
-        sdk, receiver.url, content_type="application/json", headers={"X-Request-Source": "tests"}
+        qstash_sdk,
+        receiver.url,
+        content_type="application/json",
+        headers={"X-Request-Source": "tests"},
     )
     await receiver.wait_for(lambda: len(receiver.received) == 1)
     got = receiver.received[0]
@@ -80,13 +82,13 @@ async def test_a_delivery_carries_the_exact_body_headers_and_a_valid_signature(
 
 
 async def test_the_destination_query_string_is_kept_from_the_raw_path(
-    fake: FakeQStash, receiver: DeliveryReceiver, sdk: AsyncQStash
+    fake_qstash: FakeQStash, receiver: DeliveryReceiver, qstash_sdk: AsyncQStash
 ) -> None:
     async def accept_any_subject(delivery: Delivery) -> DeliveryResult:
         return DeliveryResult(200)
 
     receiver.set_handler(accept_any_subject)
-    await publish(sdk, receiver.url + "?x=1&y=2")
+    await publish(qstash_sdk, receiver.url + "?x=1&y=2")
     await receiver.wait_for(lambda: len(receiver.received) == 1)
     token = receiver.received[0].delivery.headers["upstash-signature"]
     claims = verify(token, BODY, current_key=DEV_CURRENT_SIGNING_KEY, next_key=None, subject=None)
@@ -94,73 +96,73 @@ async def test_the_destination_query_string_is_kept_from_the_raw_path(
 
 
 async def test_a_message_is_gone_once_delivered(
-    fake: FakeQStash, receiver: DeliveryReceiver, sdk: AsyncQStash
+    fake_qstash: FakeQStash, receiver: DeliveryReceiver, qstash_sdk: AsyncQStash
 ) -> None:
-    message_id = await publish(sdk, receiver.url)
-    await fake.wait_for(lambda: message_id in fake.delivered())
+    message_id = await publish(qstash_sdk, receiver.url)
+    await fake_qstash.wait_for(lambda: message_id in fake_qstash.delivered())
     with pytest.raises(QStashError, match="404"):
-        await sdk.message.get(message_id)
-    assert fake.pending() == 0
+        await qstash_sdk.message.get(message_id)
+    assert fake_qstash.pending() == 0
 
 
 async def test_failures_are_retried_with_fresh_tokens_and_a_growing_retried_count(
-    fake: FakeQStash, receiver: DeliveryReceiver, sdk: AsyncQStash
+    fake_qstash: FakeQStash, receiver: DeliveryReceiver, qstash_sdk: AsyncQStash
 ) -> None:
     receiver.set_handler(statuses([500, 502]))
-    message_id = await publish(sdk, receiver.url)
-    await fake.wait_for(lambda: message_id in fake.delivered())
+    message_id = await publish(qstash_sdk, receiver.url)
+    await fake_qstash.wait_for(lambda: message_id in fake_qstash.delivered())
     retried = [r.retried for r in receiver.received]
     tokens = {r.delivery.headers["upstash-signature"] for r in receiver.received}
     assert retried == [0, 1, 2]
     assert len(tokens) == 3 and all(r.verified for r in receiver.received)
-    assert fake.deliveries()[message_id] == 3
+    assert fake_qstash.deliveries()[message_id] == 3
 
 
 async def test_retries_run_out_into_the_dead_letter_queue(
-    fake: FakeQStash, receiver: DeliveryReceiver, sdk: AsyncQStash
+    fake_qstash: FakeQStash, receiver: DeliveryReceiver, qstash_sdk: AsyncQStash
 ) -> None:
     receiver.set_handler(statuses([503] * 10))
-    message_id = await publish(sdk, receiver.url, retries=2)
-    await fake.wait_for(lambda: len(fake.dead_letters()) == 1)
+    message_id = await publish(qstash_sdk, receiver.url, retries=2)
+    await fake_qstash.wait_for(lambda: len(fake_qstash.dead_letters()) == 1)
     assert [r.retried for r in receiver.received] == [0, 1, 2]
-    dlq = await sdk.dlq.list()
+    dlq = await qstash_sdk.dlq.list()
     assert [m.message_id for m in dlq.messages] == [message_id]
     assert dlq.messages[0].response_status == 503
 
 
 async def test_489_with_the_non_retryable_header_dead_letters_at_once(
-    fake: FakeQStash, receiver: DeliveryReceiver, sdk: AsyncQStash
+    fake_qstash: FakeQStash, receiver: DeliveryReceiver, qstash_sdk: AsyncQStash
 ) -> None:
     async def refuse(delivery: Delivery) -> DeliveryResult:
         return DeliveryResult(489, non_retryable=True)
 
     receiver.set_handler(refuse)
-    message_id = await publish(sdk, receiver.url)
-    await fake.wait_for(lambda: len(fake.dead_letters()) == 1)
-    assert fake.deliveries()[message_id] == 1
-    assert fake.dead_letters()[0]["responseStatus"] == 489
+    message_id = await publish(qstash_sdk, receiver.url)
+    await fake_qstash.wait_for(lambda: len(fake_qstash.dead_letters()) == 1)
+    assert fake_qstash.deliveries()[message_id] == 1
+    assert fake_qstash.dead_letters()[0]["responseStatus"] == 489
 
 
 async def test_489_without_the_header_is_an_ordinary_failure(
-    fake: FakeQStash, receiver: DeliveryReceiver, sdk: AsyncQStash
+    fake_qstash: FakeQStash, receiver: DeliveryReceiver, qstash_sdk: AsyncQStash
 ) -> None:
     receiver.set_handler(statuses([489]))
-    message_id = await publish(sdk, receiver.url)
-    await fake.wait_for(lambda: message_id in fake.delivered())
-    assert fake.deliveries()[message_id] == 2
+    message_id = await publish(qstash_sdk, receiver.url)
+    await fake_qstash.wait_for(lambda: message_id in fake_qstash.delivered())
+    assert fake_qstash.deliveries()[message_id] == 2
 
 
 async def test_connection_errors_are_retried_then_dead_lettered(
-    fake: FakeQStash, sdk: AsyncQStash
+    fake_qstash: FakeQStash, qstash_sdk: AsyncQStash
 ) -> None:
-    message_id = await publish(sdk, CLOSED_PORT_URL, retries=1)
-    await fake.wait_for(lambda: len(fake.dead_letters()) == 1)
-    attempts = fake.attempts()
+    message_id = await publish(qstash_sdk, CLOSED_PORT_URL, retries=1)
+    await fake_qstash.wait_for(lambda: len(fake_qstash.dead_letters()) == 1)
+    attempts = fake_qstash.attempts()
     assert [(a.message_id, a.retried, a.status) for a in attempts] == [
         (message_id, 0, None),
         (message_id, 1, None),
     ]
-    assert fake.dead_letters()[0]["responseStatus"] == 0
+    assert fake_qstash.dead_letters()[0]["responseStatus"] == 0
 
 
 async def test_a_delivery_that_outlives_the_timeout_is_retried() -> None:
@@ -171,14 +173,14 @@ async def test_a_delivery_that_outlives_the_timeout_is_retried() -> None:
             await hold.wait()
         return DeliveryResult(200)
 
-    with FakeQStash(time_scale=0.001, delivery_timeout=0.2) as fake:
-        client = AsyncQStash(DEV_TOKEN, base_url=fake.url, retry=False)
+    with FakeQStash(time_scale=0.001, delivery_timeout=0.2) as fake_qstash:
+        client = AsyncQStash(DEV_TOKEN, base_url=fake_qstash.url, retry=False)
         async with DeliveryReceiver(slow_first) as rx:
             message_id = await publish(client, rx.url)
-            await fake.wait_for(lambda: message_id in fake.delivered())
+            await fake_qstash.wait_for(lambda: message_id in fake_qstash.delivered())
             hold.set()
         await client.http._client.aclose()
-    assert [(a.retried, a.status, a.error) for a in fake.attempts()] == [
+    assert [(a.retried, a.status, a.error) for a in fake_qstash.attempts()] == [
         (0, None, "timeout"),
         (1, 200, ""),
     ]
@@ -192,31 +194,31 @@ async def test_retry_after_zero_beats_the_twelve_second_backoff(
         return DeliveryResult(429, retry_after=0) if first else DeliveryResult(200)
 
     receiver.set_handler(busy_once)
-    with FakeQStash(time_scale=1.0) as fake:  # real backoff: the first retry waits 12 s
-        client = AsyncQStash(DEV_TOKEN, base_url=fake.url, retry=False)
+    with FakeQStash(time_scale=1.0) as fake_qstash:  # real backoff: the first retry waits 12 s
+        client = AsyncQStash(DEV_TOKEN, base_url=fake_qstash.url, retry=False)
         message_id = await publish(client, receiver.url)
-        await fake.wait_for(lambda: message_id in fake.delivered(), timeout=5)
+        await fake_qstash.wait_for(lambda: message_id in fake_qstash.delivered(), timeout=5)
         await client.http._client.aclose()
 
 
 async def test_a_retry_after_beyond_one_day_falls_back_to_the_backoff(
-    fake: FakeQStash, receiver: DeliveryReceiver, sdk: AsyncQStash
+    fake_qstash: FakeQStash, receiver: DeliveryReceiver, qstash_sdk: AsyncQStash
 ) -> None:
     async def two_days_once(delivery: Delivery) -> DeliveryResult:
         first = delivery.headers["upstash-retried"] == "0"
         return DeliveryResult(503, retry_after=2 * 86400) if first else DeliveryResult(200)
 
     receiver.set_handler(two_days_once)  # honoured, 2 days x 0.001 would be 173 s
-    message_id = await publish(sdk, receiver.url)
-    await fake.wait_for(lambda: message_id in fake.delivered(), timeout=5)
+    message_id = await publish(qstash_sdk, receiver.url)
+    await fake_qstash.wait_for(lambda: message_id in fake_qstash.delivered(), timeout=5)
 
 
 async def test_a_retry_delay_expression_replaces_the_backoff(receiver: DeliveryReceiver) -> None:
     receiver.set_handler(statuses([500, 500]))
-    with FakeQStash(time_scale=1.0) as fake:
-        client = AsyncQStash(DEV_TOKEN, base_url=fake.url, retry=False)
+    with FakeQStash(time_scale=1.0) as fake_qstash:
+        client = AsyncQStash(DEV_TOKEN, base_url=fake_qstash.url, retry=False)
         message_id = await publish(client, receiver.url, retry_delay="10 * retried")
-        await fake.wait_for(lambda: message_id in fake.delivered(), timeout=5)
+        await fake_qstash.wait_for(lambda: message_id in fake_qstash.delivered(), timeout=5)
         await client.http._client.aclose()
 
 
@@ -224,26 +226,30 @@ async def test_a_retry_delay_expression_replaces_the_backoff(receiver: DeliveryR
 
 
 async def test_a_duplicate_deduplication_id_answers_202_with_the_first_id(
-    fake: FakeQStash, receiver: DeliveryReceiver
+    fake_qstash: FakeQStash, receiver: DeliveryReceiver
 ) -> None:
-    url = f"{fake.url}/v2/publish/{receiver.url}"
+    url = f"{fake_qstash.url}/v2/publish/{receiver.url}"
     headers = {"Authorization": f"Bearer {DEV_TOKEN}", "Upstash-Deduplication-Id": "t1-1-submit-1"}
     async with httpx.AsyncClient() as http:
         first = await http.post(url, content=BODY, headers=headers)
         second = await http.post(url, content=BODY, headers=headers)
     assert first.status_code == 201 and second.status_code == 202
     assert second.json() == {"messageId": first.json()["messageId"], "deduplicated": True}
-    await fake.wait_for(lambda: len(fake.delivered()) == 1)
-    assert fake.publishes == 1 and fake.deduplicated == 1
+    await fake_qstash.wait_for(lambda: len(fake_qstash.delivered()) == 1)
+    assert fake_qstash.publishes == 1 and fake_qstash.deduplicated == 1
     assert len(receiver.received) == 1
 
 
 async def test_content_based_deduplication_accepts_the_sdk_spelling(
-    fake: FakeQStash, receiver: DeliveryReceiver, sdk: AsyncQStash
+    fake_qstash: FakeQStash, receiver: DeliveryReceiver, qstash_sdk: AsyncQStash
 ) -> None:
-    first = await sdk.message.publish(url=receiver.url, body=BODY, content_based_deduplication=True)
-    again = await sdk.message.publish(url=receiver.url, body=BODY, content_based_deduplication=True)
-    other = await sdk.message.publish(
+    first = await qstash_sdk.message.publish(
+        url=receiver.url, body=BODY, content_based_deduplication=True
+    )
+    again = await qstash_sdk.message.publish(
+        url=receiver.url, body=BODY, content_based_deduplication=True
+    )
+    other = await qstash_sdk.message.publish(
         url=receiver.url, body=b"{}", content_based_deduplication=True
     )
     assert again.message_id == first.message_id and again.deduplicated  # type: ignore[union-attr]
@@ -251,8 +257,8 @@ async def test_content_based_deduplication_accepts_the_sdk_spelling(
 
 
 async def test_the_dedup_window_is_configurable(receiver: DeliveryReceiver) -> None:
-    with FakeQStash(time_scale=0.001, dedup_window=0) as fake:
-        client = AsyncQStash(DEV_TOKEN, base_url=fake.url, retry=False)
+    with FakeQStash(time_scale=0.001, dedup_window=0) as fake_qstash:
+        client = AsyncQStash(DEV_TOKEN, base_url=fake_qstash.url, retry=False)
         first = await publish(client, receiver.url, deduplication_id="same")
         second = await publish(client, receiver.url, deduplication_id="same")
         await client.http._client.aclose()
@@ -260,34 +266,34 @@ async def test_the_dedup_window_is_configurable(receiver: DeliveryReceiver) -> N
 
 
 async def test_a_deduplication_id_with_a_colon_is_refused(
-    fake: FakeQStash, receiver: DeliveryReceiver, sdk: AsyncQStash
+    fake_qstash: FakeQStash, receiver: DeliveryReceiver, qstash_sdk: AsyncQStash
 ) -> None:
     with pytest.raises(QStashError, match="400.*cannot contain ':'"):
-        await publish(sdk, receiver.url, deduplication_id="t1:1")
-    assert fake.publishes == 0
+        await publish(qstash_sdk, receiver.url, deduplication_id="t1:1")
+    assert fake_qstash.publishes == 0
 
 
 async def test_a_bad_token_is_refused_with_401(
-    fake: FakeQStash, receiver: DeliveryReceiver
+    fake_qstash: FakeQStash, receiver: DeliveryReceiver
 ) -> None:
-    bad = AsyncQStash("not-the-token", base_url=fake.url, retry=False)
+    bad = AsyncQStash("not-the-token", base_url=fake_qstash.url, retry=False)
     with pytest.raises(QStashError, match="401"):
         await publish(bad, receiver.url)
     await bad.http._client.aclose()
     async with httpx.AsyncClient() as http:
-        answer = await http.post(f"{fake.url}/v2/publish/{receiver.url}", content=BODY)
+        answer = await http.post(f"{fake_qstash.url}/v2/publish/{receiver.url}", content=BODY)
         by_query = await http.post(
-            f"{fake.url}/v2/publish/{receiver.url}", params={"qstash_token": DEV_TOKEN}
+            f"{fake_qstash.url}/v2/publish/{receiver.url}", params={"qstash_token": DEV_TOKEN}
         )
     assert answer.status_code == 401 and "error" in answer.json()
     assert by_query.status_code == 201
-    await fake.wait_for(lambda: len(fake.delivered()) == 1)
+    await fake_qstash.wait_for(lambda: len(fake_qstash.delivered()) == 1)
     assert receiver.received[0].verified  # the token parameter is not part of the destination
 
 
-async def test_a_destination_without_a_scheme_is_refused(fake: FakeQStash) -> None:
+async def test_a_destination_without_a_scheme_is_refused(fake_qstash: FakeQStash) -> None:
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {DEV_TOKEN}"}) as http:
-        answer = await http.post(f"{fake.url}/v2/publish/example.com/worker", content=BODY)
+        answer = await http.post(f"{fake_qstash.url}/v2/publish/example.com/worker", content=BODY)
     assert answer.status_code == 400
     assert "invalid scheme" in answer.json()["error"]
 
@@ -295,12 +301,12 @@ async def test_a_destination_without_a_scheme_is_refused(fake: FakeQStash) -> No
 async def test_a_delay_holds_the_message_and_not_before_overrides_it(
     receiver: DeliveryReceiver,
 ) -> None:
-    with FakeQStash(time_scale=1.0) as fake:
-        client = AsyncQStash(DEV_TOKEN, base_url=fake.url, retry=False)
+    with FakeQStash(time_scale=1.0) as fake_qstash:
+        client = AsyncQStash(DEV_TOKEN, base_url=fake_qstash.url, retry=False)
         delayed = await publish(client, receiver.url, delay="1d10h30m")
         pinned = await publish(client, receiver.url, delay="10s", not_before=4_000_000_000)
         prompt = await publish(client, receiver.url)
-        await fake.wait_for(lambda: prompt in fake.delivered())
+        await fake_qstash.wait_for(lambda: prompt in fake_qstash.delivered())
         held = await client.message.get(delayed)
         pinned_message = await client.message.get(pinned)
         await client.http._client.aclose()
@@ -310,17 +316,17 @@ async def test_a_delay_holds_the_message_and_not_before_overrides_it(
 
 
 async def test_a_scaled_delay_is_delivered(
-    fake: FakeQStash, receiver: DeliveryReceiver, sdk: AsyncQStash
+    fake_qstash: FakeQStash, receiver: DeliveryReceiver, qstash_sdk: AsyncQStash
 ) -> None:
-    message_id = await publish(sdk, receiver.url, delay=60)
-    await fake.wait_for(lambda: message_id in fake.delivered())
+    message_id = await publish(qstash_sdk, receiver.url, delay=60)
+    await fake_qstash.wait_for(lambda: message_id in fake_qstash.delivered())
 
 
 async def test_the_message_api_describes_a_pending_message(
     receiver: DeliveryReceiver,
 ) -> None:
-    with FakeQStash() as fake:
-        client = AsyncQStash(DEV_TOKEN, base_url=fake.url, retry=False)
+    with FakeQStash() as fake_qstash:
+        client = AsyncQStash(DEV_TOKEN, base_url=fake_qstash.url, retry=False)
         message_id = await publish(
             client, receiver.url, delay=3600, retries=5, headers={"X-A": "b"},
             retry_delay="1000", flow_control={"key": "t8star", "parallelism": 3},
@@ -335,8 +341,8 @@ async def test_the_message_api_describes_a_pending_message(
 
 
 async def test_cancel_prevents_delivery(receiver: DeliveryReceiver) -> None:
-    with FakeQStash(time_scale=1.0) as fake:
-        client = AsyncQStash(DEV_TOKEN, base_url=fake.url, retry=False)
+    with FakeQStash(time_scale=1.0) as fake_qstash:
+        client = AsyncQStash(DEV_TOKEN, base_url=fake_qstash.url, retry=False)
         cancelled = await publish(client, receiver.url, delay=3600)
         await client.message.cancel(cancelled)
         with pytest.raises(QStashError, match="404"):
@@ -347,42 +353,42 @@ async def test_cancel_prevents_delivery(receiver: DeliveryReceiver) -> None:
         assert await client.message.cancel_many(others[:1]) == 1
         assert await client.message.cancel_all() == 1
         prompt = await publish(client, receiver.url)
-        await fake.wait_for(lambda: prompt in fake.delivered())
+        await fake_qstash.wait_for(lambda: prompt in fake_qstash.delivered())
         await client.http._client.aclose()
     assert [r.message_id for r in receiver.received] == [prompt]
 
 
 async def test_stop_cancels_pending_deliveries(receiver: DeliveryReceiver) -> None:
-    fake = FakeQStash(time_scale=1.0).start()
-    client = AsyncQStash(DEV_TOKEN, base_url=fake.url, retry=False)
+    fake_qstash = FakeQStash(time_scale=1.0).start()
+    client = AsyncQStash(DEV_TOKEN, base_url=fake_qstash.url, retry=False)
     await publish(client, receiver.url, delay=3600)
     await client.http._client.aclose()
-    fake.stop()
-    assert fake.pending() == 1 and receiver.received == []
+    fake_qstash.stop()
+    assert fake_qstash.pending() == 1 and receiver.received == []
 
 
-async def test_a_non_utf8_body_is_described_in_base64(sdk: AsyncQStash) -> None:
-    message_id = await publish(sdk, CLOSED_PORT_URL, delay=3600)
+async def test_a_non_utf8_body_is_described_in_base64(qstash_sdk: AsyncQStash) -> None:
+    message_id = await publish(qstash_sdk, CLOSED_PORT_URL, delay=3600)
     raw = b"\xff\xfe"
-    binary = await sdk.message.publish(url=CLOSED_PORT_URL, body=raw, delay=3600)
-    message = await sdk.message.get(binary.message_id)  # type: ignore[union-attr]
+    binary = await qstash_sdk.message.publish(url=CLOSED_PORT_URL, body=raw, delay=3600)
+    message = await qstash_sdk.message.get(binary.message_id)  # type: ignore[union-attr]
     assert message.body_base64 == base64.b64encode(raw).decode() and message.body is None
-    assert (await sdk.message.get(message_id)).body == BODY.decode()
+    assert (await qstash_sdk.message.get(message_id)).body == BODY.decode()
 
 
 # Signing keys.
 
 
 async def test_keys_rotate_and_deliveries_then_verify_through_the_next_key(
-    fake: FakeQStash, sdk: AsyncQStash
+    fake_qstash: FakeQStash, qstash_sdk: AsyncQStash
 ) -> None:
-    keys = await sdk.signing_key.get()
+    keys = await qstash_sdk.signing_key.get()
     assert (keys.current, keys.next) == (DEV_CURRENT_SIGNING_KEY, DEV_NEXT_SIGNING_KEY)
-    rotated = await sdk.signing_key.rotate()
+    rotated = await qstash_sdk.signing_key.rotate()
     assert rotated.current == DEV_NEXT_SIGNING_KEY and rotated.next.startswith("sig_")
-    assert len(rotated.next) == 32 and fake.keys == (rotated.current, rotated.next)
+    assert len(rotated.next) == 32 and fake_qstash.keys == (rotated.current, rotated.next)
     async with DeliveryReceiver() as rx:  # still configured with the pre-rotation pair
-        await publish(sdk, rx.url)
+        await publish(qstash_sdk, rx.url)
         await rx.wait_for(lambda: len(rx.received) == 1)
         got = rx.received[0]
     assert got.verified
@@ -395,7 +401,7 @@ async def test_keys_rotate_and_deliveries_then_verify_through_the_next_key(
 
 
 async def test_parallelism_caps_calls_in_flight_per_key(
-    fake: FakeQStash, receiver: DeliveryReceiver, sdk: AsyncQStash
+    fake_qstash: FakeQStash, receiver: DeliveryReceiver, qstash_sdk: AsyncQStash
 ) -> None:
     in_flight, peak = 0, 0
     release = asyncio.Event()
@@ -410,21 +416,21 @@ async def test_parallelism_caps_calls_in_flight_per_key(
 
     receiver.set_handler(hold)
     flow = {"key": "t8star", "parallelism": 2}
-    ids = [await publish(sdk, receiver.url, flow_control=flow) for _ in range(5)]
+    ids = [await publish(qstash_sdk, receiver.url, flow_control=flow) for _ in range(5)]
     await receiver.wait_for(lambda: in_flight == 2)
-    info = await sdk.flow_control.get("t8star")
+    info = await qstash_sdk.flow_control.get("t8star")
     assert info.parallelism_max == 2 and info.parallelism_count == 2
     assert info.wait_list_size == 3
     release.set()
-    await fake.wait_for(lambda: set(ids) <= set(fake.delivered()))
+    await fake_qstash.wait_for(lambda: set(ids) <= set(fake_qstash.delivered()))
     assert peak == 2
 
 
 async def test_rate_holds_calls_beyond_the_period_budget_in_the_wait_list(
     receiver: DeliveryReceiver,
 ) -> None:
-    with FakeQStash(time_scale=1.0) as fake:  # a real one-minute period: the rest must wait
-        client = AsyncQStash(DEV_TOKEN, base_url=fake.url, retry=False)
+    with FakeQStash(time_scale=1.0) as fake_qstash:  # a real one-minute period: the rest must wait
+        client = AsyncQStash(DEV_TOKEN, base_url=fake_qstash.url, retry=False)
         flow = {"key": "t8star", "rate": 2, "period": 60}
         for _ in range(5):
             await publish(client, receiver.url, flow_control=flow)
@@ -439,35 +445,35 @@ async def test_rate_holds_calls_beyond_the_period_budget_in_the_wait_list(
 
 
 async def test_the_duplicate_hook_sends_the_next_delivery_twice(
-    fake: FakeQStash, receiver: DeliveryReceiver, sdk: AsyncQStash
+    fake_qstash: FakeQStash, receiver: DeliveryReceiver, qstash_sdk: AsyncQStash
 ) -> None:
-    fake.duplicate_deliveries(1)
-    twice = await publish(sdk, receiver.url)
-    await fake.wait_for(lambda: twice in fake.delivered())
-    once = await publish(sdk, receiver.url)
-    await fake.wait_for(lambda: once in fake.delivered())
+    fake_qstash.duplicate_deliveries(1)
+    twice = await publish(qstash_sdk, receiver.url)
+    await fake_qstash.wait_for(lambda: twice in fake_qstash.delivered())
+    once = await publish(qstash_sdk, receiver.url)
+    await fake_qstash.wait_for(lambda: once in fake_qstash.delivered())
     copies = receiver.for_message(twice)
-    assert fake.deliveries() == {twice: 2, once: 1}
+    assert fake_qstash.deliveries() == {twice: 2, once: 1}
     assert [c.retried for c in copies] == [0, 0] and all(c.verified for c in copies)
     assert len({c.delivery.headers["upstash-signature"] for c in copies}) == 2
 
 
 async def test_the_duplicate_hook_can_duplicate_every_delivery_one_after_the_other(
-    fake: FakeQStash, receiver: DeliveryReceiver, sdk: AsyncQStash
+    fake_qstash: FakeQStash, receiver: DeliveryReceiver, qstash_sdk: AsyncQStash
 ) -> None:
-    fake.duplicate_deliveries(concurrent=False)
+    fake_qstash.duplicate_deliveries(concurrent=False)
     receiver.set_handler(statuses([500]))
-    message_id = await publish(sdk, receiver.url)
-    await fake.wait_for(lambda: message_id in fake.delivered())
-    assert [a.duplicate for a in fake.attempts()] == [False, True, False, True]
+    message_id = await publish(qstash_sdk, receiver.url)
+    await fake_qstash.wait_for(lambda: message_id in fake_qstash.delivered())
+    assert [a.duplicate for a in fake_qstash.attempts()] == [False, True, False, True]
 
 
 async def test_the_delay_hook_still_delivers(
-    fake: FakeQStash, receiver: DeliveryReceiver, sdk: AsyncQStash
+    fake_qstash: FakeQStash, receiver: DeliveryReceiver, qstash_sdk: AsyncQStash
 ) -> None:
-    fake.delay_deliveries(0.05)
-    message_id = await publish(sdk, receiver.url)
-    await fake.wait_for(lambda: message_id in fake.delivered())
+    fake_qstash.delay_deliveries(0.05)
+    message_id = await publish(qstash_sdk, receiver.url)
+    await fake_qstash.wait_for(lambda: message_id in fake_qstash.delivered())
 
 
 @pytest.mark.parametrize(
@@ -475,29 +481,33 @@ async def test_the_delay_hook_still_delivers(
     [("error", QStashError), ("rate_limit", RateLimitExceededError), ("close", httpx.HTTPError)],
 )
 async def test_refused_publishes_fail_then_recover(
-    fake: FakeQStash,
+    fake_qstash: FakeQStash,
     receiver: DeliveryReceiver,
-    sdk: AsyncQStash,
+    qstash_sdk: AsyncQStash,
     how: str,
     error: type[Exception],
 ) -> None:
-    fake.refuse_publishes(2, how=how)
+    fake_qstash.refuse_publishes(2, how=how)
     for _ in range(2):
         with pytest.raises(error):
-            await publish(sdk, receiver.url)
-    message_id = await publish(sdk, receiver.url)
-    await fake.wait_for(lambda: message_id in fake.delivered())
-    assert fake.refused == 2 and fake.publishes == 1 and fake.publish_requests == 3
+            await publish(qstash_sdk, receiver.url)
+    message_id = await publish(qstash_sdk, receiver.url)
+    await fake_qstash.wait_for(lambda: message_id in fake_qstash.delivered())
+    assert (
+        fake_qstash.refused == 2
+        and fake_qstash.publishes == 1
+        and fake_qstash.publish_requests == 3
+    )
 
 
 async def test_publishes_can_be_refused_until_accepted_again(
-    fake: FakeQStash, receiver: DeliveryReceiver, sdk: AsyncQStash
+    fake_qstash: FakeQStash, receiver: DeliveryReceiver, qstash_sdk: AsyncQStash
 ) -> None:
-    fake.refuse_publishes(seconds=3600)
+    fake_qstash.refuse_publishes(seconds=3600)
     with pytest.raises(QStashError, match="500"):
-        await publish(sdk, receiver.url)
-    fake.accept_publishes()
-    message_id = await publish(sdk, receiver.url)
+        await publish(qstash_sdk, receiver.url)
+    fake_qstash.accept_publishes()
+    message_id = await publish(qstash_sdk, receiver.url)
     await receiver.wait_for(lambda: len(receiver.for_message(message_id)) == 1)
 
 

@@ -23,7 +23,6 @@ from core.runtime import Runtime
 from core.store import Expect
 from core.store.supabase import SupabaseStore
 from tests.fakes.supabase import FakeSupabase
-from tests.supabase_fixtures import fake_supabase_fixture, supabase_store_fixture  # noqa: F401
 
 QUEUED, RUNNING = TaskStatus.QUEUED, TaskStatus.RUNNING
 SUCCEEDED, FAILED, CANCELLED = TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED
@@ -59,6 +58,14 @@ class Mirror:
         while not condition():
             self._changed.clear()
             await self._changed.wait()
+
+    async def wait_for_events(self, count: int) -> None:
+        """Wait until the mirror has applied `count` row events."""
+        await self.wait_for(lambda: self.events >= count)
+
+    async def wait_for_syncs(self, count: int) -> None:
+        """Wait until the mirror has re-synced `count` times in all."""
+        await self.wait_for(lambda: self.syncs >= count)
 
 
 def _newer(task: Task, known: Task | None) -> Task:
@@ -121,10 +128,10 @@ class Driver:
 async def drop_during(fake: FakeSupabase, mirror: Mirror, drops: int, every: int) -> None:
     """Drop the subscriber's socket each `every` events, `drops` times; let it re-sync."""
     for n in range(1, drops + 1):
-        await mirror.wait_for(lambda n=n: mirror.events >= n * every)
+        await mirror.wait_for_events(n * every)
         syncs = mirror.syncs
         assert await fake.drop_sockets() == 1
-        await mirror.wait_for(lambda syncs=syncs: mirror.syncs > syncs)
+        await mirror.wait_for_syncs(syncs + 1)
 
 
 async def converge(store: SupabaseStore, mirror: Mirror) -> dict[str, Task]:
