@@ -17,7 +17,7 @@ from core.schedule import PollSchedule
 from core.secrets import KeyBox
 from core.service import TaskService
 from core.store import TaskStore
-from core.upstream import Upstream
+from core.upstream import DEFAULT_PROVIDER, Upstream, provider_for
 from core.worker import SigningKeys, Worker, WorkerTiming
 
 if TYPE_CHECKING:
@@ -80,7 +80,8 @@ class Runtime:
             step_timeout=self.settings.step_timeout,
             speedup=self.settings.speedup,
         )
-        self.worker = Worker(self.store, self.queue, self.upstream, self.keys, timing, self.key_box)
+        upstreams = {self.upstream.provider: self.upstream}
+        self.worker = Worker(self.store, self.queue, upstreams, self.keys, timing, self.key_box)
         self.service = TaskService(self.store, self.queue, self.key_box)
         grace = max(3 * self.settings.poll_max_interval / scale, 2.0)
         self.reconciler = Reconciler(self.store, self.queue, grace=grace)
@@ -202,7 +203,8 @@ def _build_queue(settings: Settings) -> tuple[Queue, SigningKeys]:
             settings.qstash_token.get_secret_value(),
             settings.worker_url,
             base_url=settings.qstash_url,
-            # Flow control keyed on the upstream keeps parallel T8Star calls under its limits.
+            # Flow control keyed on the provider keeps parallel upstream calls under its limits.
+            flow_control_key=provider_for(DEFAULT_PROVIDER).flow_control_key,
             parallelism=settings.concurrency,
         )
         return cloud_queue, keys

@@ -83,10 +83,9 @@ class TaskService:
         user_id: str = LOCAL_USER,
         actor: str = "cli",
         upstream_api_key: str | None = None,
-        provider: str = "t8star",
     ) -> Task:
         """Store a validated request as a queued task and publish its first step."""
-        task = Task.new(request, user_id=user_id, provider=provider)
+        task = Task.new(request, user_id=user_id)
         task.upstream_key_ciphertext = self._seal(upstream_api_key)
         event = TaskEvent(
             task_id=task.id,

@@ -126,5 +126,5 @@ async def open_engine(path: Path, upstream: Upstream, timing: WorkerTiming = FAS
     await upstream.open()
     queue = HandQueue()
     keys = SigningKeys(KEY, NEXT_KEY, WORKER_URL)
-    worker = Worker(store, queue, upstream, keys, timing)
+    worker = Worker(store, queue, {upstream.provider: upstream}, keys, timing)
     return Engine(store, queue, worker, TaskService(store, queue))

@@ -88,7 +88,14 @@ async def test_retries_and_flow_control_travel_with_the_message(
     fake: FakeQStash, receiver: DeliveryReceiver, sdk: AsyncQStash
 ) -> None:
     queue = QStashQueue(
-        DEV_TOKEN, receiver.url, base_url=fake.url, retries=5, parallelism=4, rate=10, period=60
+        DEV_TOKEN,
+        receiver.url,
+        base_url=fake.url,
+        retries=5,
+        flow_control_key="t8star",
+        parallelism=4,
+        rate=10,
+        period=60,
     )
     await queue.open()
     message = await sdk.message.get(await queue.publish(step(), delay=3600))

@@ -46,7 +46,7 @@ class QStashQueue:
         *,
         base_url: str | None = None,
         retries: int = 3,
-        flow_control_key: str | None = "t8star",
+        flow_control_key: str | None = None,
         parallelism: int | None = None,
         rate: int | None = None,
         period: int | None = None,

@@ -19,7 +19,17 @@ from datetime import UTC, datetime
 
 from core.errors import UpstreamError
 from core.models import VideoRequest
-from core.upstream import Estimate, UpstreamState, UpstreamStatus, expected_timing
+from core.upstream import Estimate, UpstreamState, UpstreamStatus
+from core.upstream.t8star_rules import (
+    FAILURE,
+    IN_PROGRESS,
+    MODELS,
+    NOT_START,
+    PRO_MODEL,
+    PRO_ONLY_DURATION,
+    PROVIDER,
+    SUCCESS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +100,9 @@ def plan_for(sim_id: SimId, failure_rate: float) -> SimPlan:
 
 @functools.cache
 def _estimate(duration: int, hd: bool) -> Estimate:
-    model = "sora-2-pro" if hd or duration == 25 else "sora-2"
+    model = PRO_MODEL if hd or duration == PRO_ONLY_DURATION else MODELS[0]
     request = {"prompt": "-", "model": model, "duration": duration, "hd": hd}
-    return expected_timing(VideoRequest.model_validate(request))
+    return PROVIDER.expected_timing(VideoRequest.model_validate(request))
 
 
 def progress_at(fraction: float) -> int:
@@ -102,9 +112,11 @@ def progress_at(fraction: float) -> int:
 
 
 class Simulator:
-    """The local simulated upstream; time runs `speed` times faster than the wall clock."""
+    """The local simulated upstream, speaking T8Star's contract; time runs `speed` times faster
+    than the wall clock."""
 
     name = "simulator"
+    provider = PROVIDER.name
 
     def __init__(
         self,
@@ -167,13 +179,13 @@ class Simulator:
 def answer_at(sim_id: SimId, plan: SimPlan, elapsed: float) -> UpstreamStatus:
     """The status answer `elapsed` simulated seconds after submit."""
     if elapsed < plan.queue_seconds:
-        return UpstreamStatus(UpstreamState.PENDING, "NOT_START", 0)
+        return UpstreamStatus(UpstreamState.PENDING, NOT_START, 0)
     fraction = (elapsed - plan.queue_seconds) / plan.run_seconds
     if plan.fails and fraction >= plan.fail_at:
-        return UpstreamStatus(UpstreamState.FAILED, "FAILURE", 100, fail_reason=plan.reason)
+        return UpstreamStatus(UpstreamState.FAILED, FAILURE, 100, fail_reason=plan.reason)
     if fraction >= 1.0:
-        return UpstreamStatus(UpstreamState.SUCCEEDED, "SUCCESS", 100, video_url=video_url(sim_id))
-    return UpstreamStatus(UpstreamState.RUNNING, "IN_PROGRESS", progress_at(fraction))
+        return UpstreamStatus(UpstreamState.SUCCEEDED, SUCCESS, 100, video_url=video_url(sim_id))
+    return UpstreamStatus(UpstreamState.RUNNING, IN_PROGRESS, progress_at(fraction))
 
 
 def video_url(sim_id: SimId) -> str:
