@@ -6,12 +6,11 @@ import asyncio
 import logging
 import secrets
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from core.config import Settings
 from core.errors import ConfigError
 from core.models import ACTIVE, TaskStatus
-from core.queue import Queue
+from core.queue import Queue, dispatches_in_process
 from core.reconciler import Reconciler
 from core.schedule import PollSchedule
 from core.secrets import KeyBox
@@ -19,9 +18,6 @@ from core.service import TaskService
 from core.store import TaskStore
 from core.upstream import DEFAULT_PROVIDER, Upstream, provider_for
 from core.worker import SigningKeys, Worker, WorkerTiming
-
-if TYPE_CHECKING:
-    from core.queue.local import LocalQueue
 
 log = logging.getLogger(__name__)
 
@@ -125,13 +121,13 @@ class Runtime:
         With `log_actions`, cancels and retries made by other processes are logged too, so a
         headless worker's log tells every state change.
         """
-        local = self._local_queue()
-        if local is None:
+        queue = self.queue
+        if not dispatches_in_process(queue):
             raise ConfigError(
                 "with QSTASH_TOKEN set, deliveries arrive over HTTP: run `videoq serve`"
             )
         jobs = [
-            asyncio.create_task(local.run(self.worker.handle, stop), name="dispatcher"),
+            asyncio.create_task(queue.run(self.worker.handle, stop), name="dispatcher"),
             asyncio.create_task(
                 self.reconciler.run(stop, self.settings.reconcile_interval), name="reconciler"
             ),
@@ -163,11 +159,6 @@ class Runtime:
                 await asyncio.wait_for(stop.wait(), timeout=IDLE_CHECK_INTERVAL)
             except TimeoutError:
                 pass
-
-    def _local_queue(self) -> LocalQueue | None:
-        from core.queue.local import LocalQueue
-
-        return self.queue if isinstance(self.queue, LocalQueue) else None
 
 
 async def log_operator_actions(store: TaskStore) -> None:

@@ -10,10 +10,11 @@ import asyncio
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from core import signing
 from core.models import Task, TaskStatus, VideoRequest, WorkMessage
-from core.queue import Delivery, DeliveryResult
+from core.queue import Delivery, DeliveryResult, QueueStats
 from core.schedule import PollSchedule
 from core.service import TaskService
 from core.store.sqlite import SqliteStore
@@ -43,9 +44,16 @@ class HandQueue:
     published: list[Published] = field(default_factory=list)
     dedup: dict[str, str] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
+    dispatches_in_process: ClassVar[bool] = False
 
     def describe(self) -> str:
         return "hand queue (test)"
+
+    async def health(self) -> None:
+        pass
+
+    async def stats(self) -> QueueStats:
+        return QueueStats(pending=len(self.published))
 
     async def open(self) -> None:
         pass

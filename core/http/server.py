@@ -20,6 +20,7 @@ from core.errors import VideoqError
 from core.http.app import create_app
 from core.http.auth import UserAuth
 from core.http.envelope import BodyLimits
+from core.queue import dispatches_in_process
 from core.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -157,10 +158,10 @@ class Service:
 async def run_background(runtime: Runtime, stop: asyncio.Event) -> None:
     """The reconciler and, on the local queue, its dispatcher, until `stop` is set."""
     try:
-        if runtime.settings.uses_qstash:
-            await runtime.reconciler.run(stop, runtime.settings.reconcile_interval)
-        else:
+        if dispatches_in_process(runtime.queue):
             await runtime.run_worker(stop)
+        else:
+            await runtime.reconciler.run(stop, runtime.settings.reconcile_interval)
     except VideoqError as exc:
         log.error("background work stopped: %s", exc.message)
     except Exception:
