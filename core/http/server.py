@@ -22,6 +22,7 @@ from core.http.auth import UserAuth
 from core.http.envelope import BodyLimits
 from core.queue import dispatches_in_process
 from core.runtime import Runtime
+from core.supervisor import supervise
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ async def run_background(runtime: Runtime, stop: asyncio.Event) -> None:
     """The reconciler and, on the local queue, its dispatcher, until `stop` is set."""
     try:
         if dispatches_in_process(runtime.queue):
-            await runtime.run_worker(stop)
+            await supervise(runtime, stop)
         else:
             await runtime.reconciler.run(stop, runtime.settings.reconcile_interval)
     except VideoqError as exc:
