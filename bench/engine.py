@@ -59,7 +59,7 @@ def percentile(values: list[float], share: float) -> float:
 async def run(args: argparse.Namespace, db_path: Path) -> dict[str, float]:
     settings = Settings(
         db_path=db_path,
-        sim_speed=args.speed,
+        sim_speedup=args.speed,
         sim_failure_rate=0.1,
         concurrency=args.concurrency,
         poll_min_interval=3.0,

@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     t8star_base_url: str = Field(DEFAULT_T8STAR_URL, validation_alias=_env("T8STAR_BASE_URL"))
     """Base URL of the T8Star API."""
 
-    sim_speed: float = Field(1.0, gt=0, le=100_000, validation_alias=_env("VIDEOQ_SIM_SPEED"))
+    sim_speedup: float = Field(1.0, gt=0, le=100_000, validation_alias=_env("VIDEOQ_SIM_SPEED"))
     """How many times faster than real time the simulator's clock runs."""
 
     sim_failure_rate: float = Field(

@@ -6,15 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core.config import Settings
+from core.crypto import KeyBox
 from core.queue import Queue
 from core.reconciler import Reconciler
 from core.schedule import PollSchedule
-from core.secrets import KeyBox
 from core.service import TaskService
 from core.store import TaskStore
 from core.upstream import Upstream, provider_for
 from core.wiring import build_queue, build_store, build_upstream
-from core.worker import SigningKeys, Worker, WorkerTiming
+from core.worker import SigningKeys, StepWorker, WorkerTiming
 
 
 @dataclass
@@ -27,12 +27,12 @@ class Runtime:
     upstream: Upstream
     keys: SigningKeys
     key_box: KeyBox | None = None
-    worker: Worker = field(init=False)
+    worker: StepWorker = field(init=False)
     service: TaskService = field(init=False)
     reconciler: Reconciler = field(init=False)
 
     def __post_init__(self) -> None:
-        scale = self.upstream.time_scale * self.settings.speedup
+        speedup = self.upstream.speedup * self.settings.speedup
         timing = WorkerTiming(
             schedule=PollSchedule(self.settings.poll_min_interval, self.settings.poll_max_interval),
             deadline=self.settings.task_deadline,
@@ -40,9 +40,9 @@ class Runtime:
             speedup=self.settings.speedup,
         )
         upstreams = {self.upstream.provider: self.upstream}
-        self.worker = Worker(self.store, self.queue, upstreams, self.keys, timing, self.key_box)
+        self.worker = StepWorker(self.store, self.queue, upstreams, self.keys, timing, self.key_box)
         self.service = TaskService(self.store, self.queue, self.key_box)
-        grace = max(3 * self.settings.poll_max_interval / scale, 2.0)
+        grace = max(3 * self.settings.poll_max_interval / speedup, 2.0)
         self.reconciler = Reconciler(self.store, self.queue, grace=grace)
 
     @classmethod

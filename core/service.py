@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core import history
+from core.crypto import KeyBox
 from core.errors import InvalidState, QueueError, TaskNotFound
 from core.models import (
     LOCAL_USER,
@@ -22,7 +23,6 @@ from core.models import (
     utcnow,
 )
 from core.queue import Queue
-from core.secrets import KeyBox
 from core.store import Expect, TaskStore
 
 log = logging.getLogger(__name__)

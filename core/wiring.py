@@ -37,7 +37,7 @@ def _supabase_store(settings: Settings) -> TaskStore:
 def _simulator(settings: Settings) -> Upstream:
     from core.upstream.simulator import Simulator
 
-    return Simulator(speed=settings.sim_speed, failure_rate=settings.sim_failure_rate)
+    return Simulator(speedup=settings.sim_speedup, failure_rate=settings.sim_failure_rate)
 
 
 def _t8star(settings: Settings) -> Upstream:

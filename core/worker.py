@@ -15,12 +15,12 @@ from pydantic import ValidationError
 
 from core import history, signing
 from core.config import step_lease
+from core.crypto import KeyBox
 from core.errors import QueueError, SignatureError, UpstreamError, VideoqError
 from core.metrics import latency_histogram
 from core.models import Task, TaskEvent, TaskStatus, WorkMessage, utcnow
 from core.queue import Delivery, DeliveryResult, Queue
 from core.schedule import PollSchedule
-from core.secrets import KeyBox
 from core.store import Expect, TaskStore
 from core.upstream import Upstream, UpstreamState, UpstreamStatus, expected_timing, provider_for
 
@@ -50,7 +50,7 @@ class WorkerTiming:
     # Real seconds one step may take; a submit claim outlives it so that no second delivery
     # submits while the first may still be talking to the upstream.
     step_timeout: float = 30.0
-    # Extra factor on the upstream's own time_scale, for tests that run real HTTP fakes fast.
+    # Extra factor on the upstream's own speedup, for tests that run real HTTP fakes fast.
     speedup: float = 1.0
 
     @property
@@ -83,7 +83,7 @@ class WorkerStats:
         self.deliveries[outcome] = self.deliveries.get(outcome, 0) + 1
 
 
-class Worker:
+class StepWorker:
     """Runs one step of one task per delivery; every write is a compare-and-set."""
 
     def __init__(
@@ -184,7 +184,7 @@ class Worker:
     async def _submitted(self, task: Task, upstream_id: str) -> DeliveryResult:
         now = utcnow()
         first = self.timing.schedule.first_delay(expected_timing(task.request))
-        delay = first / self._scale(task)
+        delay = first / self._speedup(task)
         running = await self.store.update(
             task.id,
             _expect(task, step_lease_until=task.step_lease_until),
@@ -278,7 +278,7 @@ class Worker:
                 latency_ms=latency_ms,
             )
             return ACK
-        delay = max(exc.retry_after or 0.0, self.timing.schedule.min_interval / self._scale(task))
+        delay = max(exc.retry_after or 0.0, self.timing.schedule.min_interval / self._speedup(task))
         log.warning("task %s: poll failed, next in %.1fs: %s", task.id, delay, exc.message)
         event = history.poll(
             task, None, latency_ms, http_status=exc.http_status, detail=exc.message
@@ -288,18 +288,18 @@ class Worker:
 
     async def _keep_polling(self, task: Task, answer: UpstreamStatus, latency_ms: float) -> None:
         now = utcnow()
-        scale = self._scale(task)
+        speedup = self._speedup(task)
         started_at = task.started_at or now
         last = task.last_polled_at or started_at
         delay = (
             self.timing.schedule.next_delay(
                 estimate=expected_timing(task.request),
-                elapsed=(now - started_at).total_seconds() * scale,
-                since_last_poll=(now - last).total_seconds() * scale,
+                elapsed=(now - started_at).total_seconds() * speedup,
+                since_last_poll=(now - last).total_seconds() * speedup,
                 progress=answer.progress,
                 previous_progress=task.progress if task.polls else None,
             )
-            / scale
+            / speedup
         )
         changes: dict[str, Any] = {
             "polls": task.polls + 1,
@@ -401,9 +401,9 @@ class Worker:
             )
         return upstream
 
-    def _scale(self, task: Task) -> float:
+    def _speedup(self, task: Task) -> float:
         upstream = self.upstreams.get(task.provider)
-        return (upstream.time_scale if upstream else 1.0) * self.timing.speedup
+        return (upstream.speedup if upstream else 1.0) * self.timing.speedup
 
     def _api_key(self, task: Task) -> str | None:
         if task.upstream_key_ciphertext is None or self.key_box is None:
@@ -411,7 +411,7 @@ class Worker:
         return self.key_box.open(task.upstream_key_ciphertext)
 
     def _past_deadline(self, task: Task, since: datetime) -> bool:
-        elapsed = (utcnow() - since).total_seconds() * self._scale(task)
+        elapsed = (utcnow() - since).total_seconds() * self._speedup(task)
         return elapsed > self.timing.deadline
 
 

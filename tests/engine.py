@@ -19,7 +19,7 @@ from core.schedule import PollSchedule
 from core.service import TaskService
 from core.store.sqlite import SqliteStore
 from core.upstream import Upstream
-from core.worker import SigningKeys, Worker, WorkerTiming
+from core.worker import SigningKeys, StepWorker, WorkerTiming
 
 KEY = "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r"
 NEXT_KEY = "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs"
@@ -95,7 +95,7 @@ def delivery(message: WorkMessage, key: str = KEY, retried: int = 0) -> Delivery
 class Engine:
     store: SqliteStore
     queue: HandQueue
-    worker: Worker
+    worker: StepWorker
     service: TaskService
 
     async def submit(self, prompt: str = "a fox in the snow", **fields: object) -> Task:
@@ -134,5 +134,5 @@ async def open_engine(path: Path, upstream: Upstream, timing: WorkerTiming = FAS
     await upstream.open()
     queue = HandQueue()
     keys = SigningKeys(KEY, NEXT_KEY, WORKER_URL)
-    worker = Worker(store, queue, {upstream.provider: upstream}, keys, timing)
+    worker = StepWorker(store, queue, {upstream.provider: upstream}, keys, timing)
     return Engine(store, queue, worker, TaskService(store, queue))

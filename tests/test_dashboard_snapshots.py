@@ -104,7 +104,7 @@ class FrozenStore:
 
 
 def frozen_app(tmp_path: Path) -> RecordingApp:
-    settings = make_settings(tmp_path / "snap.db", sim_speed=20.0)
+    settings = make_settings(tmp_path / "snap.db", sim_speedup=20.0)
     asyncio.run(prepare(settings))
     runtime = Runtime.from_settings(settings)
     runtime.store = FrozenStore(runtime.store)  # type: ignore[assignment]

@@ -102,9 +102,9 @@ class Upstream(Protocol):
     name: str
     # The provider whose contract this adapter speaks (the simulator speaks a real one's).
     provider: str
-    # How many times faster than real time this upstream's clock runs (the simulator's speed);
+    # How many times faster than real time this upstream's clock runs (the simulator's);
     # the worker divides its poll timings and deadlines by it.
-    time_scale: float
+    speedup: float
 
     def describe(self) -> str: ...
 

@@ -112,7 +112,7 @@ def progress_at(fraction: float) -> int:
 
 
 class Simulator:
-    """The local simulated upstream, speaking T8Star's contract; time runs `speed` times faster
+    """The local simulated upstream, speaking T8Star's contract; time runs `speedup` times faster
     than the wall clock."""
 
     name = "simulator"
@@ -120,26 +120,25 @@ class Simulator:
 
     def __init__(
         self,
-        speed: float = 1.0,
+        speedup: float = 1.0,
         failure_rate: float = 0.1,
         seed: int | None = None,
         *,
         transient_rate: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if speed <= 0:
-            raise ValueError("speed must be positive")
+        if speedup <= 0:
+            raise ValueError("speedup must be positive")
         if not 0.0 <= failure_rate <= 1.0 or not 0.0 <= transient_rate <= 1.0:
             raise ValueError("failure_rate and transient_rate must be between 0 and 1")
-        self.speed = speed
-        self.time_scale = speed
+        self.speedup = speedup
         self.failure_rate = failure_rate
         self.transient_rate = transient_rate
         self._clock = clock
         self._random = random.Random(seed)
 
     def describe(self) -> str:
-        return f"simulator (speed x{self.speed:g}; set T8STAR_API_KEY for the real upstream)"
+        return f"simulator (speed x{self.speedup:g}; set T8STAR_API_KEY for the real upstream)"
 
     async def open(self) -> None:
         """Nothing to open."""
@@ -161,7 +160,7 @@ class Simulator:
             raise UpstreamError(
                 "the simulator does not know this task (404)", transient=False, http_status=404
             )
-        elapsed = max(0.0, (self._clock() * 1000 - sim_id.submitted_ms) / 1000) * self.speed
+        elapsed = max(0.0, (self._clock() * 1000 - sim_id.submitted_ms) / 1000) * self.speedup
         self._maybe_transient(sim_id, elapsed)
         return answer_at(sim_id, plan_for(sim_id, self.failure_rate), elapsed)
 

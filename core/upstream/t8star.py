@@ -33,7 +33,7 @@ class T8StarUpstream:
 
     name = "t8star"
     provider = "t8star"
-    time_scale = 1.0
+    speedup = 1.0
 
     def __init__(
         self,

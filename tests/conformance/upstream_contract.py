@@ -42,7 +42,7 @@ class UpstreamContract:
     def test_it_speaks_a_known_provider_and_says_what_it_is(self, upstream: Upstream) -> None:
         assert provider_for(upstream.provider).name == upstream.provider
         assert upstream.describe().strip()
-        assert upstream.time_scale > 0
+        assert upstream.speedup > 0
 
     async def test_submit_returns_a_new_id_each_time(self, upstream: Upstream) -> None:
         first = await upstream.submit(REQUEST)
