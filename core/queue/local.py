@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from core import signing
 from core.errors import QueueError
@@ -68,7 +68,7 @@ class LocalQueue:
     `clock` (wall-clock seconds, shared by every process on the file) is for tests.
     """
 
-    dispatches_in_process = True
+    dispatches_in_process: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -13,6 +13,7 @@ import math
 import os
 import re
 import time
+from typing import ClassVar
 
 import httpx
 from qstash import AsyncQStash
@@ -44,7 +45,7 @@ _FAILURES = (QStashError, httpx.HTTPError, OSError, TimeoutError, ValueError, Ke
 class QStashQueue:
     """Queue port on QStash: deduplicated, delayed publishes with retries and flow control."""
 
-    dispatches_in_process = False
+    dispatches_in_process: ClassVar[bool] = False
 
     def __init__(
         self,
