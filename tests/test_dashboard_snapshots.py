@@ -47,6 +47,7 @@ def fixed_task(n: int, fields: dict[str, Any]) -> Task:
     created = NOW - timedelta(minutes=10 * (n + 1))
     values: dict[str, Any] = {
         "id": f"{n + 1:x}{n + 1:x}f2a1b2-0000-4000-8000-{n:012d}",
+        "provider": "t8star",
         "model": "sora-2",
         "prompt": PROMPTS[n],
         "aspect_ratio": "16:9",

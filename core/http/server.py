@@ -199,7 +199,8 @@ def _log_start(runtime: Runtime, service: Service, host: str, port: int) -> None
     for part, text in runtime.describe().items():
         log.info("%s: %s", part, text)
     if settings.uses_simulator:
-        log.info("no T8STAR_API_KEY set: the simulator stands in for the upstream")
+        why = "VIDEOQ_UPSTREAM=simulator" if settings.upstream else "no T8STAR_API_KEY set"
+        log.info("%s: the simulator stands in for the upstream", why)
     log.info("task API sign-in: %s", service.app.state.auth.describe())
     log.info("listening on http://%s:%d; worker endpoint %s", host, port, settings.worker_url)
     if settings.uses_qstash and settings.qstash_url is None and _is_private(settings.public_url):
