@@ -91,10 +91,12 @@ class VideoRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
-    provider: str
-    model: str
-    duration: int
-    aspect_ratio: str
+    # Left out, these four take the provider's defaults (`_provider_defaults` fills them in
+    # before validation); the empty values only keep type checkers from asking for them.
+    provider: str = ""
+    model: str = ""
+    duration: int = 0
+    aspect_ratio: str = ""
     hd: bool = False
     images: Annotated[tuple[str, ...], Field(max_length=MAX_IMAGES)] = ()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ QSTASH = {"qstash_token": "qstash-token", "qstash_current_signing_key": "sig_cur
 SUPABASE = {"supabase_url": "http://127.0.0.1:9", "supabase_service_role_key": "service-key"}
 
 
-def runtime(tmp_path: Path, **values: object) -> Runtime:
+def runtime(tmp_path: Path, **values: Any) -> Runtime:
     return Runtime.from_settings(Settings(_env_file=None, db_path=tmp_path / "v.db", **values))  # type: ignore[call-arg]
 
 
