@@ -79,3 +79,13 @@ def test_a_bad_choice_names_the_variable(
         runtime(tmp_path, **values)
     assert caught.value.message == message
     assert not (tmp_path / "v.db").exists()
+
+
+async def test_the_supervisor_refuses_a_queue_that_delivers_over_http(tmp_path: Path) -> None:
+    import asyncio
+
+    from core.supervisor import supervise
+
+    built = runtime(tmp_path, **QSTASH)
+    with pytest.raises(ConfigError, match="run `videoq serve`"):
+        await supervise(built, asyncio.Event())
