@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.config import Settings  # noqa: E402
 from core.demo import demo_requests  # noqa: E402
 from core.runtime import Runtime  # noqa: E402
+from core.supervisor import supervise  # noqa: E402
 
 SUBSCRIBER = """
 import asyncio, json, sys, time
@@ -58,7 +59,7 @@ def percentile(values: list[float], share: float) -> float:
 async def run(args: argparse.Namespace, db_path: Path) -> dict[str, float]:
     settings = Settings(
         db_path=db_path,
-        sim_speed=args.speed,
+        sim_speedup=args.speed,
         sim_failure_rate=0.1,
         concurrency=args.concurrency,
         poll_min_interval=3.0,
@@ -78,7 +79,7 @@ async def run(args: argparse.Namespace, db_path: Path) -> dict[str, float]:
         for request in demo_requests(args.tasks):
             await runtime.service.submit(request, actor="bench")
         submitted = time.perf_counter()
-        await runtime.run_worker(asyncio.Event(), until_idle=True)
+        await supervise(runtime, asyncio.Event(), until_idle=True)
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         lags = json.loads(subscriber.stdout.readline())
         subscriber.wait(timeout=30)

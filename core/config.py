@@ -40,13 +40,24 @@ class Settings(BaseSettings):
     db_path: Path = Field(default_factory=default_db_path, validation_alias=_env("VIDEOQ_DB"))
     """SQLite file of the embedded store and queue (default: videoq.db in the user data dir)."""
 
+    store: str | None = Field(None, validation_alias=_env("VIDEOQ_STORE"))
+    """Task store: sqlite or supabase (default: supabase when SUPABASE_URL and
+    SUPABASE_SERVICE_ROLE_KEY are set, else sqlite)."""
+
+    queue: str | None = Field(None, validation_alias=_env("VIDEOQ_QUEUE"))
+    """Queue: local or qstash (default: qstash when QSTASH_TOKEN is set, else local)."""
+
+    upstream: str | None = Field(None, validation_alias=_env("VIDEOQ_UPSTREAM"))
+    """Upstream adapter: t8star or simulator (default: t8star when T8STAR_API_KEY is set, else
+    simulator)."""
+
     t8star_api_key: SecretStr | None = Field(None, validation_alias=_env("T8STAR_API_KEY"))
     """T8Star API key; without it the local simulator stands in for the upstream."""
 
     t8star_base_url: str = Field(DEFAULT_T8STAR_URL, validation_alias=_env("T8STAR_BASE_URL"))
     """Base URL of the T8Star API."""
 
-    sim_speed: float = Field(1.0, gt=0, le=100_000, validation_alias=_env("VIDEOQ_SIM_SPEED"))
+    sim_speedup: float = Field(1.0, gt=0, le=100_000, validation_alias=_env("VIDEOQ_SIM_SPEED"))
     """How many times faster than real time the simulator's clock runs."""
 
     sim_failure_rate: float = Field(
@@ -137,6 +148,12 @@ class Settings(BaseSettings):
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return value
 
+    @field_validator("store", "queue", "upstream")
+    @classmethod
+    def _backend_name(cls, value: str | None) -> str | None:
+        # An empty variable means "not chosen": the keys present decide, as when it is unset.
+        return value.strip().lower() or None if value is not None else None
+
     @field_validator("t8star_base_url", "public_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
@@ -166,13 +183,30 @@ class Settings(BaseSettings):
         return step_lease(self.step_timeout)
 
     @property
+    def store_backend(self) -> str:
+        """The task store chosen: VIDEOQ_STORE, else what the keys present imply."""
+        if self.store:
+            return self.store
+        return "supabase" if self.supabase_url and self.supabase_service_role_key else "sqlite"
+
+    @property
+    def queue_backend(self) -> str:
+        """The queue chosen: VIDEOQ_QUEUE, else what the keys present imply."""
+        return self.queue or ("qstash" if self.qstash_token is not None else "local")
+
+    @property
+    def upstream_backend(self) -> str:
+        """The upstream adapter chosen: VIDEOQ_UPSTREAM, else what the keys present imply."""
+        return self.upstream or ("t8star" if self.t8star_api_key is not None else "simulator")
+
+    @property
     def uses_simulator(self) -> bool:
-        return self.t8star_api_key is None
+        return self.upstream_backend == "simulator"
 
     @property
     def uses_qstash(self) -> bool:
-        return self.qstash_token is not None
+        return self.queue_backend == "qstash"
 
     @property
     def uses_supabase(self) -> bool:
-        return bool(self.supabase_url and self.supabase_service_role_key)
+        return self.store_backend == "supabase"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 from core.models import VideoRequest
+from core.upstream import DEFAULT_PROVIDER, provider_for
 
 _PROMPTS = (
     "A red fox trotting through fresh snow at dawn, tracking shot",
@@ -19,20 +20,12 @@ _PROMPTS = (
     "A hummingbird feeding from a flower, 240 fps slow motion",
 )
 
-_SHAPES: tuple[dict[str, object], ...] = (
-    {"model": "sora-2", "duration": 10, "aspect_ratio": "16:9"},
-    {"model": "sora-2", "duration": 15, "aspect_ratio": "9:16"},
-    {"model": "sora-2-pro", "duration": 10, "aspect_ratio": "16:9", "hd": True},
-    {"model": "sora-2", "duration": 10, "aspect_ratio": "9:16"},
-    {"model": "sora-2-pro", "duration": 25, "aspect_ratio": "16:9"},
-    {"model": "sora-2-pro", "duration": 15, "aspect_ratio": "16:9"},
-)
 
-
-def demo_requests(count: int) -> list[VideoRequest]:
-    """`count` valid requests mixing prompts, models, durations and aspect ratios."""
-    pairs = zip(itertools.cycle(_PROMPTS), itertools.cycle(_SHAPES), strict=False)
+def demo_requests(count: int, provider: str = DEFAULT_PROVIDER) -> list[VideoRequest]:
+    """`count` valid requests mixing prompts with the provider's sample shapes."""
+    shapes = provider_for(provider).sample_requests()
+    pairs = zip(itertools.cycle(_PROMPTS), itertools.cycle(shapes), strict=False)
     return [
-        VideoRequest.model_validate({"prompt": prompt, **shape})
+        VideoRequest.model_validate({"prompt": prompt, "provider": provider, **shape})
         for prompt, shape in itertools.islice(pairs, count)
     ]

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -19,6 +19,9 @@ from pydantic import (
 )
 
 from core.errors import InvalidRequest, InvalidState
+
+if TYPE_CHECKING:
+    from core.upstream import Provider
 
 MAX_PROMPT_CHARS = 4000
 MAX_IMAGES = 4
@@ -117,25 +120,36 @@ def end_changes(status: TaskStatus, at: datetime) -> dict[str, Any]:
     }
 
 
-Model = Literal["sora-2", "sora-2-pro"]
-AspectRatio = Literal["16:9", "9:16"]
-Duration = Literal[10, 15, 25]
-
 _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 _DATA_URL = re.compile(r"^data:image/[a-z0-9.+-]+;base64,[A-Za-z0-9+/=\s]+$", re.IGNORECASE)
 
 
 class VideoRequest(BaseModel):
-    """What a user asks the upstream to generate (validated before anything is stored)."""
+    """What a user asks the upstream to generate (validated before anything is stored).
+
+    The generic rules live here; the provider's own (models, durations, aspect ratios, hd) and
+    its defaults come from the provider the request names.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
-    model: Model = "sora-2"
-    duration: Duration = 10
-    aspect_ratio: AspectRatio = "16:9"
+    # Left out, these four take the provider's defaults (`_provider_defaults` fills them in
+    # before validation); the empty values only keep type checkers from asking for them.
+    provider: str = ""
+    model: str = ""
+    duration: int = 0
+    aspect_ratio: str = ""
     hd: bool = False
     images: Annotated[tuple[str, ...], Field(max_length=MAX_IMAGES)] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        provider = _provider(data.get("provider"))
+        return {**provider.defaults, **data, "provider": provider.name}
 
     @field_validator("prompt")
     @classmethod
@@ -164,12 +178,8 @@ class VideoRequest(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _pro_only_options(self) -> VideoRequest:
-        if self.model != "sora-2-pro":
-            if self.duration == 25:
-                raise InvalidRequestRule("duration", "25 s videos need model sora-2-pro")
-            if self.hd:
-                raise InvalidRequestRule("hd", "hd needs model sora-2-pro")
+    def _provider_rules(self) -> VideoRequest:
+        _provider(self.provider).check(self)
         return self
 
     @classmethod
@@ -179,6 +189,16 @@ class VideoRequest(BaseModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise invalid_request_from(exc) from None
+
+
+def _provider(name: str | None) -> Provider:
+    # The providers' rules import this module, so their registry is imported when first asked.
+    from core.upstream import DEFAULT_PROVIDER, provider_for
+
+    try:
+        return provider_for(name or DEFAULT_PROVIDER)
+    except InvalidRequest as exc:
+        raise InvalidRequestRule("provider", exc.message.removeprefix("provider: ")) from None
 
 
 class InvalidRequestRule(ValueError):
@@ -211,11 +231,11 @@ class Task(BaseModel):
 
     id: str
     user_id: str = LOCAL_USER
-    provider: str = "t8star"
-    model: Model
+    provider: str
+    model: str
     prompt: str
-    aspect_ratio: AspectRatio
-    duration: Duration
+    aspect_ratio: str
+    duration: int
     hd: bool = False
     images: list[str] = Field(default_factory=list)
     status: TaskStatus = TaskStatus.QUEUED
@@ -242,13 +262,11 @@ class Task(BaseModel):
     version: int = 1
 
     @classmethod
-    def new(
-        cls, request: VideoRequest, user_id: str = LOCAL_USER, provider: str = "t8star"
-    ) -> Task:
+    def new(cls, request: VideoRequest, user_id: str = LOCAL_USER) -> Task:
         return cls(
             id=new_task_id(),
             user_id=user_id,
-            provider=provider,
+            provider=request.provider,
             model=request.model,
             prompt=request.prompt,
             aspect_ratio=request.aspect_ratio,
@@ -261,6 +279,7 @@ class Task(BaseModel):
     def request(self) -> VideoRequest:
         return VideoRequest(
             prompt=self.prompt,
+            provider=self.provider,
             model=self.model,
             duration=self.duration,
             aspect_ratio=self.aspect_ratio,

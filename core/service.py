@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core import history
+from core.crypto import KeyBox
 from core.errors import InvalidRequest, InvalidState, QueueError, TaskNotFound
 from core.models import (
     LOCAL_USER,
@@ -24,7 +25,6 @@ from core.models import (
     utcnow,
 )
 from core.queue import Queue
-from core.secrets import KeyBox
 from core.store import Expect, TaskStore
 
 log = logging.getLogger(__name__)
@@ -87,10 +87,9 @@ class TaskService:
         user_id: str = LOCAL_USER,
         actor: str = "cli",
         upstream_api_key: str | None = None,
-        provider: str = "t8star",
     ) -> Task:
         """Store a validated request as a queued task and publish its first step."""
-        task = Task.new(request, user_id=user_id, provider=provider)
+        task = Task.new(request, user_id=user_id)
         task.upstream_key_ciphertext = self._seal(upstream_api_key)
         task.own_key = bool(upstream_api_key)
         # The queue's id for the step is known only after the publish, which comes after the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,15 +15,15 @@ from pydantic import ValidationError
 
 from core import history, signing
 from core.config import step_lease
+from core.crypto import KeyBox
 from core.errors import QueueError, SignatureError, UpstreamError, VideoqError
 from core.metrics import latency_histogram
 from core.models import Task, TaskEvent, TaskStatus, WorkMessage, end_changes, utcnow
 from core.queue import Delivery, DeliveryResult, Queue
 from core.schedule import PollSchedule
-from core.secrets import KeyBox
 from core.store import Expect, TaskStore
 from core.text import one_line
-from core.upstream import Upstream, UpstreamState, UpstreamStatus, expected_timing
+from core.upstream import Upstream, UpstreamState, UpstreamStatus, expected_timing, provider_for
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class WorkerTiming:
     # Real seconds one step may take; a submit claim outlives it so that no second delivery
     # submits while the first may still be talking to the upstream.
     step_timeout: float = 30.0
-    # Extra factor on the upstream's own time_scale, for tests that run real HTTP fakes fast.
+    # Extra factor on the upstream's own speedup, for tests that run real HTTP fakes fast.
     speedup: float = 1.0
 
     @property
@@ -83,21 +84,22 @@ class WorkerStats:
         self.deliveries[outcome] = self.deliveries.get(outcome, 0) + 1
 
 
-class Worker:
+class StepWorker:
     """Runs one step of one task per delivery; every write is a compare-and-set."""
 
     def __init__(
         self,
         store: TaskStore,
         queue: Queue,
-        upstream: Upstream,
+        upstreams: Mapping[str, Upstream],
         keys: SigningKeys,
         timing: WorkerTiming | None = None,
         key_box: KeyBox | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
-        self.upstream = upstream
+        # The adapter of each provider; a task's `provider` picks the one that runs its steps.
+        self.upstreams = dict(upstreams)
         self.keys = keys
         self.timing = timing or WorkerTiming()
         self.key_box = key_box
@@ -174,7 +176,8 @@ class Worker:
         if claimed is None:
             return DeliveryResult(503, retry_after=1.0, reason="lost the submit claim")
         try:
-            upstream_id = await self._call(self.upstream.submit(task.request, self._api_key(task)))
+            upstream = self._upstream(task)
+            upstream_id = await self._call(upstream.submit(task.request, self._api_key(task)))
         except UpstreamError as exc:
             return await self._submit_failed(claimed, exc)
         return await self._submitted(claimed, upstream_id)
@@ -182,14 +185,14 @@ class Worker:
     async def _submitted(self, task: Task, upstream_id: str) -> DeliveryResult:
         now = utcnow()
         first = self.timing.schedule.first_delay(expected_timing(task.request))
-        delay = first / self._scale
+        delay = first / self._speedup(task)
         running = await self.store.update(
             task.id,
             _expect(task, step_lease_until=task.step_lease_until),
             {
                 "status": TaskStatus.RUNNING,
                 "upstream_task_id": upstream_id,
-                "upstream_status": "SUBMITTED",
+                "upstream_status": provider_for(task.provider).submitted_status,
                 "started_at": now,
                 "step_lease_until": None,
                 "next_poll_at": now + timedelta(seconds=delay),
@@ -215,7 +218,7 @@ class Worker:
                 task, TaskStatus.FAILED, error=exc.message, http_status=exc.http_status
             )
             return ACK
-        if self._past_deadline(task.queued_at):
+        if self._past_deadline(task, task.queued_at):
             await self._finish(
                 task, TaskStatus.FAILED, error=f"timed out (last error: {exc.message})"
             )
@@ -240,15 +243,14 @@ class Worker:
         if task.next_poll_at is not None:
             late = (utcnow() - task.next_poll_at).total_seconds()
             self.stats.poll_lateness.observe(max(0.0, late))
-        if self._past_deadline(task.started_at or task.queued_at):
+        if self._past_deadline(task, task.started_at or task.queued_at):
             await self._finish(task, TaskStatus.FAILED, error="timed out")
             return ACK
         assert task.upstream_task_id is not None
         started = time.perf_counter()
         try:
-            answer = await self._call(
-                self.upstream.status(task.upstream_task_id, self._api_key(task))
-            )
+            upstream = self._upstream(task)
+            answer = await self._call(upstream.status(task.upstream_task_id, self._api_key(task)))
         except UpstreamError as exc:
             return await self._poll_failed(task, exc, _ms_since(started))
         latency_ms = _ms_since(started)
@@ -277,7 +279,7 @@ class Worker:
                 latency_ms=latency_ms,
             )
             return ACK
-        delay = max(exc.retry_after or 0.0, self.timing.schedule.min_interval / self._scale)
+        delay = max(exc.retry_after or 0.0, self.timing.schedule.min_interval / self._speedup(task))
         log.warning("task %s: poll failed, next in %.1fs: %s", task.id, delay, exc.message)
         event = history.poll(
             task, None, latency_ms, http_status=exc.http_status, detail=exc.message
@@ -287,18 +289,18 @@ class Worker:
 
     async def _keep_polling(self, task: Task, answer: UpstreamStatus, latency_ms: float) -> None:
         now = utcnow()
-        scale = self._scale
+        speedup = self._speedup(task)
         started_at = task.started_at or now
         last = task.last_polled_at or started_at
         delay = (
             self.timing.schedule.next_delay(
                 estimate=expected_timing(task.request),
-                elapsed=(now - started_at).total_seconds() * scale,
-                since_last_poll=(now - last).total_seconds() * scale,
+                elapsed=(now - started_at).total_seconds() * speedup,
+                since_last_poll=(now - last).total_seconds() * speedup,
                 progress=answer.progress,
                 previous_progress=task.progress if task.polls else None,
             )
-            / scale
+            / speedup
         )
         changes: dict[str, Any] = {
             "polls": task.polls + 1,
@@ -386,17 +388,25 @@ class Worker:
                 exc.message,
             )
 
-    @property
-    def _scale(self) -> float:
-        return self.upstream.time_scale * self.timing.speedup
+    def _upstream(self, task: Task) -> Upstream:
+        upstream = self.upstreams.get(task.provider)
+        if upstream is None:
+            raise UpstreamError(
+                f"no upstream here speaks provider {task.provider}", transient=False
+            )
+        return upstream
+
+    def _speedup(self, task: Task) -> float:
+        upstream = self.upstreams.get(task.provider)
+        return (upstream.speedup if upstream else 1.0) * self.timing.speedup
 
     def _api_key(self, task: Task) -> str | None:
         if task.upstream_key_ciphertext is None or self.key_box is None:
             return None
         return self.key_box.open(task.upstream_key_ciphertext)
 
-    def _past_deadline(self, since: datetime) -> bool:
-        elapsed = (utcnow() - since).total_seconds() * self._scale
+    def _past_deadline(self, task: Task, since: datetime) -> bool:
+        elapsed = (utcnow() - since).total_seconds() * self._speedup(task)
         return elapsed > self.timing.deadline
 
 

@@ -24,7 +24,7 @@ def make_settings(db_path: Path, **overrides: Any) -> Settings:
         "qstash_token": None,
         "supabase_url": None,
         "supabase_service_role_key": None,
-        "sim_speed": 2000.0,
+        "sim_speedup": 2000.0,
         "sim_failure_rate": 0.0,
         "poll_min_interval": 3.0,
         "reconcile_interval": 60.0,

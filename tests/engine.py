@@ -9,15 +9,16 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from core import signing
 from core.models import Task, TaskStatus, VideoRequest, WorkMessage
-from core.queue import Delivery, DeliveryResult
+from core.queue import Delivery, DeliveryResult, QueueStats
 from core.schedule import PollSchedule
 from core.service import TaskService
 from core.store.sqlite import SqliteStore
 from core.upstream import Upstream
-from core.worker import SigningKeys, Worker, WorkerTiming
+from core.worker import SigningKeys, StepWorker, WorkerTiming
 from tests.waiting import TIMEOUT, wait_until
 
 KEY = "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r"
@@ -43,9 +44,16 @@ class HandQueue:
     published: list[Published] = field(default_factory=list)
     dedup: dict[str, str] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
+    dispatches_in_process: ClassVar[bool] = False
 
     def describe(self) -> str:
         return "hand queue (test)"
+
+    async def health(self) -> None:
+        pass
+
+    async def stats(self) -> QueueStats:
+        return QueueStats(pending=len(self.published))
 
     async def open(self) -> None:
         pass
@@ -87,7 +95,7 @@ def delivery(message: WorkMessage, key: str = KEY, retried: int = 0) -> Delivery
 class Engine:
     store: SqliteStore
     queue: HandQueue
-    worker: Worker
+    worker: StepWorker
     service: TaskService
 
     async def submit(self, prompt: str = "a fox in the snow", **fields: object) -> Task:
@@ -131,5 +139,5 @@ async def open_engine(path: Path, upstream: Upstream, timing: WorkerTiming = FAS
     await upstream.open()
     queue = HandQueue()
     keys = SigningKeys(KEY, NEXT_KEY, WORKER_URL)
-    worker = Worker(store, queue, upstream, keys, timing)
+    worker = StepWorker(store, queue, {upstream.provider: upstream}, keys, timing)
     return Engine(store, queue, worker, TaskService(store, queue))

@@ -22,11 +22,11 @@ import jwt
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.config import Settings
+from core.crypto import KeyBox
 from core.http import Service
 from core.http.auth import UserAuth
 from core.http.envelope import BodyLimits
 from core.runtime import Runtime
-from core.secrets import KeyBox
 from core.store.sqlite import SqliteStore
 from core.upstream import Upstream
 from core.worker import SigningKeys

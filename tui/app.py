@@ -30,6 +30,7 @@ from core.errors import VideoqError
 from core.models import Task, TaskChange, TaskStatus, utcnow
 from core.runtime import Runtime
 from core.store import FeedStatus
+from core.supervisor import supervise
 from tui.cli import seed_demo
 from tui.screens.actions import DashboardActions
 from tui.screens.detail import DetailScreen
@@ -166,7 +167,7 @@ class VideoqApp(DashboardActions):
         await self.runtime.open()
         self._feed = self.run_worker(self._follow_feed(), group="feed", exit_on_error=False)
         if self.start_worker:
-            engine = self.runtime.run_worker(self._stop)
+            engine = supervise(self.runtime, self._stop)
             self._engine = self.run_worker(engine, group="engine", exit_on_error=False)
         self.show_header()
         if self.demo:

@@ -21,6 +21,7 @@ from core.config import Settings
 from core.errors import InvalidRequest, VideoqError
 from core.models import TaskStatus, VideoRequest
 from core.runtime import Runtime
+from core.supervisor import supervise
 from tui import render
 
 log = logging.getLogger("videoq")
@@ -119,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tui.app import run_dashboard
 
         return _run_guarded(lambda: run_dashboard(settings, demo=args.demo))
-    command = COMMANDS[args.command] if args.command else run_worker
+    command = COMMANDS[args.command] if args.command else cmd_worker
     return _run_guarded(lambda: asyncio.run(_with_runtime(settings, command, args)))
 
 
@@ -128,7 +129,7 @@ async def _with_runtime(settings: Settings, command: Command, args: argparse.Nam
         return await command(runtime, args)
 
 
-async def run_worker(runtime: Runtime, args: argparse.Namespace) -> int:
+async def cmd_worker(runtime: Runtime, args: argparse.Namespace) -> int:
     for part, text in runtime.describe().items():
         log.info("%s: %s", part, text)
     await seed_demo(runtime, args.demo)
@@ -136,7 +137,7 @@ async def run_worker(runtime: Runtime, args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, _stopper(stop, sig))
-    await runtime.run_worker(stop, until_idle=args.until_idle, log_actions=True)
+    await supervise(runtime, stop, until_idle=args.until_idle, log_actions=True)
     log.info("worker stopped")
     return 0
 

@@ -16,7 +16,7 @@ from starlette.responses import PlainTextResponse, Response
 from core.http.envelope import MalformedJson, PayloadTooLarge, read_body
 from core.models import WorkMessage
 from core.queue import Delivery, DeliveryResult
-from core.worker import Worker
+from core.worker import StepWorker
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ MAX_RETRY_AFTER = 86_400  # QStash ignores a Retry-After beyond one day
 class WorkerEndpoint:
     """POST handler for QStash deliveries; the worker verifies the signature itself."""
 
-    def __init__(self, worker: Worker, body_limit: int) -> None:
+    def __init__(self, worker: StepWorker, body_limit: int) -> None:
         self.worker = worker
         self.body_limit = body_limit
 

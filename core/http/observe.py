@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 from starlette.requests import Request
@@ -19,9 +18,6 @@ from core.runtime import Runtime
 log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT = 5.0
-# A remote queue is asked at most this often: load balancers probe every few seconds, and a
-# QStash API call per probe would be wasteful.
-REMOTE_CHECK_CACHE = 60.0
 DELIVERY_OUTCOMES = ("ok", "retry", "unauthorized", "malformed", "too_large", "crashed")
 _PROBE_ID = "00000000-0000-0000-0000-000000000000"
 
@@ -31,7 +27,6 @@ class Observer:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._queue_ok_until = 0.0
 
     async def healthz(self, request: Request) -> Response:
         """200 when the store and the queue answer, 503 (saying which does not) otherwise."""
@@ -99,32 +94,30 @@ class Observer:
         scrape.include(stats.poll_lateness)
 
     async def _queue_metrics(self, scrape: Scrape) -> None:
-        queue: Any = self.runtime.queue
+        try:
+            stats = await asyncio.wait_for(self.runtime.queue.stats(), CHECK_TIMEOUT)
+        except (VideoqError, TimeoutError) as exc:
+            log.warning("metrics: queue counters unavailable: %s", _why(exc))
+            return
         scrape.single(
             "queue_publish_errors_total",
             "counter",
             "Publishes the queue refused or that failed (the reconciler publishes them again).",
-            getattr(queue, "publish_errors", 0),
+            stats.publish_errors,
         )
-        local_stats = getattr(queue, "stats", None)
-        if local_stats is not None:
+        if stats.messages:
             scrape.family(
                 "local_queue_messages_total",
                 "counter",
                 "Messages of the embedded local queue, by what happened to them.",
-                [({"event": name}, value) for name, value in vars(local_stats).items()],
+                [({"event": name}, value) for name, value in stats.messages.items()],
             )
-        if hasattr(queue, "pending_count"):
-            try:
-                pending = await asyncio.wait_for(queue.pending_count(), CHECK_TIMEOUT)
-            except (VideoqError, TimeoutError) as exc:
-                log.warning("metrics: local queue length unavailable: %s", _why(exc))
-                return
+        if stats.pending is not None:
             scrape.single(
                 "local_queue_pending",
                 "gauge",
                 "Messages of the embedded local queue not delivered yet (in flight included).",
-                pending,
+                stats.pending,
             )
 
     async def _check(self, probe: Any) -> str:
@@ -139,21 +132,7 @@ class Observer:
         await self.runtime.store.get(_PROBE_ID)
 
     async def _queue(self) -> None:
-        queue: Any = self.runtime.queue
-        if hasattr(queue, "pending_count"):  # the local queue: one cheap query
-            await queue.pending_count()
-            return
-        if time.monotonic() < self._queue_ok_until:
-            return
-        await _ping_remote(queue)
-        self._queue_ok_until = time.monotonic() + REMOTE_CHECK_CACHE
-
-
-async def _ping_remote(queue: Any) -> None:
-    ping = getattr(queue, "ping", None)
-    if ping is None:
-        raise VideoqError(f"{queue.describe()} cannot be checked")
-    await ping()
+        await self.runtime.queue.health()
 
 
 def _why(exc: BaseException) -> str:

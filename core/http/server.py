@@ -20,7 +20,9 @@ from core.errors import VideoqError
 from core.http.app import create_app
 from core.http.auth import UserAuth
 from core.http.envelope import BodyLimits
+from core.queue import dispatches_in_process
 from core.runtime import Runtime
+from core.supervisor import supervise
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +159,10 @@ class Service:
 async def run_background(runtime: Runtime, stop: asyncio.Event) -> None:
     """The reconciler and, on the local queue, its dispatcher, until `stop` is set."""
     try:
-        if runtime.settings.uses_qstash:
-            await runtime.reconciler.run(stop, runtime.settings.reconcile_interval)
+        if dispatches_in_process(runtime.queue):
+            await supervise(runtime, stop)
         else:
-            await runtime.run_worker(stop)
+            await runtime.reconciler.run(stop, runtime.settings.reconcile_interval)
     except VideoqError as exc:
         log.error("background work stopped: %s", exc.message)
     except Exception:
@@ -197,7 +199,8 @@ def _log_start(runtime: Runtime, service: Service, host: str, port: int) -> None
     for part, text in runtime.describe().items():
         log.info("%s: %s", part, text)
     if settings.uses_simulator:
-        log.info("no T8STAR_API_KEY set: the simulator stands in for the upstream")
+        why = "VIDEOQ_UPSTREAM=simulator" if settings.upstream else "no T8STAR_API_KEY set"
+        log.info("%s: the simulator stands in for the upstream", why)
     log.info("task API sign-in: %s", service.app.state.auth.describe())
     log.info("listening on http://%s:%d; worker endpoint %s", host, port, settings.worker_url)
     if settings.uses_qstash and settings.qstash_url is None and _is_private(settings.public_url):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol, TypeGuard
 
 from core.models import WorkMessage
 
@@ -47,10 +48,33 @@ class DeliveryResult:
 DeliveryHandler = Callable[[Delivery], Awaitable[DeliveryResult]]
 
 
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """What a queue can tell about itself, for /metrics."""
+
+    publish_errors: int = 0
+    """Publishes it refused or that failed (the reconciler publishes them again)."""
+    messages: Mapping[str, int] = field(default_factory=dict)
+    """Messages by what happened to them, where the queue delivers them itself."""
+    pending: int | None = None
+    """Messages not delivered yet, in flight included; None where the queue cannot tell."""
+
+
 class Queue(Protocol):
-    """Publishes worker steps; the local adapter also delivers them."""
+    """Publishes worker steps; a queue that dispatches in-process also delivers them."""
+
+    dispatches_in_process: ClassVar[bool]
+    """True when deliveries come from `run()` in this process, not over HTTP."""
 
     def describe(self) -> str: ...
+
+    async def health(self) -> None:
+        """Return when the queue can be reached; raise QueueError saying why not."""
+        ...
+
+    async def stats(self) -> QueueStats:
+        """Counters and, where known, how many messages wait; raise QueueError if unknown."""
+        ...
 
     async def open(self) -> None: ...
 
@@ -71,3 +95,16 @@ class Queue(Protocol):
         (QStash) leaves that message to arrive, and the worker acknowledges it as stale.
         """
         ...
+
+
+class DispatchingQueue(Queue, Protocol):
+    """A queue that delivers its messages to a handler in this process."""
+
+    async def run(self, handler: DeliveryHandler, stop: asyncio.Event) -> None:
+        """Deliver due messages to `handler` until `stop` is set."""
+        ...
+
+
+def dispatches_in_process(queue: Queue) -> TypeGuard[DispatchingQueue]:
+    """Whether `queue` delivers its messages itself (and so has a `run`)."""
+    return queue.dispatches_in_process

@@ -11,6 +11,7 @@ cloud, and its answer is acted on the way QStash acts on an HTTP status.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import math
@@ -20,12 +21,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from core import signing
 from core.errors import QueueError
 from core.models import WorkMessage
-from core.queue import Delivery, DeliveryHandler, DeliveryResult
+from core.queue import Delivery, DeliveryHandler, DeliveryResult, QueueStats
 from core.queue.local_db import CANCEL, DEAD, DONE, NEVER, RETRY, Claim, QueueDb, QueuedMessage
 from core.retry import DAY, RetryPolicy
 
@@ -37,8 +38,8 @@ _PRUNE_EVERY = 60.0
 
 
 @dataclass
-class QueueStats:
-    """Counters for /metrics and the benchmarks."""
+class MessageCounts:
+    """What happened to this process's messages, for /metrics and the benchmarks."""
 
     published: int = 0
     deduplicated: int = 0
@@ -67,6 +68,8 @@ class LocalQueue:
     `clock` (wall-clock seconds, shared by every process on the file) is for tests.
     """
 
+    dispatches_in_process: ClassVar[bool] = True
+
     def __init__(
         self,
         path: Path | str,
@@ -94,7 +97,7 @@ class LocalQueue:
         self.drain_timeout = drain_timeout
         self.poll_interval = poll_interval
         self.busy_timeout = busy_timeout
-        self.stats = QueueStats()
+        self.counts = MessageCounts()
         self._clock = clock
         self._owner = secrets.token_hex(6)
         self._claims = 0
@@ -137,11 +140,11 @@ class LocalQueue:
         row = (message_id, message.dedup_id, message.to_bytes(), deliver_at, now)
         message_id, stored = await self._db.publish(row, now - self.dedup_window)
         if not stored:
-            self.stats.deduplicated += 1
+            self.counts.deduplicated += 1
             log.debug("task %s: %s was already published as %s", message.task_id,
                       message.dedup_id, message_id)  # fmt: skip
             return message_id
-        self.stats.published += 1
+        self.counts.published += 1
         self._note_due(deliver_at)
         return message_id
 
@@ -162,6 +165,15 @@ class LocalQueue:
     async def pending_count(self) -> int:
         """Messages still to be delivered, those in flight included."""
         return await self._db.count_pending()
+
+    async def health(self) -> None:
+        """One cheap query of the queue's table."""
+        await self.pending_count()
+
+    async def stats(self) -> QueueStats:
+        """The message counters and how many messages wait."""
+        pending = await self.pending_count()
+        return QueueStats(messages=dataclasses.asdict(self.counts), pending=pending)
 
     @property
     def in_flight(self) -> int:
@@ -315,13 +327,13 @@ class LocalQueue:
 
     def _count(self, claim: Claim, sql: str, params: tuple[Any, ...], reason: str) -> None:
         if sql is DONE:
-            self.stats.delivered += 1
+            self.counts.delivered += 1
         elif sql is DEAD:
-            self.stats.dead += 1
+            self.counts.dead += 1
             log.warning("task %s: %s dead-lettered after %d retries: %s",
                         _task_of(claim.body), claim.id, claim.retried, reason)  # fmt: skip
         else:
-            self.stats.retried += 1
+            self.counts.retried += 1
             self._note_due(params[0])
             log.info("task %s: %s will be retried in %.1fs: %s", _task_of(claim.body),
                      claim.id, params[0] - self._clock(), reason)  # fmt: skip
@@ -347,5 +359,5 @@ class LocalQueue:
         except QueueError as exc:
             log.warning("local queue: leases not released, they will expire: %s", exc.message)
             return
-        self.stats.handed_back += released
+        self.counts.handed_back += released
         log.info("local queue: handed back %d unfinished deliveries", released)

@@ -12,6 +12,8 @@ import logging
 import math
 import os
 import re
+import time
+from typing import ClassVar
 
 import httpx
 from qstash import AsyncQStash
@@ -21,11 +23,15 @@ from qstash.message import FlowControl, PublishResponse
 
 from core.errors import QueueError
 from core.models import WorkMessage
+from core.queue import QueueStats
 
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT = 15.0
 """Seconds a publish or cancel may take before it counts as failed (the SDK's own is 600 s)."""
+HEALTH_CACHE = 60.0
+"""Seconds a good health check is trusted: load balancers probe every few seconds, and a QStash
+API call per probe would be wasteful."""
 
 # The SDK retries only calls that got no answer at all (and sleeps after the last try too);
 # two quick retries cover a dropped connection, anything longer is the reconciler's job.
@@ -39,6 +45,8 @@ _FAILURES = (QStashError, httpx.HTTPError, OSError, TimeoutError, ValueError, Ke
 class QStashQueue:
     """Queue port on QStash: deduplicated, delayed publishes with retries and flow control."""
 
+    dispatches_in_process: ClassVar[bool] = False
+
     def __init__(
         self,
         token: str,
@@ -46,7 +54,7 @@ class QStashQueue:
         *,
         base_url: str | None = None,
         retries: int = 3,
-        flow_control_key: str | None = "t8star",
+        flow_control_key: str | None = None,
         parallelism: int | None = None,
         rate: int | None = None,
         period: int | None = None,
@@ -58,6 +66,7 @@ class QStashQueue:
         self.flow_control = _flow_control(flow_control_key, parallelism, rate, period)
         self.publish_errors = 0
         self._client: AsyncQStash | None = None
+        self._healthy_until = 0.0
 
     def describe(self) -> str:
         """Where messages go, for logs and the dashboard header."""
@@ -132,6 +141,17 @@ class QStashQueue:
             await asyncio.wait_for(client.signing_key.get(), PUBLISH_TIMEOUT)
         except _FAILURES as exc:
             raise QueueError(f"QStash did not answer: {_reason(exc, self.base_url)}") from exc
+
+    async def health(self) -> None:
+        """Ping QStash, at most once a minute while it answers."""
+        if time.monotonic() < self._healthy_until:
+            return
+        await self.ping()
+        self._healthy_until = time.monotonic() + HEALTH_CACHE
+
+    async def stats(self) -> QueueStats:
+        """The publishes that failed (QStash keeps the rest of the story)."""
+        return QueueStats(publish_errors=self.publish_errors)
 
     def _require_client(self) -> AsyncQStash:
         if self._client is None:

@@ -35,8 +35,8 @@ _BROKEN_STATES = {
 }
 _OPS: dict[str, ChangeOp] = {"INSERT": "INSERT", "UPDATE": "UPDATE", "DELETE": "DELETE"}
 # DELETE events on a table with RLS carry only the primary key (reference §3.3).
-_DELETED_PLACEHOLDER = {"model": "sora-2", "prompt": "(deleted)", "aspect_ratio": "16:9",
-                        "duration": 10}  # fmt: skip
+_DELETED_PLACEHOLDER = {"provider": "-", "model": "-", "prompt": "(deleted)", "aspect_ratio": "-",
+                        "duration": 0}  # fmt: skip
 
 
 @dataclass(frozen=True)

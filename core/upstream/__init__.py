@@ -1,17 +1,34 @@
-"""The Upstream port: the video-generation API (T8Star, or the local simulator)."""
+"""The Upstream port: the video-generation API, and the registry of providers videoq speaks to.
+
+A provider is a contract (which requests it accepts, how long jobs take, how its statuses read);
+an adapter is something that speaks it (the real client, or the local simulator). A second
+provider is one new module and one line in `_provider_modules`.
+"""
 
 from __future__ import annotations
 
+import functools
+import importlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
+from core.errors import InvalidRequest
 from core.models import VideoRequest
+
+DEFAULT_PROVIDER = "t8star"
+"""The provider a request goes to when it names none."""
+
+
+def _provider_modules() -> dict[str, str]:
+    # Looked up lazily: the providers' modules import this port.
+    return {"t8star": "core.upstream.t8star_rules"}
 
 
 class UpstreamState(StrEnum):
-    PENDING = "pending"  # NOT_START, SUBMITTED, QUEUED
-    RUNNING = "running"  # IN_PROGRESS and any status we do not know
+    PENDING = "pending"  # accepted, not started yet
+    RUNNING = "running"  # started, and any status we do not know
     SUCCEEDED = "succeeded"
     FAILED = "failed"
 
@@ -36,28 +53,58 @@ class Estimate:
     typical: float
 
 
-def expected_timing(request: VideoRequest) -> Estimate:
-    """What the upstream's published timings lead us to expect for `request`.
+class Provider(Protocol):
+    """One provider's contract: what it accepts, how long it takes, what its words are."""
 
-    10 s videos take 1-3 minutes, 15 s about two minutes more, 25 s (pro only) longer still,
-    and `hd` adds about eight minutes.
-    """
-    low, typical = {10: (60.0, 120.0), 15: (180.0, 240.0), 25: (300.0, 420.0)}[request.duration]
-    if request.hd and request.duration != 25:
-        low, typical = low + 420.0, typical + 480.0
-    return Estimate(low=low, typical=typical)
+    name: str
+    # Key of the queue's flow control, so parallel calls to this provider stay under its limits.
+    flow_control_key: str
+    # The upstream status recorded when a submit was accepted and nothing was polled yet.
+    submitted_status: str
+    # Field values of a request that leaves them out.
+    defaults: Mapping[str, Any]
+
+    def check(self, request: VideoRequest) -> None:
+        """Raise `core.models.InvalidRequestRule` naming the field this provider refuses."""
+        ...
+
+    def expected_timing(self, request: VideoRequest) -> Estimate:
+        """What the provider's published timings lead us to expect for `request`."""
+        ...
+
+    def sample_requests(self) -> Sequence[Mapping[str, Any]]:
+        """Varied valid request fields (without the prompt), for `--demo`."""
+        ...
+
+
+@functools.cache
+def provider_for(name: str) -> Provider:
+    """The provider called `name`, or InvalidRequest naming the known ones."""
+    module = _provider_modules().get(name)
+    if module is None:
+        known = " or ".join(repr(known) for known in sorted(_provider_modules()))
+        raise InvalidRequest(f"provider: must be {known}", field="provider")
+    provider: Provider = importlib.import_module(module).PROVIDER
+    return provider
+
+
+def expected_timing(request: VideoRequest) -> Estimate:
+    """What the request's provider expects it to take."""
+    return provider_for(request.provider).expected_timing(request)
 
 
 class Upstream(Protocol):
-    """Submits video requests and reports their status.
+    """Submits video requests and reports their status, speaking one provider's contract.
 
     Errors are raised as `core.errors.UpstreamError` with `transient` set.
     """
 
     name: str
-    # How many times faster than real time this upstream's clock runs (the simulator's speed);
+    # The provider whose contract this adapter speaks (the simulator speaks a real one's).
+    provider: str
+    # How many times faster than real time this upstream's clock runs (the simulator's);
     # the worker divides its poll timings and deadlines by it.
-    time_scale: float
+    speedup: float
 
     def describe(self) -> str: ...
 

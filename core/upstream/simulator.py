@@ -19,7 +19,17 @@ from datetime import UTC, datetime
 
 from core.errors import UpstreamError
 from core.models import VideoRequest
-from core.upstream import Estimate, UpstreamState, UpstreamStatus, expected_timing
+from core.upstream import Estimate, UpstreamState, UpstreamStatus
+from core.upstream.t8star_rules import (
+    FAILURE,
+    IN_PROGRESS,
+    MODELS,
+    NOT_START,
+    PRO_MODEL,
+    PRO_ONLY_DURATION,
+    PROVIDER,
+    SUCCESS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +100,9 @@ def plan_for(sim_id: SimId, failure_rate: float) -> SimPlan:
 
 @functools.cache
 def _estimate(duration: int, hd: bool) -> Estimate:
-    model = "sora-2-pro" if hd or duration == 25 else "sora-2"
+    model = PRO_MODEL if hd or duration == PRO_ONLY_DURATION else MODELS[0]
     request = {"prompt": "-", "model": model, "duration": duration, "hd": hd}
-    return expected_timing(VideoRequest.model_validate(request))
+    return PROVIDER.expected_timing(VideoRequest.model_validate(request))
 
 
 def progress_at(fraction: float) -> int:
@@ -102,32 +112,33 @@ def progress_at(fraction: float) -> int:
 
 
 class Simulator:
-    """The local simulated upstream; time runs `speed` times faster than the wall clock."""
+    """The local simulated upstream, speaking T8Star's contract; time runs `speedup` times faster
+    than the wall clock."""
 
     name = "simulator"
+    provider = PROVIDER.name
 
     def __init__(
         self,
-        speed: float = 1.0,
+        speedup: float = 1.0,
         failure_rate: float = 0.1,
         seed: int | None = None,
         *,
         transient_rate: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if speed <= 0:
-            raise ValueError("speed must be positive")
+        if speedup <= 0:
+            raise ValueError("speedup must be positive")
         if not 0.0 <= failure_rate <= 1.0 or not 0.0 <= transient_rate <= 1.0:
             raise ValueError("failure_rate and transient_rate must be between 0 and 1")
-        self.speed = speed
-        self.time_scale = speed
+        self.speedup = speedup
         self.failure_rate = failure_rate
         self.transient_rate = transient_rate
         self._clock = clock
         self._random = random.Random(seed)
 
     def describe(self) -> str:
-        return f"simulator (speed x{self.speed:g}; set T8STAR_API_KEY for the real upstream)"
+        return f"simulator (speed x{self.speedup:g}; set T8STAR_API_KEY for the real upstream)"
 
     async def open(self) -> None:
         """Nothing to open."""
@@ -149,7 +160,7 @@ class Simulator:
             raise UpstreamError(
                 "the simulator does not know this task (404)", transient=False, http_status=404
             )
-        elapsed = max(0.0, (self._clock() * 1000 - sim_id.submitted_ms) / 1000) * self.speed
+        elapsed = max(0.0, (self._clock() * 1000 - sim_id.submitted_ms) / 1000) * self.speedup
         self._maybe_transient(sim_id, elapsed)
         return answer_at(sim_id, plan_for(sim_id, self.failure_rate), elapsed)
 
@@ -167,13 +178,13 @@ class Simulator:
 def answer_at(sim_id: SimId, plan: SimPlan, elapsed: float) -> UpstreamStatus:
     """The status answer `elapsed` simulated seconds after submit."""
     if elapsed < plan.queue_seconds:
-        return UpstreamStatus(UpstreamState.PENDING, "NOT_START", 0)
+        return UpstreamStatus(UpstreamState.PENDING, NOT_START, 0)
     fraction = (elapsed - plan.queue_seconds) / plan.run_seconds
     if plan.fails and fraction >= plan.fail_at:
-        return UpstreamStatus(UpstreamState.FAILED, "FAILURE", 100, fail_reason=plan.reason)
+        return UpstreamStatus(UpstreamState.FAILED, FAILURE, 100, fail_reason=plan.reason)
     if fraction >= 1.0:
-        return UpstreamStatus(UpstreamState.SUCCEEDED, "SUCCESS", 100, video_url=video_url(sim_id))
-    return UpstreamStatus(UpstreamState.RUNNING, "IN_PROGRESS", progress_at(fraction))
+        return UpstreamStatus(UpstreamState.SUCCEEDED, SUCCESS, 100, video_url=video_url(sim_id))
+    return UpstreamStatus(UpstreamState.RUNNING, IN_PROGRESS, progress_at(fraction))
 
 
 def video_url(sim_id: SimId) -> str:

@@ -15,6 +15,7 @@ from core.errors import UpstreamError
 from core.models import VideoRequest
 from core.text import one_line
 from core.upstream import UpstreamState, UpstreamStatus
+from core.upstream.t8star_rules import FAILURE, PENDING_STATUSES, SUCCESS
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,6 @@ TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:_-]{7,127}$")
 MAX_REASON_CHARS = 300
 MAX_RETRY_AFTER = 3600.0
 
-_PENDING = frozenset({"NOT_START", "SUBMITTED", "QUEUED"})
 _PERMANENT_WORDS = {400: "request", 401: "API key", 403: "access"}
 _MALFORMED = "upstream sent a malformed answer"
 
@@ -33,7 +33,8 @@ class T8StarUpstream:
     """Submits to and polls T8Star; every failure becomes a classified `UpstreamError`."""
 
     name = "t8star"
-    time_scale = 1.0
+    provider = "t8star"
+    speedup = 1.0
 
     def __init__(
         self,
@@ -208,7 +209,7 @@ def parse_status(payload: Any, api_key: str = "") -> UpstreamStatus:
     raw = payload["status"].strip()
     progress = parse_progress(payload.get("progress"))
     code = raw.upper()
-    if code == "SUCCESS":
+    if code == SUCCESS:
         url = video_url_of(payload.get("data"))
         if url is None:
             raise UpstreamError(
@@ -217,10 +218,10 @@ def parse_status(payload: Any, api_key: str = "") -> UpstreamStatus:
         return UpstreamStatus(
             UpstreamState.SUCCEEDED, raw, 100 if progress is None else progress, url
         )
-    if code == "FAILURE":
+    if code == FAILURE:
         reason = short_reason(payload.get("fail_reason"), api_key)
         return UpstreamStatus(UpstreamState.FAILED, raw, progress, fail_reason=reason)
-    state = UpstreamState.PENDING if code in _PENDING else UpstreamState.RUNNING
+    state = UpstreamState.PENDING if code in PENDING_STATUSES else UpstreamState.RUNNING
     return UpstreamStatus(state, raw, progress)
 
 

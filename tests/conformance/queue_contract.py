@@ -19,7 +19,7 @@ from typing import Protocol
 import jwt
 
 from core.models import WorkMessage
-from core.queue import Delivery, DeliveryHandler, DeliveryResult, Queue
+from core.queue import Delivery, DeliveryHandler, DeliveryResult, Queue, QueueStats
 from core.signing import verify
 from tests.waiting import TIMEOUT, wait_until
 
@@ -301,3 +301,24 @@ class QueueContract:
         await queue_harness.queue.cancel("msg_unknown")
         await queue_harness.queue.cancel("")
         assert recorder.count(message_id) == 1
+
+    async def test_an_open_queue_is_healthy(self, queue_harness: QueueHarness) -> None:
+        await queue_harness.queue.health()
+        await queue_harness.queue.health()
+
+    async def test_stats_count_a_waiting_message_where_the_queue_can_tell(
+        self, queue_harness: QueueHarness
+    ) -> None:
+        before = await queue_harness.queue.stats()
+        await queue_harness.queue.publish(step(), delay=queue_harness.delay * 1000)
+        after = await queue_harness.queue.stats()
+        assert isinstance(after, QueueStats) and after.publish_errors == before.publish_errors == 0
+        assert after.pending in (None, 1)
+        assert (before.pending is None) == (after.pending is None)
+        if after.messages:
+            assert after.messages["published"] == before.messages["published"] + 1
+
+    def test_a_queue_that_dispatches_in_process_can_run(self, queue_harness: QueueHarness) -> None:
+        queue = queue_harness.queue
+        assert isinstance(queue.dispatches_in_process, bool)
+        assert callable(getattr(queue, "run", None)) == queue.dispatches_in_process

@@ -138,7 +138,7 @@ async def test_dead_letters_keep_the_body_the_last_status_and_the_reason(
     assert (dead.id, dead.body, dead.state) == (message_id, step().to_bytes(), "dead")
     assert (dead.last_status, dead.reason, dead.retried) == (503, "upstream busy", 3)
     assert dead.dedup_id == step().dedup_id
-    stats = queue_harness.queue.stats
+    stats = queue_harness.queue.counts
     assert (stats.published, stats.retried, stats.dead, stats.delivered) == (1, 3, 1, 0)
     assert await queue_harness.queue.pending_count() == 0
 
@@ -152,7 +152,7 @@ async def test_counters_and_pending_count_follow_the_messages(queue_harness: Loc
     assert await queue.pending_count() == 2
     held = await queue.get(ids[1])
     assert held is not None and held.state == "pending" and held.retried == 0
-    assert (queue.stats.published, queue.stats.deduplicated) == (3, 1)
+    assert (queue.counts.published, queue.counts.deduplicated) == (3, 1)
 
 
 async def test_a_delivered_message_leaves_only_its_dedup_entry_until_the_window_ends(
@@ -249,7 +249,7 @@ async def test_a_handler_that_outlives_the_lease_is_abandoned_and_retried(
     await harness.start()
     message_id = await queue.publish(step())
     await wait_gone(harness, message_id)
-    assert (queue.stats.retried, queue.stats.delivered) == (1, 1)
+    assert (queue.counts.retried, queue.counts.delivered) == (1, 1)
 
 
 async def test_two_dispatchers_on_one_file_never_deliver_a_message_twice(
@@ -280,7 +280,7 @@ async def test_two_dispatchers_on_one_file_never_deliver_a_message_twice(
         await harness.stop()
     assert overlaps == []
     assert set(counts.values()) == {1}
-    assert sum(queue.stats.delivered for queue in queues) == len(ids)
+    assert sum(queue.counts.delivered for queue in queues) == len(ids)
 
 
 async def test_stop_drains_in_flight_work_then_hands_back_the_rest(
@@ -313,7 +313,7 @@ async def test_stop_drains_in_flight_work_then_hands_back_the_rest(
     handed_back = await queue.get(stuck)
     assert handed_back is not None and handed_back.state == "pending"
     assert handed_back.retried == 0
-    assert (queue.stats.delivered, queue.stats.handed_back) == (1, 1)
+    assert (queue.counts.delivered, queue.counts.handed_back) == (1, 1)
     assert late not in started_ids
 
     # The 60 s lease was released: another dispatcher delivers both at once.

@@ -47,6 +47,7 @@ def fixed_task(n: int, fields: dict[str, Any]) -> Task:
     created = NOW - timedelta(minutes=10 * (n + 1))
     values: dict[str, Any] = {
         "id": f"{n + 1:x}{n + 1:x}f2a1b2-0000-4000-8000-{n:012d}",
+        "provider": "t8star",
         "model": "sora-2",
         "prompt": PROMPTS[n],
         "aspect_ratio": "16:9",
@@ -104,7 +105,7 @@ class FrozenStore:
 
 
 def frozen_app(tmp_path: Path) -> RecordingApp:
-    settings = make_settings(tmp_path / "snap.db", sim_speed=20.0)
+    settings = make_settings(tmp_path / "snap.db", sim_speedup=20.0)
     asyncio.run(prepare(settings))
     runtime = Runtime.from_settings(settings)
     runtime.store = FrozenStore(runtime.store)  # type: ignore[assignment]

@@ -382,7 +382,7 @@ async def test_an_own_key_without_a_server_secret_is_refused_and_nothing_stored(
 async def test_an_own_key_on_a_simulator_server_is_refused(
     tmp_path: Path, fake: FakeT8Star
 ) -> None:
-    async for api in open_api(tmp_path, fake, upstream=Simulator(speed=100)):
+    async for api in open_api(tmp_path, fake, upstream=Simulator(speedup=100)):
         response = await api.generate(**{"X-Upstream-Api-Key": BYOK_KEY})
         assert response.status_code == 422 and "simulator" in error_of(response)["message"]
         assert await api.stored() == 0

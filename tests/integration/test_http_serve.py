@@ -83,10 +83,10 @@ async def test_the_service_stops_when_its_background_work_dies(
 ) -> None:
     runtime = Runtime.from_settings(Settings(_env_file=None, db_path=tmp_path / "v.db"))  # type: ignore[call-arg]
 
-    async def broken(stop: asyncio.Event, **kwargs: object) -> None:
+    async def broken(runtime: Runtime, stop: asyncio.Event, **kwargs: object) -> None:
         raise StoreError("the database went away")
 
-    monkeypatch.setattr(runtime, "run_worker", broken)
+    monkeypatch.setattr("core.http.server.supervise", broken)
     async with runtime:
         service = Service(runtime, sock=loopback_socket(), handle_signals=False)
         assert await asyncio.wait_for(service.run(), 15) == 1

@@ -91,6 +91,7 @@ async def test_retries_and_flow_control_travel_with_the_message(
         receiver.url,
         base_url=fake_qstash.url,
         retries=5,
+        flow_control_key="t8star",
         parallelism=4,
         rate=10,
         period=60,
@@ -263,3 +264,20 @@ async def test_a_closed_queue_refuses_to_publish(queue: QStashQueue) -> None:
     with pytest.raises(QueueError, match="not open"):
         await queue.publish(step())
     await queue.open()
+
+
+async def test_health_refuses_a_bad_token_every_time_and_stats_count_failed_publishes(
+    fake_qstash: FakeQStash, receiver: DeliveryReceiver
+) -> None:
+    queue = QStashQueue(BAD_TOKEN, receiver.url, base_url=fake_qstash.url)
+    await queue.open()
+    try:
+        for _ in range(2):  # a failed check is never cached
+            with pytest.raises(QueueError, match="401"):
+                await queue.health()
+        with pytest.raises(QueueError):
+            await queue.publish(step())
+        stats = await queue.stats()
+    finally:
+        await queue.close()
+    assert (stats.publish_errors, stats.pending, dict(stats.messages)) == (1, None, {})

@@ -22,6 +22,7 @@ from core.models import Task, TaskEvent, TaskStatus, VideoRequest
 from core.runtime import Runtime
 from core.store import Expect
 from core.store.supabase import SupabaseStore
+from core.supervisor import supervise
 from tests.fakes.supabase import FakeSupabase
 
 QUEUED, RUNNING = TaskStatus.QUEUED, TaskStatus.RUNNING
@@ -211,7 +212,7 @@ async def test_worker_run_ends_with_the_database_rows_on_the_subscriber(
     async def work() -> None:
         for index in range(TASKS):
             await runtime.service.submit(VideoRequest(prompt=f"clip {index}"))
-        await runtime.run_worker(asyncio.Event(), until_idle=True)
+        await supervise(runtime, asyncio.Event(), until_idle=True)
 
     async with runtime, following(supabase_store) as mirror:
         async with asyncio.timeout(150):

@@ -36,7 +36,7 @@ def t8star(fake: FakeT8Star) -> T8StarUpstream:
 async def engine(tmp_path: Path, fake: FakeT8Star) -> AsyncIterator[Engine]:
     engine = await open_engine(tmp_path / "videoq.db", t8star(fake))
     yield engine
-    await engine.worker.upstream.close()
+    await engine.worker.upstreams["t8star"].close()
     await engine.store.close()
 
 
@@ -180,7 +180,7 @@ async def test_deadline_fails_a_task_as_timed_out(tmp_path: Path, fake: FakeT8St
         assert (done.status, done.error_message) == (TaskStatus.FAILED, "timed out")
     finally:
         await engine.store.close()
-        await engine.worker.upstream.close()
+        await engine.worker.upstreams["t8star"].close()
 
 
 async def test_the_same_delivery_five_times_submits_once(engine: Engine, fake: FakeT8Star) -> None:

@@ -35,7 +35,7 @@ class RefusingQueue(HandQueue):
 
 @pytest.fixture
 async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
-    engine = await open_engine(tmp_path / "r.db", Simulator(speed=1.0, failure_rate=0.0))
+    engine = await open_engine(tmp_path / "r.db", Simulator(speedup=1.0, failure_rate=0.0))
     engine.queue = engine.worker.queue = engine.service.queue = RefusingQueue()
     yield engine
     await engine.store.close()

@@ -72,7 +72,7 @@ async def test_simulated_jobs_of_one_to_three_minutes_cost_at_most_eight_polls(
     tmp_path: Path,
 ) -> None:
     """The worker's real schedule against the simulator, its clock and ours 1000x fast."""
-    simulator = Simulator(speed=1000.0, failure_rate=0.0, seed=7)
+    simulator = Simulator(speedup=1000.0, failure_rate=0.0, seed=7)
     engine = await open_engine(tmp_path / "s.db", simulator, WorkerTiming(schedule=PollSchedule()))
     try:
         tasks = [await engine.submit(f"job {n}") for n in range(10)]

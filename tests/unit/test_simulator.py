@@ -42,8 +42,8 @@ async def timeline(
 
 async def test_two_simulators_tell_the_same_story_for_one_id() -> None:
     clock = Clock()
-    first = Simulator(speed=10, failure_rate=0.5, seed=1, clock=clock)
-    restarted = Simulator(speed=10, failure_rate=0.5, seed=99, clock=clock)
+    first = Simulator(speedup=10, failure_rate=0.5, seed=1, clock=clock)
+    restarted = Simulator(speedup=10, failure_rate=0.5, seed=99, clock=clock)
     ids = [await first.submit(TEN) for _ in range(20)]
     for _ in range(40):
         clock.now += 1.0
@@ -53,7 +53,7 @@ async def test_two_simulators_tell_the_same_story_for_one_id() -> None:
 
 async def test_a_job_queues_then_progresses_steadily_then_ends() -> None:
     clock = Clock()
-    sim = Simulator(speed=1, failure_rate=0.0, seed=3, clock=clock)
+    sim = Simulator(speedup=1, failure_rate=0.0, seed=3, clock=clock)
     upstream_id = await sim.submit(TEN)
     answers = await timeline(sim, clock, upstream_id, step=2.0)
     states = [a.state for a in answers]
@@ -82,9 +82,9 @@ async def test_the_id_carries_the_job_class_and_looks_like_an_upstream_id() -> N
 
 async def test_speed_makes_time_run_faster() -> None:
     clock = Clock()
-    slow = Simulator(speed=1, failure_rate=0.3, clock=clock)
-    fast = Simulator(speed=50, failure_rate=0.3, clock=clock)
-    assert fast.time_scale == 50 and "x50" in fast.describe()
+    slow = Simulator(speedup=1, failure_rate=0.3, clock=clock)
+    fast = Simulator(speedup=50, failure_rate=0.3, clock=clock)
+    assert fast.speedup == 50 and "x50" in fast.describe()
     upstream_id = await slow.submit(TEN)
     for seconds in (1, 4, 30, 70, 120, 200):
         clock.now = T0 + seconds / 50
@@ -95,7 +95,7 @@ async def test_speed_makes_time_run_faster() -> None:
 
 async def test_about_the_configured_share_fails_some_of_them_late() -> None:
     clock = Clock()
-    sim = Simulator(speed=1, failure_rate=0.2, seed=7, clock=clock)
+    sim = Simulator(speedup=1, failure_rate=0.2, seed=7, clock=clock)
     ids = [await sim.submit(TEN) for _ in range(1000)]
     clock.now += 10_000  # long after every job has ended
     outcomes = Counter([(await sim.status(i)).state for i in ids])
@@ -108,7 +108,7 @@ async def test_about_the_configured_share_fails_some_of_them_late() -> None:
 
 async def test_a_late_failure_comes_after_ninety_percent_with_a_reason() -> None:
     clock = Clock()
-    sim = Simulator(speed=1, failure_rate=1.0, seed=11, clock=clock)
+    sim = Simulator(speedup=1, failure_rate=1.0, seed=11, clock=clock)
     for _ in range(200):
         upstream_id = await sim.submit(TEN)
         plan = plan_for(SimId.parse(upstream_id), 1.0)  # type: ignore[arg-type]
@@ -160,6 +160,6 @@ async def test_transient_trouble_only_when_asked_for() -> None:
 
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError):
-        Simulator(speed=0)
+        Simulator(speedup=0)
     with pytest.raises(ValueError):
         Simulator(failure_rate=1.5)

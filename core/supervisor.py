@@ -1,0 +1,66 @@
+"""Runs the background work of a process, the dispatcher and the reconciler, until it stops."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from core.action_log import log_operator_actions
+from core.errors import ConfigError
+from core.models import ACTIVE
+from core.queue import dispatches_in_process
+from core.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+IDLE_CHECK_INTERVAL = 0.5
+
+
+async def supervise(
+    runtime: Runtime, stop: asyncio.Event, *, until_idle: bool = False, log_actions: bool = False
+) -> None:
+    """Deliver steps to the worker and reconcile until `stop` is set (or all is idle).
+
+    With `log_actions`, cancels and retries made by other processes are logged too, so a
+    headless worker's log tells every state change.
+    """
+    queue = runtime.queue
+    if not dispatches_in_process(queue):
+        raise ConfigError("with QSTASH_TOKEN set, deliveries arrive over HTTP: run `videoq serve`")
+    settings = runtime.settings
+    jobs = [
+        asyncio.create_task(queue.run(runtime.worker.handle, stop), name="dispatcher"),
+        asyncio.create_task(
+            runtime.reconciler.run(stop, settings.reconcile_interval), name="reconciler"
+        ),
+    ]
+    if until_idle:
+        jobs.append(asyncio.create_task(_stop_when_idle(runtime, stop), name="idle-watch"))
+    # The action log follows the feed forever: it is stopped with the others, not awaited.
+    watchers = [asyncio.create_task(log_operator_actions(runtime.store))] if log_actions else []
+    try:
+        await asyncio.gather(*jobs)
+    finally:
+        stop.set()
+        jobs += watchers
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
+
+
+async def active_count(runtime: Runtime) -> int:
+    """How many tasks are queued or running."""
+    counts = await runtime.store.count_by_status()
+    return sum(counts.get(status, 0) for status in ACTIVE)
+
+
+async def _stop_when_idle(runtime: Runtime, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        if await active_count(runtime) == 0:
+            log.info("no task is queued or running: stopping")
+            stop.set()
+            return
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=IDLE_CHECK_INTERVAL)
+        except TimeoutError:
+            pass
