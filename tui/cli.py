@@ -21,7 +21,7 @@ from core.config import Settings
 from core.errors import InvalidRequest, VideoqError
 from core.models import TaskStatus, VideoRequest
 from core.runtime import Runtime
-from tui import render
+from tui import cli_tools, render
 
 log = logging.getLogger("videoq")
 
@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
 
     commands.add_parser("schema", help="print the SQL that sets up Supabase/Postgres")
+    cli_tools.extend(parser, commands)
     return parser
 
 
@@ -105,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings()
     except ValidationError as exc:
         return _fail(_settings_error(exc))
+    if args.command in cli_tools.COMMANDS:
+        return _run_guarded(lambda: cli_tools.COMMANDS[args.command](settings, args))
     _configure_logging(settings, quiet=args.command in COMMANDS)
     if args.command == "schema":
         from core.sql import schema_sql

@@ -1,0 +1,106 @@
+"""`videoq doctor`: checks of the configuration, one small function per check.
+
+A check names the variables it looked at, never their values: its result may be pasted into
+an issue or a chat. Every network call has a short timeout and every check a deadline, so one
+dead service costs seconds, never a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import httpx
+
+from core.config import Settings
+
+log = logging.getLogger(__name__)
+
+HTTP_TIMEOUT = httpx.Timeout(3.0, connect=2.0)
+CHECK_DEADLINE = 8.0
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of the doctor's report: what was checked, whether it passed, what to do."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    skipped: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def passed(name: str, detail: str) -> CheckResult:
+    return CheckResult(name, True, detail)
+
+
+def failed(name: str, detail: str, fix: str) -> CheckResult:
+    return CheckResult(name, False, detail, fix)
+
+
+def skipped(name: str, detail: str, fix: str = "") -> CheckResult:
+    return CheckResult(name, True, detail, fix, skipped=True)
+
+
+@dataclass
+class Probe:
+    """What every check gets: the settings, one HTTP client, and answers shared between checks."""
+
+    settings: Settings
+    http: httpx.AsyncClient
+    _shared: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+
+    def once(self, key: str, fetch: Callable[[], Awaitable[Any]]) -> Awaitable[Any]:
+        """The answer of `fetch`, asked for only once however many checks need it."""
+        if key not in self._shared:
+            self._shared[key] = asyncio.ensure_future(fetch())
+        return asyncio.shield(self._shared[key])
+
+
+Check = Callable[[Probe], Awaitable[CheckResult]]
+
+
+def plan(settings: Settings) -> list[Check]:
+    """The checks that apply to the backends `settings` select, in report order."""
+    from core.doctor import access, backends, qstash, sqlite, supabase
+
+    checks: list[Check] = [backends.store, backends.queue, backends.upstream]
+    if settings.uses_supabase:
+        checks += supabase.CHECKS
+    if not settings.uses_supabase or not settings.uses_qstash:
+        checks += sqlite.CHECKS  # the local queue lives in the SQLite file too
+    if settings.uses_qstash:
+        checks += qstash.CHECKS
+    return checks + [access.sign_in, access.secret_key]
+
+
+async def run_checks(settings: Settings, *, timeout: float = CHECK_DEADLINE) -> list[CheckResult]:
+    """Run every check that applies, at once, each within `timeout` seconds."""
+    checks = plan(settings)
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False) as http:
+        probe = Probe(settings, http)
+        return list(await asyncio.gather(*(_bounded(check, probe, timeout) for check in checks)))
+
+
+def check_name(check: Check) -> str:
+    """A check's name in the report: its function's name, in words."""
+    return check.__name__.replace("_", " ")
+
+
+async def _bounded(check: Check, probe: Probe, timeout: float) -> CheckResult:
+    name = check_name(check)
+    try:
+        return await asyncio.wait_for(check(probe), timeout)
+    except TimeoutError:
+        return failed(name, f"no answer within {timeout:g} s", "see whether the service is up")
+    except Exception as exc:  # noqa: BLE001 - a broken check must not hide the others
+        # The type only: an exception's text may quote a value from the settings.
+        log.debug("doctor check %s crashed", name, exc_info=True)
+        return failed(name, f"the check itself failed ({type(exc).__name__})", "report a bug")
