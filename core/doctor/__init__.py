@@ -37,6 +37,17 @@ class CheckResult:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Trouble:
+    """Why an answer several checks share could not be had; each check reports it as its own."""
+
+    detail: str
+    fix: str
+
+    def result(self, name: str) -> CheckResult:
+        return failed(name, self.detail, self.fix)
+
+
 def passed(name: str, detail: str) -> CheckResult:
     return CheckResult(name, True, detail)
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from core import signing
-from core.doctor import Check, CheckResult, Probe, failed, passed, skipped
+from core.doctor import Check, CheckResult, Probe, Trouble, failed, passed, skipped
 from core.models import WorkMessage
 from core.queue.qstash import api_base_url
 from core.urls import is_local_qstash, is_private_url
@@ -25,8 +25,8 @@ async def qstash_token(probe: Probe) -> CheckResult:
     """QStash accepts QSTASH_TOKEN."""
     name = "qstash token"
     answer = await _keys(probe)
-    if isinstance(answer, CheckResult):
-        return CheckResult(name, False, answer.detail, answer.fix)
+    if isinstance(answer, Trouble):
+        return answer.result(name)
     return passed(name, f"QSTASH_TOKEN accepted by {api_base_url(probe.settings.qstash_url)}")
 
 
@@ -40,7 +40,7 @@ async def signing_keys(probe: Probe) -> CheckResult:
     if hmac.compare_digest(current.encode(), following.encode()):
         return failed(name, f"{CURRENT} and {NEXT} are the same key", f"{CONSOLE} into {NEXT}")
     answer = await _keys(probe)
-    if isinstance(answer, CheckResult):
+    if isinstance(answer, Trouble):
         return passed(name, "both set and different (QStash did not say which it uses)")
     for var, mine, theirs in (
         (CURRENT, current, answer.get("current")),
@@ -128,12 +128,12 @@ def _configured_keys(probe: Probe) -> tuple[str, str]:
     )
 
 
-async def _keys(probe: Probe) -> dict[str, Any] | CheckResult:
+async def _keys(probe: Probe) -> dict[str, Any] | Trouble:
     """QStash's own signing keys (`GET /v2/keys`), or why it would not say."""
     return await probe.once("qstash-keys", lambda: _fetch_keys(probe))
 
 
-async def _fetch_keys(probe: Probe) -> dict[str, Any] | CheckResult:
+async def _fetch_keys(probe: Probe) -> dict[str, Any] | Trouble:
     settings = probe.settings
     base = api_base_url(settings.qstash_url)
     assert settings.qstash_token is not None
@@ -141,25 +141,23 @@ async def _fetch_keys(probe: Probe) -> dict[str, Any] | CheckResult:
     try:
         response = await probe.http.get(base + "/v2/keys", headers=headers)
     except httpx.HTTPError as exc:
-        return failed(
-            "",
+        return Trouble(
             f"QStash at {base} did not answer ({type(exc).__name__})",
             "check QSTASH_URL and the network",
         )
     if response.status_code in {401, 403}:
-        return failed(
-            "",
+        return Trouble(
             f"QStash refused QSTASH_TOKEN ({response.status_code})",
             f"{CONSOLE} into QSTASH_TOKEN",
         )
     if response.status_code != 200:
-        return failed("", f"QStash answered {response.status_code}", "try again later")
+        return Trouble(f"QStash answered {response.status_code}", "try again later")
     try:
         answer = response.json()
     except ValueError:
         answer = None
     if not isinstance(answer, dict):
-        return failed("", "QStash answered something that is not its keys", "check QSTASH_URL")
+        return Trouble("QStash answered something that is not its keys", "check QSTASH_URL")
     return answer
 
 

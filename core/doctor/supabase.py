@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 import jwt
 
-from core.doctor import Check, CheckResult, Probe, failed, passed
+from core.doctor import Check, CheckResult, Probe, Trouble, failed, passed
 from core.urls import is_private_url
 
 KEY = "SUPABASE_SERVICE_ROLE_KEY"
@@ -69,8 +69,8 @@ async def supabase_tables(probe: Probe) -> CheckResult:
     """The videoq tables exist in the project."""
     name = "supabase tables"
     report = await _report(probe)
-    if isinstance(report, CheckResult):
-        return _as(name, report)
+    if isinstance(report, Trouble):
+        return report.result(name)
     missing = [table for table in ("video_tasks", "task_events") if not report.get(table)]
     if missing:
         return failed(name, f"missing: {', '.join(missing)}", RUN_SCHEMA)
@@ -81,8 +81,8 @@ async def realtime_publication(probe: Probe) -> CheckResult:
     """video_tasks is in the supabase_realtime publication, so dashboards get live changes."""
     name = "realtime publication"
     report = await _report(probe)
-    if isinstance(report, CheckResult):
-        return _as(name, report)
+    if isinstance(report, Trouble):
+        return report.result(name)
     if not report.get("realtime"):
         return failed(name, "video_tasks is not in the supabase_realtime publication", RUN_SCHEMA)
     return passed(name, "supabase_realtime publishes video_tasks")
@@ -92,8 +92,8 @@ async def service_role_write(probe: Probe) -> CheckResult:
     """The key's role may insert a task (a probe row, rolled back at once)."""
     name = "service role write"
     report = await _report(probe)
-    if isinstance(report, CheckResult):
-        return _as(name, report)
+    if isinstance(report, Trouble):
+        return report.result(name)
     role = str(report.get("role", "?"))[:32]
     if report.get("write") != "ok":
         reason = str(report.get("write"))[:120]
@@ -101,12 +101,12 @@ async def service_role_write(probe: Probe) -> CheckResult:
     return passed(name, f"role {role} can write tasks")
 
 
-async def _report(probe: Probe) -> dict[str, Any] | CheckResult:
+async def _report(probe: Probe) -> dict[str, Any] | Trouble:
     """What `videoq_doctor()` says, or the failure that kept it from answering."""
     return await probe.once("supabase", lambda: _call_doctor(probe))
 
 
-async def _call_doctor(probe: Probe) -> dict[str, Any] | CheckResult:
+async def _call_doctor(probe: Probe) -> dict[str, Any] | Trouble:
     settings = probe.settings
     assert settings.supabase_url and settings.supabase_service_role_key
     url = settings.supabase_url.rstrip("/") + "/rest/v1/rpc/videoq_doctor"
@@ -115,32 +115,28 @@ async def _call_doctor(probe: Probe) -> dict[str, Any] | CheckResult:
     try:
         response = await probe.http.post(url, json={}, headers=headers)
     except httpx.HTTPError as exc:
-        return failed(
-            "",
+        return Trouble(
+            ,
             f"SUPABASE_URL did not answer ({type(exc).__name__})",
             "see whether the project is up",
         )
     if response.status_code in {401, 403}:
-        return failed(
-            "",
+        return Trouble(
+            ,
             f"SUPABASE_URL refused {KEY} ({response.status_code})",
             f"set {KEY} to this project's service_role or secret key",
         )
     if response.status_code == 404:
-        return failed("", "the videoq schema is missing or older than this videoq", RUN_SCHEMA)
+        return Trouble("the videoq schema is missing or older than this videoq", RUN_SCHEMA)
     if response.status_code != 200:
-        return failed("", f"SUPABASE_URL answered {response.status_code}", "see the project's logs")
+        return Trouble(f"SUPABASE_URL answered {response.status_code}", "see the project's logs")
     try:
         report = response.json()
     except ValueError:
-        return failed("", "SUPABASE_URL answered something that is not JSON", "check SUPABASE_URL")
+        return Trouble("SUPABASE_URL answered something that is not JSON", "check SUPABASE_URL")
     if not isinstance(report, dict):
-        return failed("", "videoq_doctor() answered an unexpected shape", RUN_SCHEMA)
+        return Trouble("videoq_doctor() answered an unexpected shape", RUN_SCHEMA)
     return report
-
-
-def _as(name: str, result: CheckResult) -> CheckResult:
-    return failed(name, result.detail, result.fix)
 
 
 CHECKS: list[Check] = [
