@@ -280,6 +280,15 @@ def project_settings(project: FakeSupabase) -> dict[str, Any]:
     }
 
 
+async def checks_after(sql: str, tmp_path: Path, project: FakeSupabase) -> dict[str, CheckResult]:
+    """The checks on `project` once `sql` has run; the schema is put back afterwards."""
+    project.execute_sql(sql)
+    try:
+        return await checks(tmp_path, **project_settings(project))
+    finally:
+        project.execute_sql(schema_sql())
+
+
 @pytest.fixture
 def project(fake_supabase: FakeSupabase) -> FakeSupabase:
     fake_supabase.reset(*TABLES)
@@ -305,11 +314,8 @@ async def test_a_set_up_supabase_project_passes_and_the_write_probe_leaves_no_ro
 async def test_a_project_without_the_realtime_publication_fails_that_check(
     tmp_path: Path, project: FakeSupabase
 ) -> None:
-    project.execute_sql("alter publication supabase_realtime drop table public.video_tasks")
-    try:
-        results = await checks(tmp_path, **project_settings(project))
-    finally:
-        project.execute_sql(schema_sql())
+    sql = "alter publication supabase_realtime drop table public.video_tasks"
+    results = await checks_after(sql, tmp_path, project)
     assert failing(results) == {"realtime publication"}
     assert "videoq schema" in results["realtime publication"].fix
 
@@ -317,11 +323,7 @@ async def test_a_project_without_the_realtime_publication_fails_that_check(
 async def test_a_project_without_the_schema_fails_the_schema_checks(
     tmp_path: Path, project: FakeSupabase
 ) -> None:
-    project.execute_sql("drop function public.videoq_doctor()")
-    try:
-        results = await checks(tmp_path, **project_settings(project))
-    finally:
-        project.execute_sql(schema_sql())
+    results = await checks_after("drop function public.videoq_doctor()", tmp_path, project)
     assert failing(results) == {"supabase tables", "realtime publication", "service role write"}
     assert "missing or older" in results["supabase tables"].detail
 

@@ -78,6 +78,40 @@ class Probe:
 Check = Callable[[Probe], Awaitable[CheckResult]]
 
 
+@dataclass(frozen=True)
+class Service:
+    """How the report names a remote service, the variable that signs in to it, and the fixes."""
+
+    name: str
+    credential: str
+    refused_fix: str
+    down_fix: str
+
+
+async def json_object(
+    probe: Probe, service: Service, method: str, url: str, *, missing: Trouble, **request: Any
+) -> dict[str, Any] | Trouble:
+    """The JSON object `service` answers at `url`, or the Trouble that kept it from answering."""
+    try:
+        response = await probe.http.request(method, url, **request)
+    except httpx.HTTPError as exc:
+        return Trouble(f"{service.name} did not answer ({type(exc).__name__})", service.down_fix)
+    code = response.status_code
+    if code in {401, 403}:
+        return Trouble(f"{service.name} refused {service.credential} ({code})", service.refused_fix)
+    if code == 404:
+        return missing
+    if code != 200:
+        return Trouble(f"{service.name} answered {code}", service.down_fix)
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        return Trouble(f"{service.name} answered something unexpected", service.down_fix)
+    return answer
+
+
 def plan(settings: Settings) -> list[Check]:
     """The checks that apply to the backends `settings` select, in report order."""
     from core.doctor import access, backends, qstash, sqlite, supabase

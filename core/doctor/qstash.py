@@ -11,7 +11,17 @@ from urllib.parse import urlsplit
 import httpx
 
 from core import signing
-from core.doctor import Check, CheckResult, Probe, Trouble, failed, passed, skipped
+from core.doctor import (
+    Check,
+    CheckResult,
+    Probe,
+    Service,
+    Trouble,
+    failed,
+    json_object,
+    passed,
+    skipped,
+)
 from core.models import WorkMessage
 from core.queue.qstash import api_base_url
 from core.urls import is_local_qstash, is_private_url
@@ -137,28 +147,17 @@ async def _fetch_keys(probe: Probe) -> dict[str, Any] | Trouble:
     settings = probe.settings
     base = api_base_url(settings.qstash_url)
     assert settings.qstash_token is not None
+    service = Service(
+        f"QStash at {base}",
+        "QSTASH_TOKEN",
+        refused_fix=f"{CONSOLE} into QSTASH_TOKEN",
+        down_fix="check QSTASH_URL and the network",
+    )
     headers = {"Authorization": f"Bearer {settings.qstash_token.get_secret_value()}"}
-    try:
-        response = await probe.http.get(base + "/v2/keys", headers=headers)
-    except httpx.HTTPError as exc:
-        return Trouble(
-            f"QStash at {base} did not answer ({type(exc).__name__})",
-            "check QSTASH_URL and the network",
-        )
-    if response.status_code in {401, 403}:
-        return Trouble(
-            f"QStash refused QSTASH_TOKEN ({response.status_code})",
-            f"{CONSOLE} into QSTASH_TOKEN",
-        )
-    if response.status_code != 200:
-        return Trouble(f"QStash answered {response.status_code}", "try again later")
-    try:
-        answer = response.json()
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict):
-        return Trouble("QStash answered something that is not its keys", "check QSTASH_URL")
-    return answer
+    missing = Trouble(f"{base} has no QStash keys API", "check QSTASH_URL")
+    return await json_object(
+        probe, service, "GET", base + "/v2/keys", missing=missing, headers=headers
+    )
 
 
 CHECKS: list[Check] = [qstash_token, signing_keys, public_url, worker_self_test]

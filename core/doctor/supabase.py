@@ -6,17 +6,23 @@ a function, `videoq_doctor()`, that answers all three from inside the database.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import jwt
 
-from core.doctor import Check, CheckResult, Probe, Trouble, failed, passed
+from core.doctor import Check, CheckResult, Probe, Service, Trouble, failed, json_object, passed
 from core.urls import is_private_url
 
 KEY = "SUPABASE_SERVICE_ROLE_KEY"
 RUN_SCHEMA = "run the SQL that `videoq schema` prints in the project's SQL editor"
+PROJECT = Service(
+    "SUPABASE_URL",
+    KEY,
+    refused_fix=f"set {KEY} to this project's service_role or secret key",
+    down_fix="see whether the project is up and SUPABASE_URL is its URL",
+)
 _LEGACY_PREFIX = "eyJ"
 _SECRET_PREFIX = "sb_secret_"
 
@@ -67,33 +73,33 @@ async def supabase_key(probe: Probe) -> CheckResult:
 
 async def supabase_tables(probe: Probe) -> CheckResult:
     """The videoq tables exist in the project."""
-    name = "supabase tables"
-    report = await _report(probe)
-    if isinstance(report, Trouble):
-        return report.result(name)
+    return await _judge(probe, "supabase tables", _tables)
+
+
+async def realtime_publication(probe: Probe) -> CheckResult:
+    """video_tasks is in the supabase_realtime publication, so dashboards get live changes."""
+    return await _judge(probe, "realtime publication", _publication)
+
+
+async def service_role_write(probe: Probe) -> CheckResult:
+    """The key's role may insert a task (a probe row, rolled back at once)."""
+    return await _judge(probe, "service role write", _write)
+
+
+def _tables(name: str, report: dict[str, Any]) -> CheckResult:
     missing = [table for table in ("video_tasks", "task_events") if not report.get(table)]
     if missing:
         return failed(name, f"missing: {', '.join(missing)}", RUN_SCHEMA)
     return passed(name, "video_tasks and task_events exist")
 
 
-async def realtime_publication(probe: Probe) -> CheckResult:
-    """video_tasks is in the supabase_realtime publication, so dashboards get live changes."""
-    name = "realtime publication"
-    report = await _report(probe)
-    if isinstance(report, Trouble):
-        return report.result(name)
+def _publication(name: str, report: dict[str, Any]) -> CheckResult:
     if not report.get("realtime"):
         return failed(name, "video_tasks is not in the supabase_realtime publication", RUN_SCHEMA)
     return passed(name, "supabase_realtime publishes video_tasks")
 
 
-async def service_role_write(probe: Probe) -> CheckResult:
-    """The key's role may insert a task (a probe row, rolled back at once)."""
-    name = "service role write"
-    report = await _report(probe)
-    if isinstance(report, Trouble):
-        return report.result(name)
+def _write(name: str, report: dict[str, Any]) -> CheckResult:
     role = str(report.get("role", "?"))[:32]
     if report.get("write") != "ok":
         reason = str(report.get("write"))[:120]
@@ -101,9 +107,12 @@ async def service_role_write(probe: Probe) -> CheckResult:
     return passed(name, f"role {role} can write tasks")
 
 
-async def _report(probe: Probe) -> dict[str, Any] | Trouble:
-    """What `videoq_doctor()` says, or the failure that kept it from answering."""
-    return await probe.once("supabase", lambda: _call_doctor(probe))
+async def _judge(
+    probe: Probe, name: str, verdict: Callable[[str, dict[str, Any]], CheckResult]
+) -> CheckResult:
+    """`verdict` on what `videoq_doctor()` says (asked once for all three checks)."""
+    report = await probe.once("supabase", lambda: _call_doctor(probe))
+    return report.result(name) if isinstance(report, Trouble) else verdict(name, report)
 
 
 async def _call_doctor(probe: Probe) -> dict[str, Any] | Trouble:
@@ -112,31 +121,10 @@ async def _call_doctor(probe: Probe) -> dict[str, Any] | Trouble:
     url = settings.supabase_url.rstrip("/") + "/rest/v1/rpc/videoq_doctor"
     key = settings.supabase_service_role_key.get_secret_value().strip()
     headers = {"apikey": key, "Authorization": f"Bearer {key}", "Content-Profile": "public"}
-    try:
-        response = await probe.http.post(url, json={}, headers=headers)
-    except httpx.HTTPError as exc:
-        return Trouble(
-            ,
-            f"SUPABASE_URL did not answer ({type(exc).__name__})",
-            "see whether the project is up",
-        )
-    if response.status_code in {401, 403}:
-        return Trouble(
-            ,
-            f"SUPABASE_URL refused {KEY} ({response.status_code})",
-            f"set {KEY} to this project's service_role or secret key",
-        )
-    if response.status_code == 404:
-        return Trouble("the videoq schema is missing or older than this videoq", RUN_SCHEMA)
-    if response.status_code != 200:
-        return Trouble(f"SUPABASE_URL answered {response.status_code}", "see the project's logs")
-    try:
-        report = response.json()
-    except ValueError:
-        return Trouble("SUPABASE_URL answered something that is not JSON", "check SUPABASE_URL")
-    if not isinstance(report, dict):
-        return Trouble("videoq_doctor() answered an unexpected shape", RUN_SCHEMA)
-    return report
+    outdated = Trouble("the videoq schema is missing or older than this videoq", RUN_SCHEMA)
+    return await json_object(
+        probe, PROJECT, "POST", url, missing=outdated, json={}, headers=headers
+    )
 
 
 CHECKS: list[Check] = [
