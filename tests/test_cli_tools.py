@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.cli import VIDEOQ, Cli
+from tests.fakes.supabase import FakeSupabase
+from tests.supabase_fixtures import TABLES, fake_supabase_fixture  # noqa: F401
 from tui.cli import build_parser
 
 
@@ -57,10 +59,13 @@ def test_the_bash_script_parses(cli: Cli, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("shell", "check"), [("zsh", "-n"), ("fish", "--no-execute")])
 def test_the_zsh_and_fish_scripts_parse(cli: Cli, tmp_path: Path, shell: str, check: str) -> None:
+    text = _script(cli, shell)
+    for words in ("videoq _ids", "queued running succeeded failed cancelled", "sora-2 sora-2-pro"):
+        assert words in text, words
     if shutil.which(shell) is None:
         pytest.skip(f"{shell} is not installed on this machine")
     path = tmp_path / f"videoq.{shell}"
-    path.write_text(_script(cli, shell))
+    path.write_text(text)
     done = subprocess.run([shell, check, str(path)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
 
@@ -107,5 +112,16 @@ def test_bash_completes_commands_flags_statuses_models_and_newest_ids_first(
 
 
 def test_ids_helper_prints_short_ids_newest_first(cli: Cli) -> None:
+    ids = [cli.ok("submit", "--prompt", f"scene {n}").strip() for n in range(2)]
+    assert cli.ok("_ids").split() == [ids[1][:8], ids[0][:8]]
+
+
+def test_ids_helper_reads_supabase_too(tmp_path: Path, fake_supabase: FakeSupabase) -> None:
+    fake_supabase.reset(*TABLES)
+    cli = Cli.on(
+        tmp_path / "queue.db",
+        SUPABASE_URL=fake_supabase.url,
+        SUPABASE_SERVICE_ROLE_KEY=fake_supabase.service_role_key,
+    )
     ids = [cli.ok("submit", "--prompt", f"scene {n}").strip() for n in range(2)]
     assert cli.ok("_ids").split() == [ids[1][:8], ids[0][:8]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ from tests.fakes.supabase import FakeSupabase
 from tests.http_support import ServeProcess, clean_env, free_port
 from tests.supabase_fixtures import TABLES, fake_supabase_fixture  # noqa: F401
 from tests.test_http_auth import Jwks
+from tui.doctor import doctor
 
 LONG_SECRET = "doctor-test-server-secret-0123456789abcdef"
 
@@ -465,3 +467,24 @@ async def test_a_service_that_accepts_but_never_answers_fails_by_timeout(tmp_pat
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
         results = await checks(tmp_path, **qstash_settings(url))
     assert "did not answer (ReadTimeout)" in results["qstash token"].detail
+
+
+class Terminal(io.StringIO):
+    """A captured stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_colour_unless_no_color_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for(tmp_path)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    coloured = Terminal()
+    assert doctor(settings, as_json=False, out=coloured) == 0
+    assert "\x1b[32m✓\x1b[0m store" in coloured.getvalue()
+    monkeypatch.setenv("NO_COLOR", "1")
+    plain = Terminal()
+    doctor(settings, as_json=False, out=plain)
+    assert "\x1b[" not in plain.getvalue() and "✓ store" in plain.getvalue()

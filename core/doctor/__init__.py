@@ -74,6 +74,11 @@ class Probe:
             self._shared[key] = asyncio.ensure_future(fetch())
         return asyncio.shield(self._shared[key])
 
+    def abandon(self) -> None:
+        """Cancel shared answers still pending (their checks ran out of time)."""
+        for task in self._shared.values():
+            task.cancel()
+
 
 Check = Callable[[Probe], Awaitable[CheckResult]]
 
@@ -131,7 +136,10 @@ async def run_checks(settings: Settings, *, timeout: float = CHECK_DEADLINE) -> 
     checks = plan(settings)
     async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False) as http:
         probe = Probe(settings, http)
-        return list(await asyncio.gather(*(_bounded(check, probe, timeout) for check in checks)))
+        try:
+            return list(await asyncio.gather(*(_bounded(c, probe, timeout) for c in checks)))
+        finally:
+            probe.abandon()
 
 
 def check_name(check: Check) -> str:
