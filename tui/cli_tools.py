@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from core.config import Settings
 from tui import completion
@@ -26,15 +26,25 @@ EXAMPLES: dict[str, str] = {
 
 def package_version() -> str:
     """The installed videoq's version, from the package metadata."""
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("videoq")
     except PackageNotFoundError:
         return "unknown (not installed as a package)"
 
 
+class _VersionAction(argparse._VersionAction):
+    """`--version`, reading the package metadata only when asked (not at every start)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        self.version = f"%(prog)s {package_version()}"
+        super().__call__(parser, *args, **kwargs)
+
+
 def extend(parser: argparse.ArgumentParser, commands: argparse._SubParsersAction) -> None:
     """Add `--version`, `doctor`, `completion` and `_ids`, then an example to every help."""
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     doctor = commands.add_parser(
         "doctor", help="check the configuration and the services it names; exit 1 on a problem"
     )
