@@ -22,7 +22,7 @@ from core.errors import InvalidRequest, VideoqError
 from core.models import TaskStatus, VideoRequest
 from core.runtime import Runtime
 from core.supervisor import supervise
-from tui import render
+from tui import cli_tools, render
 
 log = logging.getLogger("videoq")
 
@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
 
     commands.add_parser("schema", help="print the SQL that sets up Supabase/Postgres")
+    cli_tools.extend(parser, commands)
     return parser
 
 
@@ -106,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings()
     except ValidationError as exc:
         return _fail(_settings_error(exc))
+    if args.command in cli_tools.COMMANDS:
+        return _run_guarded(lambda: cli_tools.COMMANDS[args.command](settings, args))
     _configure_logging(settings, quiet=args.command in COMMANDS)
     if args.command == "schema":
         from core.sql import schema_sql

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import math
 import signal
 import socket
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -23,6 +21,7 @@ from core.http.envelope import BodyLimits
 from core.queue import dispatches_in_process
 from core.runtime import Runtime
 from core.supervisor import supervise
+from core.urls import is_local_qstash, is_private_url
 
 log = logging.getLogger(__name__)
 
@@ -203,20 +202,13 @@ def _log_start(runtime: Runtime, service: Service, host: str, port: int) -> None
         log.info("%s: the simulator stands in for the upstream", why)
     log.info("task API sign-in: %s", service.app.state.auth.describe())
     log.info("listening on http://%s:%d; worker endpoint %s", host, port, settings.worker_url)
-    if settings.uses_qstash and settings.qstash_url is None and _is_private(settings.public_url):
+    if (
+        settings.uses_qstash
+        and not is_local_qstash(settings.qstash_url)
+        and is_private_url(settings.public_url)
+    ):
         log.warning(
             "VIDEOQ_PUBLIC_URL %s is not reachable from QStash: set it to this service's "
             "public https URL",
             settings.public_url,
         )
-
-
-def _is_private(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_private or address.is_loopback

@@ -42,6 +42,11 @@ _STATUS = re.compile(r"status: (\d{3})")
 _FAILURES = (QStashError, httpx.HTTPError, OSError, TimeoutError, ValueError, KeyError, TypeError)
 
 
+def api_base_url(configured: str | None) -> str:
+    """The QStash API the queue talks to: QSTASH_URL if set, else the SDK's default."""
+    return (configured or os.environ.get("QSTASH_URL") or BASE_URL).rstrip("/")
+
+
 class QStashQueue:
     """Queue port on QStash: deduplicated, delayed publishes with retries and flow control."""
 
@@ -61,7 +66,7 @@ class QStashQueue:
     ) -> None:
         self._token = token
         self.destination = destination
-        self.base_url = (base_url or os.environ.get("QSTASH_URL") or BASE_URL).rstrip("/")
+        self.base_url = api_base_url(base_url)
         self.retries = retries
         self.flow_control = _flow_control(flow_control_key, parallelism, rate, period)
         self.publish_errors = 0

@@ -265,5 +265,43 @@ begin
 end;
 $$;
 
+-- `videoq doctor` asks the database what the API cannot show: whether the tables exist, whether
+-- realtime publishes video_tasks, and whether the caller can write (a probe row, rolled back). ----
+
+create or replace function public.videoq_doctor()
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_write text := 'ok';
+begin
+    begin
+        insert into public.video_tasks (id, model, prompt, aspect_ratio, duration)
+        values ('videoq-doctor-probe-' || gen_random_uuid(), 'sora-2', 'doctor probe', '16:9', 10);
+        raise exception using errcode = 'P0001', message = 'videoq_doctor_rollback';
+    exception
+        when others then
+            if sqlerrm <> 'videoq_doctor_rollback' then
+                v_write := sqlstate || ' ' || sqlerrm;
+            end if;
+    end;
+    return jsonb_build_object(
+        'role', current_user,
+        'video_tasks', to_regclass('public.video_tasks') is not null,
+        'task_events', to_regclass('public.task_events') is not null,
+        'realtime', exists (select 1 from pg_publication
+                             where pubname = 'supabase_realtime' and puballtables)
+                    or exists (select 1 from pg_publication_tables
+                                where pubname = 'supabase_realtime'
+                                  and schemaname = 'public' and tablename = 'video_tasks'),
+        'write', v_write
+    );
+end;
+$$;
+
+revoke all on function public.videoq_doctor() from public, anon, authenticated;
+grant execute on function public.videoq_doctor() to service_role;
+
 -- Let PostgREST see the new tables and functions without a restart.
 notify pgrst, 'reload schema';

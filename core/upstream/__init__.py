@@ -63,6 +63,8 @@ class Provider(Protocol):
     submitted_status: str
     # Field values of a request that leaves them out.
     defaults: Mapping[str, Any]
+    # The values each enumerated request field accepts (menus and shell completion offer them).
+    choices: Mapping[str, Sequence[Any]]
 
     def check(self, request: VideoRequest) -> None:
         """Raise `core.models.InvalidRequestRule` naming the field this provider refuses."""

@@ -52,14 +52,15 @@ class T8StarProvider:
     flow_control_key = "t8star"
     submitted_status = SUBMITTED
     defaults: Mapping[str, Any] = {"model": "sora-2", "duration": 10, "aspect_ratio": "16:9"}
+    choices: Mapping[str, Sequence[Any]] = {
+        "model": MODELS,
+        "duration": DURATIONS,
+        "aspect_ratio": ASPECT_RATIOS,
+    }
 
     def check(self, request: VideoRequest) -> None:
         """Refuse, naming the field, what T8Star would refuse."""
-        for field, allowed in (
-            ("model", MODELS),
-            ("duration", DURATIONS),
-            ("aspect_ratio", ASPECT_RATIOS),
-        ):
+        for field, allowed in self.choices.items():
             if getattr(request, field) not in allowed:
                 raise InvalidRequestRule(field, f"must be {one_of(allowed)}")
         if request.model != PRO_MODEL:
