@@ -79,7 +79,7 @@ class VideoqApp(DashboardActions):
         Binding("4", "view('finished')", "Finished", show=False, id="view-finished"),
         Binding("slash", "filter", "Filter", key_display="/", id="filter"),
         Binding("s", "cycle_sort", "Sort", id="sort"),
-        Binding("space", "toggle_select", "Select", id="select"),
+        Binding("space", "toggle_select", "Select ●", id="select"),
         Binding("c", "cancel", "Cancel", id="cancel"),
         Binding("r", "retry", "Retry", id="retry"),
         Binding("R", "retry_failed", "Retry failed", id="retry-failed"),
@@ -269,6 +269,8 @@ class VideoqApp(DashboardActions):
         return "stopped"
 
     def _tick(self) -> None:
+        if not self.is_running or not self.screen_stack:
+            return  # a last tick can fire while the app is closing its screens
         # Ages move with the clock; rows on screen redraw, unchanged ones from their cache.
         self.table.refresh()
         self._finished_per_minute = self.book.finished_within(self.clock())

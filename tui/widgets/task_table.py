@@ -30,13 +30,14 @@ from core.models import Task, TaskStatus
 from tui.render import age
 from tui.widgets.task_book import TaskBook
 from tui.widgets.task_cells import (
-    COLUMNS,
     PADDING,
     SORT_MARK,
     Fragments,
     cell_fragments,
     column_widths,
     ellipsize,
+    fitting_columns,
+    mark_fragments,
 )
 
 
@@ -57,6 +58,7 @@ class TaskTable(ScrollView, can_focus=True):
         *(f"task-table--{status}" for status in TaskStatus),
         "task-table--header",
         "task-table--cursor",
+        "task-table--cursor-mark",
         "task-table--zebra",
         "task-table--selected",
         "task-table--bar-empty",
@@ -90,7 +92,8 @@ class TaskTable(ScrollView, can_focus=True):
         self.cursor_row = 0
         # Until the operator moves the cursor it stays on the top row, where new tasks arrive.
         self.cursor_touched = False
-        self._widths = column_widths(0)
+        self._columns = fitting_columns(0)
+        self._widths = column_widths(0, self._columns)
         # A few screens of rows: enough for scrolling back and forth, small for the collector.
         self._strips: LRUCache[tuple[Any, ...], Strip] = LRUCache(256)
         self._styles: dict[str, Style] = {}
@@ -179,7 +182,8 @@ class TaskTable(ScrollView, can_focus=True):
 
     def _settle(self, keep: str | None, keep_line: int | None = None) -> None:
         """Put the cursor back on `keep` and, away from the top, keep it on the same screen line."""
-        self.virtual_size = Size(sum(self._widths) + 2 * PADDING * len(COLUMNS), len(self._ids) + 1)
+        width = sum(self._widths) + 2 * PADDING * len(self._columns)
+        self.virtual_size = Size(width, len(self._ids) + 1)
         if not self.cursor_touched:
             self.cursor_row = 0
         elif keep is not None and keep in self._key_of:
@@ -245,8 +249,15 @@ class TaskTable(ScrollView, can_focus=True):
 
     # --- rendering -----------------------------------------------------------------------
 
+    @property
+    def column_keys(self) -> tuple[str, ...]:
+        """The columns shown at the current width, left to right."""
+        return tuple(c.key for c in self._columns)
+
     def on_resize(self) -> None:
-        self._widths = column_widths(self.scrollable_content_region.width)
+        width = self.scrollable_content_region.width
+        self._columns = fitting_columns(width)
+        self._widths = column_widths(width, self._columns)
         self._strips.clear()
         self._settle(self.cursor_task_id)
 
@@ -285,7 +296,7 @@ class TaskTable(ScrollView, can_focus=True):
         if key not in self._strips:
             labels: list[Fragments] = [
                 [(c.label + (SORT_MARK if c.key == self.book.sort.column else ""), "")]
-                for c in COLUMNS
+                for c in self._columns
             ]
             self._strips[key] = self._line(labels, self._style("header"))
         return self._strips[key]
@@ -308,7 +319,12 @@ class TaskTable(ScrollView, can_focus=True):
         )
         strip = self._strips.get(key)
         if strip is None:
-            cells = [cell_fragments(c.key, task, ages, selected) for c in COLUMNS]
+            cells = [
+                mark_fragments(cursor, selected)
+                if c.key == "mark"
+                else cell_fragments(c.key, task, ages)
+                for c in self._columns
+            ]
             base = self._style("zebra") if index % 2 else Style()
             strip = self._line(cells, base, self._style("cursor") if cursor else None)
             self._strips[key] = strip
