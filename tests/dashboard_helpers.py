@@ -11,7 +11,7 @@ from typing import Any
 from textual.pilot import Pilot
 
 from core.config import Settings
-from core.demo import demo_requests
+from core.demo import seed_demo
 from core.models import Task, TaskStatus
 from core.runtime import Runtime
 from core.store import Expect
@@ -76,7 +76,7 @@ async def started(pilot: Pilot[Any], app: VideoqApp) -> None:
 async def seed(settings: Settings, count: int) -> list[Task]:
     """Submit `count` demo tasks through the core, as another process would."""
     async with Runtime.from_settings(settings) as runtime:
-        return [await runtime.service.submit(r, actor="test") for r in demo_requests(count)]
+        return await seed_demo(runtime.service, count, actor="test")
 
 
 async def force(runtime: Runtime, task: Task, *steps: dict[str, Any]) -> Task:

@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta
 from rich.cells import cell_len
 
 from core.models import Task, TaskChange, TaskStatus, VideoRequest
-from tui.widgets.status_header import HeaderInfo, header_markup
-from tui.widgets.task_book import TaskBook, View
-from tui.widgets.task_cells import (
+from tui.state.task_book import TaskBook, View
+from tui.state.task_cells import (
     COLUMNS,
     PADDING,
     column_widths,
@@ -17,7 +16,8 @@ from tui.widgets.task_cells import (
     fitting_columns,
     status_label,
 )
-from tui.widgets.wording import confirm_text, outcome, refusal
+from tui.state.wording import confirm_text, outcome, refusal
+from tui.widgets.status_header import HeaderInfo, header_markup
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -26,17 +26,17 @@ from textual.widgets import Footer, Input
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from core.config import Settings
+from core.demo import seed_demo
 from core.errors import VideoqError
 from core.models import Task, TaskChange, TaskStatus, utcnow
 from core.runtime import Runtime
 from core.store import FeedStatus
-from tui.cli import seed_demo
-from tui.screens.actions import DashboardActions
+from tui.app_actions import DashboardActions
+from tui.commands import TaskCommands
 from tui.screens.detail import DetailScreen
-from tui.widgets.commands import TaskCommands
+from tui.state.task_book import TaskBook, can_cancel, can_retry
 from tui.widgets.log_panel import LogPanel, PanelLogHandler
 from tui.widgets.status_header import HeaderInfo, StatusHeader
-from tui.widgets.task_book import TaskBook, can_cancel, can_retry
 from tui.widgets.task_table import TaskTable
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ class VideoqApp(DashboardActions):
             self._engine = self.run_worker(engine, group="engine", exit_on_error=False)
         self.show_header()
         if self.demo:
-            await seed_demo(self.runtime, self.demo)
+            await seed_demo(self.runtime.service, self.demo)
             self.notify(f"{self.demo} demo tasks queued")
 
     async def _follow_feed(self) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.config import Settings
+from core.demo import seed_demo
 from core.errors import InvalidRequest, VideoqError
 from core.models import TaskStatus, VideoRequest
 from core.runtime import Runtime
@@ -131,7 +132,7 @@ async def _with_runtime(settings: Settings, command: Command, args: argparse.Nam
 async def run_worker(runtime: Runtime, args: argparse.Namespace) -> int:
     for part, text in runtime.describe().items():
         log.info("%s: %s", part, text)
-    await seed_demo(runtime, args.demo)
+    await seed_demo(runtime.service, args.demo)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -139,13 +140,6 @@ async def run_worker(runtime: Runtime, args: argparse.Namespace) -> int:
     await runtime.run_worker(stop, until_idle=args.until_idle, log_actions=True)
     log.info("worker stopped")
     return 0
-
-
-async def seed_demo(runtime: Runtime, count: int) -> None:
-    from core.demo import demo_requests
-
-    for request in demo_requests(count):
-        await runtime.service.submit(request, actor="demo")
 
 
 async def cmd_submit(runtime: Runtime, args: argparse.Namespace) -> int:

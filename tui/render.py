@@ -24,6 +24,26 @@ def age(moment: datetime | None, now: datetime | None = None) -> str:
     return f"{seconds}s"
 
 
+def span(seconds: float) -> str:
+    """A span in its two largest units, such as `2m 53s`, `1h 4m` or `9s`."""
+    left = max(0, int(seconds))
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, left = divmod(left, size)
+        if count or parts:
+            parts.append(f"{count}{unit}")
+    top = parts[:2]
+    if len(top) == 2 and top[1].startswith("0"):
+        top.pop()
+    return " ".join(top) or "0s"
+
+
+def relative(moment: datetime, now: datetime) -> str:
+    """`3m 12s ago` for the past, `in 2m 53s` for the future."""
+    seconds = (moment - now).total_seconds()
+    return f"in {span(seconds)}" if seconds >= 1 else f"{span(-seconds)} ago"
+
+
 def truncate(text: str | None, width: int) -> str:
     if not text:
         return ""

@@ -28,8 +28,8 @@ from textual.strip import Strip
 
 from core.models import Task, TaskStatus
 from tui.render import age
-from tui.widgets.task_book import TaskBook
-from tui.widgets.task_cells import (
+from tui.state.task_book import TaskBook
+from tui.state.task_cells import (
     PADDING,
     SORT_MARK,
     Fragments,
@@ -235,6 +235,10 @@ class TaskTable(ScrollView, can_focus=True):
 
     def action_last(self) -> None:
         self.move_cursor(len(self._ids) - 1)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # With no row, enter goes on to the app, which says why nothing opens.
+        return None if action == "choose" and not self._ids else True
 
     def action_choose(self) -> None:
         if self.cursor_task_id is not None:

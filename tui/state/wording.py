@@ -67,3 +67,20 @@ def outcome(
         more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
         notes.append((refused[0] + more, "warning"))
     return notes
+
+
+NOTHING_TO = {
+    "cancel": "cancel",
+    "retry": "retry",
+    "retry_failed": "retry",
+    "open_detail": "open",
+    "toggle_select": "select",
+}
+
+
+def nothing_here(action: str, has_tasks: bool) -> str:
+    """Why a row key does nothing on an empty table, and what to do instead."""
+    verb = NOTHING_TO.get(action, "act on")
+    if has_tasks:
+        return f"no task to {verb}: nothing matches this view or filter (1 shows all, esc clears)"
+    return f"no task to {verb} yet: press n for a new task, or run `videoq submit`"
