@@ -11,7 +11,8 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterator
+import webbrowser
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,8 +20,9 @@ from pathlib import Path
 from typing import ClassVar
 
 from textual import on
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
@@ -33,7 +35,10 @@ from core.runtime import Runtime
 from core.store import FeedStatus
 from tui.app_actions import DashboardActions
 from tui.commands import TaskCommands
+from tui.screens.confirm import ConfirmScreen
 from tui.screens.detail import DetailScreen
+from tui.screens.help import HelpScreen, HelpSection
+from tui.screens.new_task import NewTaskScreen
 from tui.state.task_book import TaskBook, can_cancel, can_retry
 from tui.widgets.log_panel import LogPanel, PanelLogHandler
 from tui.widgets.status_header import HeaderInfo, StatusHeader
@@ -72,22 +77,129 @@ class VideoqApp(DashboardActions):
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "videoq"
     COMMANDS = App.COMMANDS | {TaskCommands}
+    # The one list of keys: the footer, the help screen and the command palette read it.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("1", "view('all')", "Views", key_display="1-4", id="view-all"),
-        Binding("2", "view('active')", "Active", show=False, id="view-active"),
-        Binding("3", "view('failed')", "Failed", show=False, id="view-failed"),
-        Binding("4", "view('finished')", "Finished", show=False, id="view-finished"),
-        Binding("slash", "filter", "Filter", key_display="/", id="filter"),
-        Binding("s", "cycle_sort", "Sort", id="sort"),
-        Binding("space", "toggle_select", "Select ●", id="select"),
-        Binding("c", "cancel", "Cancel", id="cancel"),
-        Binding("r", "retry", "Retry", id="retry"),
-        Binding("R", "retry_failed", "Retry failed", id="retry-failed"),
-        Binding("n", "new_task", "New", id="new-task"),
-        Binding("l", "toggle_log", "Log", id="toggle-log"),
-        Binding("escape", "clear", "Clear", show=False, id="clear"),
-        Binding("q", "quit", "Quit", id="quit"),
+        Binding(
+            "question_mark",
+            "help",
+            "Help",
+            key_display="?",
+            id="help",
+            tooltip="Show every key, grouped by where it works",
+        ),
+        Binding(
+            "q",
+            "quit",
+            "Quit",
+            id="quit",
+            tooltip="Quit (asks first while tasks are still running)",
+        ),
+        Binding(
+            "space",
+            "toggle_select",
+            "Select",
+            id="select",
+            tooltip="Mark the row ● (or unmark it) and move down; c and r act on all marked",
+        ),
+        Binding(
+            "c",
+            "cancel",
+            "Cancel",
+            id="cancel",
+            tooltip="Cancel the task under the cursor, or every selected one",
+        ),
+        Binding(
+            "r",
+            "retry",
+            "Retry",
+            id="retry",
+            tooltip="Retry the task under the cursor, or every selected one",
+        ),
+        Binding(
+            "R",
+            "retry_failed",
+            "Retry failed",
+            show=False,
+            id="retry-failed",
+            tooltip="Retry every failed task in this view",
+        ),
+        Binding("n", "new_task", "New", id="new-task", tooltip="Open the form for a new task"),
+        Binding(
+            "slash",
+            "filter",
+            "Filter",
+            key_display="/",
+            id="filter",
+            tooltip="Filter by id, prompt or error text",
+        ),
+        Binding(
+            "1",
+            "view('all')",
+            "View all",
+            show=False,
+            id="view-all",
+            tooltip="View all tasks",
+        ),
+        Binding(
+            "2",
+            "view('active')",
+            "View active",
+            show=False,
+            id="view-active",
+            tooltip="View active tasks (queued, running)",
+        ),
+        Binding(
+            "3",
+            "view('failed')",
+            "View failed",
+            show=False,
+            id="view-failed",
+            tooltip="View failed tasks",
+        ),
+        Binding(
+            "4",
+            "view('finished')",
+            "View finished",
+            show=False,
+            id="view-finished",
+            tooltip="View finished tasks (succeeded, failed, cancelled)",
+        ),
+        Binding(
+            "s",
+            "cycle_sort",
+            "Sort",
+            show=False,
+            id="sort",
+            tooltip="Sort by: newest, last update, status, progress",
+        ),
+        Binding(
+            "p",
+            "toggle_pause",
+            "Pause",
+            show=False,
+            id="pause",
+            tooltip="Pause or resume taking new deliveries (in-flight steps finish)",
+        ),
+        Binding(
+            "l",
+            "toggle_log",
+            "Worker log",
+            show=False,
+            id="toggle-log",
+            tooltip="Show or hide the worker log",
+        ),
+        Binding(
+            "escape",
+            "clear",
+            "Clear",
+            show=False,
+            id="clear",
+            tooltip="Clear the filter or the selection",
+        ),
     ]
+
+    # Opens a URL in the system browser; False when there is none (tests replace it).
+    open_url: ClassVar[Callable[[str], bool]] = staticmethod(webbrowser.open)
 
     def __init__(
         self,
@@ -129,7 +241,7 @@ class VideoqApp(DashboardActions):
         self._table = TaskTable(self.book, self.clock, id="tasks")
         yield self._table
         yield LogPanel(id="log-panel")
-        yield Footer()
+        yield Footer(compact=True)
 
     @property
     def table(self) -> TaskTable:
@@ -292,6 +404,25 @@ class VideoqApp(DashboardActions):
         if action == "clear":
             return bool(self.book.search or self.book.selected or self.focused is self.search)
         return True
+
+    # --- help and the palette ------------------------------------------------------------
+
+    def action_help(self) -> None:
+        palette = Binding(self.COMMAND_PALETTE_BINDING, "command_palette", "Command palette")
+        left = [HelpSection("Task table", [*TaskTable.BINDINGS, *self.BINDINGS])]
+        right = [
+            HelpSection("Task detail (enter)", DetailScreen.BINDINGS),
+            HelpSection("New-task form (n; tab moves)", NewTaskScreen.BINDINGS),
+            HelpSection("Confirmations", ConfirmScreen.BINDINGS),
+            HelpSection("Everywhere", [palette]),
+        ]
+        self.push_screen(HelpScreen(left, right))
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        # One "Quit" (ours, which asks while tasks run) and our help instead of Textual's keys.
+        for command in super().get_system_commands(screen):
+            if command.title not in ("Quit", "Keys"):
+                yield command
 
     @on(TaskTable.CursorMoved)
     def _cursor_moved(self) -> None:

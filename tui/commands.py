@@ -1,65 +1,56 @@
-"""The dashboard's actions in the command palette (ctrl+p), offered only where they apply."""
+"""The command palette (ctrl+p): the dashboard's own bindings, offered only where they apply."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import partial
-from typing import NamedTuple
 
 from textual.actions import parse
+from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.dom import DOMNode
+
+# Keys that only make sense pressed, not picked from a list.
+NOT_IN_PALETTE = frozenset({"clear"})
 
 
-class PaletteCommand(NamedTuple):
-    title: str
-    action: str
-    help: str
+def palette_bindings(*owners: DOMNode) -> Iterator[tuple[DOMNode, Binding]]:
+    """Every binding of `owners` worth a palette entry, with the node that runs it."""
+    for owner in owners:
+        for binding in owner.BINDINGS:
+            if isinstance(binding, Binding) and binding.id and binding.id not in NOT_IN_PALETTE:
+                yield owner, binding
 
 
-COMMANDS: tuple[PaletteCommand, ...] = (
-    PaletteCommand(
-        "Cancel task", "cancel", "Cancel the task under the cursor, or the selection (c)"
-    ),
-    PaletteCommand("Retry task", "retry", "Queue a failed or cancelled task again (r)"),
-    PaletteCommand("Retry all failed in view", "retry_failed", "Queue every failed task shown (R)"),
-    PaletteCommand("Show task details", "open_detail", "Full prompt, result and history (enter)"),
-    PaletteCommand("New task", "new_task", "Open the form for a new video task (n)"),
-    PaletteCommand(
-        "Select / unselect task", "toggle_select", "Add the row to the selection (space)"
-    ),
-    PaletteCommand("View: all tasks", "view('all')", "Show every task (1)"),
-    PaletteCommand("View: active tasks", "view('active')", "Show queued and running tasks (2)"),
-    PaletteCommand("View: failed tasks", "view('failed')", "Show failed tasks (3)"),
-    PaletteCommand(
-        "View: finished tasks", "view('finished')", "Succeeded, failed or cancelled (4)"
-    ),
-    PaletteCommand("Filter by text", "filter", "Match id, prompt or error (/)"),
-    PaletteCommand("Cycle sort order", "cycle_sort", "Newest, last update, status, progress (s)"),
-    PaletteCommand("Toggle worker log", "toggle_log", "Show or hide the worker's log lines (l)"),
-    PaletteCommand("Quit", "quit", "Stop the worker after its in-flight steps, then exit (q)"),
-)
+def entry_help(binding: Binding, key: str) -> str:
+    return f"{binding.tooltip or binding.description} ({key})"
 
 
 class TaskCommands(Provider):
     """Offers the same actions as the keys, hiding those `check_action` says do not apply."""
 
-    def _available(self) -> list[PaletteCommand]:
+    def _available(self) -> list[tuple[str, str, partial[object]]]:
         app = self.app
-        available = []
-        for command in COMMANDS:
-            _, name, params = parse(command.action)
-            if app.check_action(name, params):
-                available.append(command)
-        return available
+        owners: list[DOMNode] = [app]
+        table = getattr(app, "table", None)
+        if table is not None:
+            owners.insert(0, table)
+        found = []
+        for owner, binding in palette_bindings(*owners):
+            _, name, params = parse(binding.action)
+            if owner.check_action(name, params):
+                run = partial(app.run_action, binding.action, owner)
+                help_text = entry_help(binding, app.get_key_display(binding))
+                found.append((binding.description, help_text, run))
+        return found
 
     async def discover(self) -> Hits:
-        for command in self._available():
-            run = partial(self.app.run_action, command.action)
-            yield DiscoveryHit(command.title, run, help=command.help)
+        for title, help_text, run in self._available():
+            yield DiscoveryHit(title, run, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for command in self._available():
-            score = matcher.match(command.title)
+        for title, help_text, run in self._available():
+            score = max(matcher.match(title), matcher.match(help_text) * 0.5)
             if score > 0:
-                run = partial(self.app.run_action, command.action)
-                yield Hit(score, matcher.highlight(command.title), run, help=command.help)
+                yield Hit(score, matcher.highlight(title), run, help=help_text)

@@ -58,12 +58,14 @@ class DetailScreen(ModalScreen[None]):
     """A full view of one task; follows the task live and ticks its times while it is open."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "dismiss", "Close", id="detail-close"),
-        Binding("c", "act('cancel')", "Cancel", id="detail-cancel"),
-        Binding("r", "act('retry')", "Retry", id="detail-retry"),
-        Binding("y", "copy_url", "Copy URL", id="detail-copy-url"),
-        Binding("i", "copy_id", "Copy id", id="detail-copy-id"),
-        Binding("o", "open_url", "Open video", id="detail-open"),
+        Binding("escape", "dismiss", "Close", id="detail-close", tooltip="Back to the table"),
+        Binding("c", "act('cancel')", "Cancel", id="detail-cancel", tooltip="Cancel this task"),
+        Binding("r", "act('retry')", "Retry", id="detail-retry", tooltip="Retry this task"),
+        Binding("y", "copy_url", "Copy URL", id="detail-copy-url", tooltip="Copy the video URL"),
+        Binding("i", "copy_id", "Copy id", id="detail-copy-id", tooltip="Copy the task id"),
+        Binding(
+            "o", "open_url", "Open video", id="detail-open", tooltip="Open the video in a browser"
+        ),
     ]
     COMPONENT_CLASSES: ClassVar[set[str]] = {*STATUS_CLASSES, "detail--video", "detail--error"}
 

@@ -29,8 +29,8 @@ class NewTaskScreen(ModalScreen[VideoRequest | None]):
     """Collects a request; dismisses with a validated VideoRequest, or None when abandoned."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "submit", "Queue it"),
-        Binding("escape", "dismiss(None)", "Cancel"),
+        Binding("ctrl+s", "submit", "Queue it", tooltip="Check the form and queue the task"),
+        Binding("escape", "leave", "Cancel", tooltip="Close the form (asks if anything is typed)"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -68,6 +68,9 @@ class NewTaskScreen(ModalScreen[VideoRequest | None]):
 
     def on_input_submitted(self, _: Input.Submitted) -> None:
         self.action_submit()
+
+    def action_leave(self) -> None:
+        self.dismiss(None)
 
     def action_submit(self) -> None:
         """Validate the form; show the first problem beside its field, or hand the request back."""

@@ -45,13 +45,13 @@ class TaskTable(ScrollView, can_focus=True):
     """The tasks a TaskBook shows, in its order, one line each under a fixed header line."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "choose", "Details", tooltip="Open the task under the cursor"),
-        Binding("up", "cursor_up", "Up", show=False),
-        Binding("down", "cursor_down", "Down", show=False),
-        Binding("pageup", "page_up", "Page up", show=False),
-        Binding("pagedown", "page_down", "Page down", show=False),
-        Binding("home", "first", "First", show=False),
-        Binding("end", "last", "Last", show=False),
+        Binding("enter", "choose", "Details", tooltip="Open the task under the cursor", id="open"),
+        Binding("up,k", "cursor_up", "Up", show=False, tooltip="Move up a row"),
+        Binding("down,j", "cursor_down", "Down", show=False, tooltip="Move down a row"),
+        Binding("pageup,ctrl+u", "page_up", "Page up", show=False, tooltip="Move up a page"),
+        Binding("pagedown,ctrl+d", "page_down", "Page down", show=False, tooltip="Down a page"),
+        Binding("home,g", "first", "First", show=False, tooltip="Go to the first row"),
+        Binding("end,G", "last", "Last", show=False, tooltip="Go to the last row"),
     ]
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
