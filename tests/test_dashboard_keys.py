@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from tests.dashboard_helpers import (
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.detail import DetailScreen
 from tui.screens.help import HelpScreen
+from tui.widgets.log_panel import PanelLogHandler
 
 SIZES = [(80, 24), (160, 45)]
 
@@ -170,3 +172,36 @@ async def test_the_detail_counts_down_to_the_next_poll_and_ticks(settings) -> No
         now[0] += timedelta(seconds=10)
         await wait_for(pilot, lambda: "(in 2m 43s)" in str(fields.render()), "the next tick")
         assert "(10s ago)" in str(fields.render())  # created, ticking the other way
+
+
+async def test_a_resize_keeps_the_cursor_on_its_task_and_in_view(settings) -> None:
+    await seed(settings, 40)
+    app = open_app(settings)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: app.table.row_count == 40, "the rows")
+        await pilot.press("G", "k")
+        chosen = app.table.cursor_task_id
+        assert "age" in app.table.column_keys
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert app.table.cursor_task_id == chosen
+        top = int(app.table.scroll_y)
+        assert top <= app.table.cursor_row < top + app.table.scrollable_content_region.height - 1
+        assert app.table.column_keys == ("mark", "id", "status", "progress", "prompt", "error")
+        await pilot.resize_terminal(220, 60)
+        await pilot.pause()
+        assert app.table.cursor_task_id == chosen and "▶" in app.table.row_text(38)
+
+
+async def test_log_lines_in_the_panel_use_short_task_ids(settings) -> None:
+    handler = PanelLogHandler()
+    record = logging.LogRecord(
+        "core.worker",
+        logging.INFO,
+        __file__,
+        1,
+        "task %s: queued -> running",
+        ("3f2a1b2c-0000-4000-8000-000000000001",),
+        None,
+    )
+    assert handler.format(record).endswith("core.worker: task 3f2a1b2c: queued -> running")
