@@ -31,15 +31,19 @@ from core.config import Settings
 from core.demo import seed_demo
 from core.errors import VideoqError
 from core.models import Task, TaskChange, TaskStatus, utcnow
+from core.queue.local import LocalQueue
 from core.runtime import Runtime
 from core.store import FeedStatus
 from tui.app_actions import DashboardActions
 from tui.commands import TaskCommands
+from tui.keys import APP_BINDINGS
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.detail import DetailScreen
 from tui.screens.help import HelpScreen, HelpSection
 from tui.screens.new_task import NewTaskScreen
+from tui.screens.quit import QuitScreen
 from tui.state.task_book import TaskBook, can_cancel, can_retry
+from tui.state.wording import quit_text
 from tui.widgets.log_panel import LogPanel, PanelLogHandler
 from tui.widgets.status_header import HeaderInfo, StatusHeader
 from tui.widgets.task_table import TaskTable
@@ -77,126 +81,7 @@ class VideoqApp(DashboardActions):
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "videoq"
     COMMANDS = App.COMMANDS | {TaskCommands}
-    # The one list of keys: the footer, the help screen and the command palette read it.
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding(
-            "question_mark",
-            "help",
-            "Help",
-            key_display="?",
-            id="help",
-            tooltip="Show every key, grouped by where it works",
-        ),
-        Binding(
-            "q",
-            "quit",
-            "Quit",
-            id="quit",
-            tooltip="Quit (asks first while tasks are still running)",
-        ),
-        Binding(
-            "space",
-            "toggle_select",
-            "Select",
-            id="select",
-            tooltip="Mark the row ● (or unmark it) and move down; c and r act on all marked",
-        ),
-        Binding(
-            "c",
-            "cancel",
-            "Cancel",
-            id="cancel",
-            tooltip="Cancel the task under the cursor, or every selected one",
-        ),
-        Binding(
-            "r",
-            "retry",
-            "Retry",
-            id="retry",
-            tooltip="Retry the task under the cursor, or every selected one",
-        ),
-        Binding(
-            "R",
-            "retry_failed",
-            "Retry failed",
-            show=False,
-            id="retry-failed",
-            tooltip="Retry every failed task in this view",
-        ),
-        Binding("n", "new_task", "New", id="new-task", tooltip="Open the form for a new task"),
-        Binding(
-            "slash",
-            "filter",
-            "Filter",
-            key_display="/",
-            id="filter",
-            tooltip="Filter by id, prompt or error text",
-        ),
-        Binding(
-            "1",
-            "view('all')",
-            "View all",
-            show=False,
-            id="view-all",
-            tooltip="View all tasks",
-        ),
-        Binding(
-            "2",
-            "view('active')",
-            "View active",
-            show=False,
-            id="view-active",
-            tooltip="View active tasks (queued, running)",
-        ),
-        Binding(
-            "3",
-            "view('failed')",
-            "View failed",
-            show=False,
-            id="view-failed",
-            tooltip="View failed tasks",
-        ),
-        Binding(
-            "4",
-            "view('finished')",
-            "View finished",
-            show=False,
-            id="view-finished",
-            tooltip="View finished tasks (succeeded, failed, cancelled)",
-        ),
-        Binding(
-            "s",
-            "cycle_sort",
-            "Sort",
-            show=False,
-            id="sort",
-            tooltip="Sort by: newest, last update, status, progress",
-        ),
-        Binding(
-            "p",
-            "toggle_pause",
-            "Pause",
-            show=False,
-            id="pause",
-            tooltip="Pause or resume taking new deliveries (in-flight steps finish)",
-        ),
-        Binding(
-            "l",
-            "toggle_log",
-            "Worker log",
-            show=False,
-            id="toggle-log",
-            tooltip="Show or hide the worker log",
-        ),
-        Binding(
-            "escape",
-            "clear",
-            "Clear",
-            show=False,
-            id="clear",
-            tooltip="Clear the filter or the selection",
-        ),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = APP_BINDINGS
 
     # Opens a URL in the system browser; False when there is none (tests replace it).
     open_url: ClassVar[Callable[[str], bool]] = staticmethod(webbrowser.open)
@@ -232,6 +117,7 @@ class VideoqApp(DashboardActions):
         self._key_state: tuple[bool | None, ...] = ()
         self._finished_per_minute = 0
         self._table: TaskTable | None = None
+        self._other_workers = 0
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="header")
@@ -368,17 +254,22 @@ class VideoqApp(DashboardActions):
                 selected=len(self.book.selected),
                 shown=self.table.row_count,
                 now=self.clock(),
+                other_workers=self._other_workers,
             )
         )
 
     def _worker_state(self) -> str:
+        """running, paused, draining, or none (and why), as the header says it."""
         if not self.start_worker:
-            return "not in this process"
+            return "none (QStash: videoq serve takes deliveries)"
         if self._engine is None:
             return "starting"
-        if not self._engine.is_finished:
-            return "draining" if self._stop.is_set() else "running"
-        return "stopped"
+        if self._engine.is_finished:
+            return "none (stopped)"
+        if self._stop.is_set():
+            return "draining"
+        queue = self._local_queue()
+        return "paused (p resumes)" if queue is not None and queue.paused else "running"
 
     def _tick(self) -> None:
         if not self.is_running or not self.screen_stack:
@@ -387,6 +278,8 @@ class VideoqApp(DashboardActions):
         self.table.refresh()
         self._finished_per_minute = self.book.finished_within(self.clock())
         self.show_header()
+        if self._engine is not None and self._opened:
+            self.run_worker(self._count_other_workers(), group="peers", exclusive=True)
 
     # --- which keys apply ----------------------------------------------------------------
 
@@ -435,9 +328,30 @@ class VideoqApp(DashboardActions):
     # --- quitting and failures -----------------------------------------------------------
 
     async def action_quit(self) -> None:
+        """Quit; while tasks are active, first say who carries them on and offer to drain."""
+        engine = self._engine
+        worker_here = engine is not None and not engine.is_finished
+        if self._quitting:
+            self.exit()  # q while draining: quit at once
+            return
+        running, queued = self.book.counts[TaskStatus.RUNNING], self.book.counts[TaskStatus.QUEUED]
+        if not running and not queued:
+            self._drain_then_exit() if worker_here else self.exit()
+            return
+
+        def answered(answer: str | None) -> None:
+            if answer == "drain":
+                self._drain_then_exit()
+            elif answer == "now":
+                self.exit()
+
+        text = quit_text(running, queued, worker_here=worker_here)
+        self.push_screen(QuitScreen(text, can_drain=worker_here), answered)
+
+    def _drain_then_exit(self) -> None:
         """Stop taking deliveries, let in-flight steps finish, then exit (q again: exit now)."""
         engine = self._engine
-        if self._quitting or engine is None or engine.is_finished:
+        if engine is None or engine.is_finished:
             self.exit()
             return
         self._quitting = True
@@ -451,6 +365,35 @@ class VideoqApp(DashboardActions):
             self.exit()
 
         self.run_worker(drain(), group="quit", exit_on_error=False)
+
+    def action_toggle_pause(self) -> None:
+        """Pause or resume taking new deliveries; steps in flight finish either way."""
+        queue = self._local_queue()
+        if queue is None or self._engine is None or self._engine.is_finished:
+            self.notify(
+                f"no worker runs in this dashboard ({self._worker_state()})", severity="warning"
+            )
+            return
+        queue.set_paused(not queue.paused)
+        if queue.paused:
+            self.notify("paused: no new deliveries are taken (steps in flight finish); p resumes")
+        else:
+            self.notify("resumed taking deliveries")
+        self.show_header()
+
+    def _local_queue(self) -> LocalQueue | None:
+        queue = self.runtime.queue
+        return queue if self.start_worker and isinstance(queue, LocalQueue) else None
+
+    async def _count_other_workers(self) -> None:
+        queue = self._local_queue()
+        if queue is None:
+            return
+        try:
+            self._other_workers = await queue.other_workers()
+        except VideoqError:
+            return  # the header keeps its last count; the queue logs its own trouble
+        self.show_header()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one place worker failures become notifications (and log lines)."""

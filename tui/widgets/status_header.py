@@ -48,10 +48,13 @@ def plain(_: str, text: str) -> str:
     return text
 
 
-def feed_markup(feed: FeedStatus, now: datetime, style: Styler = plain) -> str:
+def feed_markup(
+    feed: FeedStatus, now: datetime, style: Styler = plain, *, narrow: bool = False
+) -> str:
     text = style(f"feed--{feed.state}", f"● {feed.state.value}")
     if feed.last_event_at is not None:
-        text += f" [dim](last event {age(feed.last_event_at, now)} ago)[/]"
+        last = "" if narrow else "last event "
+        text += f" [dim]({last}{age(feed.last_event_at, now)} ago)[/]"
     if feed.detail and feed.state is not FeedState.LIVE:
         text += f" [dim]{escape(feed.detail)}[/]"
     return text
@@ -68,10 +71,11 @@ def worker_markup(info: HeaderInfo, style: Styler = plain) -> str:
 def header_markup(info: HeaderInfo, style: Styler = plain, width: int = NARROW) -> str:
     """Two lines of Textual markup (dynamic text escaped); short forms below NARROW cells."""
     narrow = width < NARROW
+    gap = " · " if narrow else "  ·  "
     # Health first: if the line is cut at a narrow width, it is the long descriptions that go.
-    first = "  ·  ".join(
+    first = gap.join(
         (
-            "[b]videoq[/]  " + feed_markup(info.feed, info.now, style),
+            "[b]videoq[/]  " + feed_markup(info.feed, info.now, style, narrow=narrow),
             worker_markup(info, style),
             escape(info.backend),
             escape(info.upstream) if narrow else f"upstream: {escape(info.upstream)}",
@@ -90,8 +94,9 @@ def header_markup(info: HeaderInfo, style: Styler = plain, width: int = NARROW) 
         view.append(f'filter [b]"{escape(info.search)}"[/]')
     if info.selected:
         view.append(style("header--selected", f"[b]{info.selected}[/] selected"))
-    view += [f"sort [b]{escape(info.sort)}[/]", f"[b]{info.finished_per_minute}[/] done/min"]
-    return first + "\n" + (" · " if narrow else "  ·  ").join(view)
+    sort = "" if narrow else "sort "
+    view += [f"{sort}[b]{escape(info.sort)}[/]", f"[b]{info.finished_per_minute}[/] done/min"]
+    return first + "\n" + gap.join(view)
 
 
 class StatusHeader(Static):

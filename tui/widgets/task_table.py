@@ -39,6 +39,7 @@ from tui.state.task_cells import (
     fitting_columns,
     mark_fragments,
 )
+from tui.state.wording import empty_table_text
 
 
 class TaskTable(ScrollView, can_focus=True):
@@ -291,6 +292,8 @@ class TaskTable(ScrollView, can_focus=True):
             strip = self._header_strip()
         elif index < len(self._ids):
             strip = self._row_strip(index)
+        elif not self._ids and 2 <= y < 2 + len(lines := self.empty_text):
+            strip = self._line([[(lines[y - 2], "dim")]], Style(), widths=(width - 2 * PADDING,))
         else:
             return Strip.blank(width, self.rich_style)
         return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
@@ -334,11 +337,22 @@ class TaskTable(ScrollView, can_focus=True):
             self._strips[key] = strip
         return strip
 
-    def _line(self, cells: list[Fragments], base: Style, over: Style | None = None) -> Strip:
+    @property
+    def empty_text(self) -> list[str]:
+        """What the table says while it shows no row."""
+        return empty_table_text(bool(self.book.tasks), self.book.view.value, self.book.search)
+
+    def _line(
+        self,
+        cells: list[Fragments],
+        base: Style,
+        over: Style | None = None,
+        widths: tuple[int, ...] | None = None,
+    ) -> Strip:
         """One line of padded cells; `over` (the cursor) wins over every cell's own colours."""
         root = self.rich_style + base
         segments: list[Segment] = []
-        for fragments, width in zip(cells, self._widths, strict=True):
+        for fragments, width in zip(cells, widths or self._widths, strict=True):
             pad = Segment(" " * PADDING, root + over if over else root)
             segments.append(pad)
             segments.extend(self._fit(fragments, width, root, over))
