@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 from rich.cells import cell_len
 
 from core.models import Task, TaskChange, TaskStatus, VideoRequest
+from tui.render import ellipsize
 from tui.state.task_book import TaskBook, View
 from tui.state.task_cells import (
     COLUMNS,
     PADDING,
     column_widths,
-    ellipsize,
     fitting_columns,
     status_label,
 )

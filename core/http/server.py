@@ -199,13 +199,29 @@ def _log_start(runtime: Runtime, service: Service, host: str, port: int) -> None
     if settings.uses_simulator:
         log.info("no T8STAR_API_KEY set: the simulator stands in for the upstream")
     log.info("task API sign-in: %s", service.app.state.auth.describe())
-    log.info("listening on http://%s:%d; worker endpoint %s", host, port, settings.worker_url)
+    listen = f"http://{host}:{port}"
+    log.info("listening on %s", listen)
+    public = urlsplit(settings.public_url)
+    if (public.hostname, public.port or _default_port(public.scheme)) == (host, port):
+        log.info("worker endpoint %s", settings.worker_url)
+    else:
+        log.info(
+            "worker endpoint %s, as VIDEOQ_PUBLIC_URL %s says: the address QStash and clients "
+            "reach this service at (a proxy or tunnel in front of %s); set it if that is wrong",
+            settings.worker_url,
+            settings.public_url,
+            listen,
+        )
     if settings.uses_qstash and settings.qstash_url is None and _is_private(settings.public_url):
         log.warning(
             "VIDEOQ_PUBLIC_URL %s is not reachable from QStash: set it to this service's "
             "public https URL",
             settings.public_url,
         )
+
+
+def _default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80
 
 
 def _is_private(url: str) -> bool:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rich.cells import cell_len, set_cell_size
-
 from core.models import Task, TaskStatus
 from tui.render import short_id
 
@@ -76,14 +74,6 @@ def column_widths(total: int, columns: tuple[Column, ...] = COLUMNS) -> tuple[in
     last_flex = max(i for i, c in enumerate(columns) if c.flex)
     widths[last_flex] += spare - sum(int(spare * c.flex) for c in columns)
     return tuple(widths)
-
-
-def ellipsize(text: str | None, width: int) -> str:
-    """One line of `text` in at most `width` cells, with an ellipsis when cut (wide-char safe)."""
-    text = " ".join((text or "").split())
-    if cell_len(text) <= width:
-        return text
-    return set_cell_size(text, max(0, width - 1)).rstrip() + "…"
 
 
 def mark_fragments(cursor: bool, selected: bool) -> Fragments:

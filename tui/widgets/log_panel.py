@@ -10,6 +10,8 @@ from collections import deque
 
 from textual.widgets import Collapsible, Log
 
+from tui.render import plural
+
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 PANEL_LINES = 1000
 # A full task id in a log line; the panel shows its first 8 characters, as the table does.
@@ -21,10 +23,6 @@ class ShortIdFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return TASK_ID.sub(r"\1", super().format(record))
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 class LogPanel(Collapsible):

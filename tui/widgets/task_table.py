@@ -27,7 +27,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from core.models import Task, TaskStatus
-from tui.render import age
+from tui.render import age, ellipsize
 from tui.state.task_book import TaskBook
 from tui.state.task_cells import (
     PADDING,
@@ -35,7 +35,6 @@ from tui.state.task_cells import (
     Fragments,
     cell_fragments,
     column_widths,
-    ellipsize,
     fitting_columns,
     mark_fragments,
 )
