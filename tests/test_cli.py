@@ -30,7 +30,7 @@ def test_twenty_submits_then_until_idle_end_terminal_and_list_agrees(cli: Cli) -
     ]
     assert all(row["status"] == "queued" for row in cli.json("list"))
     done = cli.run("--no-ui", "--until-idle", timeout=120)
-    assert done.returncode in (0, 3), done.stdout + done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
     rows = {row["id"]: row for row in cli.json("list")}
     assert set(rows) == set(ids)
     assert {row["status"] for row in rows.values()} <= TERMINAL
@@ -45,7 +45,6 @@ def test_twenty_submits_then_until_idle_end_terminal_and_list_agrees(cli: Cli) -
     counts = {s: sum(r["status"] == s for r in rows.values()) for s in ("succeeded", "failed")}
     summary = f"idle: {counts['succeeded']} succeeded, {counts['failed']} failed, 0 cancelled"
     assert done.stdout.rstrip().endswith(summary)
-    assert done.returncode == (3 if counts["failed"] else 0)
 
 
 def test_bad_input_exits_non_zero_names_the_field_and_stores_nothing(cli: Cli) -> None:
@@ -227,7 +226,7 @@ def test_until_idle_needs_no_ui_and_failures_are_warnings(cli: Cli) -> None:
     task_id = cli.ok("submit", "--prompt", "a fox").strip()
     cli.env["VIDEOQ_SIM_FAILURE_RATE"] = "1"
     done = cli.run("--no-ui", "--until-idle")
-    assert done.returncode == 3, done.stdout + done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
     assert f"WARNING core.worker: task {task_id}: running -> failed" in done.stdout
     assert done.stdout.rstrip().endswith("idle: 0 succeeded, 1 failed, 0 cancelled")
 
