@@ -18,6 +18,8 @@ from core.store import Expect
 from tui.app import VideoqApp
 
 TIMEOUT = 10.0
+# The terminal sizes the dashboard must work at: the smallest usual one and a roomy one.
+SIZES = [(80, 24), (160, 45)]
 
 
 def make_settings(db_path: Path, **overrides: Any) -> Settings:
@@ -47,6 +49,11 @@ class RecordingApp(VideoqApp):
     def notify(self, message: str, **kwargs: Any) -> None:  # type: ignore[override]
         self.notes.append(message)
         super().notify(message, **kwargs)
+
+
+def open_app(settings: Settings, **kwargs: Any) -> RecordingApp:
+    """The recording app over a fresh Runtime for `settings`."""
+    return RecordingApp(Runtime.from_settings(settings), **kwargs)
 
 
 async def wait_for(

@@ -7,12 +7,9 @@ from pathlib import Path
 import pytest
 from textual.widgets import Static
 
-from core.runtime import Runtime
-from tests.dashboard_helpers import RecordingApp, make_settings, started
+from tests.dashboard_helpers import SIZES, make_settings, open_app, started
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.new_task import NewTaskScreen
-
-SIZES = [(80, 24), (160, 45)]
 
 
 @pytest.fixture
@@ -26,7 +23,7 @@ def shown(form: NewTaskScreen) -> dict[str, str]:
 
 @pytest.mark.parametrize("size", SIZES)
 async def test_every_invalid_field_shows_at_once_and_clears_when_fixed(settings, size) -> None:
-    app = RecordingApp(Runtime.from_settings(settings))
+    app = open_app(settings)
     async with app.run_test(size=size) as pilot:
         await started(pilot, app)
         await pilot.press("n")
@@ -56,7 +53,7 @@ async def test_every_invalid_field_shows_at_once_and_clears_when_fixed(settings,
 
 
 async def test_the_hd_switch_says_on_or_off_in_words(settings) -> None:
-    app = RecordingApp(Runtime.from_settings(settings))
+    app = open_app(settings)
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot, app)
         await pilot.press("n")
@@ -68,7 +65,7 @@ async def test_the_hd_switch_says_on_or_off_in_words(settings) -> None:
 
 
 async def test_escape_asks_before_throwing_typed_text_away(settings) -> None:
-    app = RecordingApp(Runtime.from_settings(settings))
+    app = open_app(settings)
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot, app)
         await pilot.press("n", "escape")

@@ -10,13 +10,13 @@ import pytest
 from textual.command import CommandList
 from textual.widgets import Static
 
-from core.runtime import Runtime
 from tests.dashboard_helpers import (
     RUNNING,
+    SIZES,
     SUCCEEDED,
-    RecordingApp,
     force,
     make_settings,
+    open_app,
     seed,
     started,
     wait_for,
@@ -26,16 +26,10 @@ from tui.screens.detail import DetailScreen
 from tui.screens.help import HelpScreen
 from tui.widgets.log_panel import PanelLogHandler
 
-SIZES = [(80, 24), (160, 45)]
-
 
 @pytest.fixture
 def settings(tmp_path: Path):
     return make_settings(tmp_path / "keys.db")
-
-
-def open_app(settings, **kwargs) -> RecordingApp:
-    return RecordingApp(Runtime.from_settings(settings), **kwargs)
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -13,16 +13,16 @@ from core.runtime import Runtime
 from tests.dashboard_helpers import (
     FAILED,
     RUNNING,
+    SIZES,
     RecordingApp,
     force,
     make_settings,
+    open_app,
     seed,
     started,
     wait_for,
 )
 from tui.screens.quit import QuitScreen
-
-SIZES = [(80, 24), (160, 45)]
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def table_text(app: RecordingApp) -> str:
 
 @pytest.mark.parametrize("size", SIZES)
 async def test_an_empty_store_and_an_empty_view_say_what_to_do(settings, size) -> None:
-    app = RecordingApp(Runtime.from_settings(settings))
+    app = open_app(settings)
     async with app.run_test(size=size) as pilot:
         await started(pilot, app)
         assert "No tasks yet." in table_text(app)
@@ -59,7 +59,7 @@ async def test_an_empty_store_and_an_empty_view_say_what_to_do(settings, size) -
 
 async def test_q_with_running_tasks_says_who_carries_them_on(settings) -> None:
     tasks = await seed(settings, 2)
-    app = RecordingApp(Runtime.from_settings(settings))
+    app = open_app(settings)
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot, app)
         await force(app.runtime, tasks[0], RUNNING)
@@ -79,7 +79,7 @@ async def test_q_with_running_tasks_says_who_carries_them_on(settings) -> None:
 async def test_q_offers_drain_then_quit_when_the_worker_runs_here(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "drain.db", sim_speed=1.0)
     await seed(settings, 1)
-    app = RecordingApp(Runtime.from_settings(settings), start_worker=True)
+    app = open_app(settings, start_worker=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.book.counts[TaskStatus.RUNNING] == 1, "running")
         await pilot.press("q")
@@ -101,7 +101,7 @@ async def _stored_status(settings) -> set[TaskStatus]:
 
 async def test_p_pauses_and_resumes_taking_deliveries(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "pause.db")
-    app = RecordingApp(Runtime.from_settings(settings), start_worker=True)
+    app = open_app(settings, start_worker=True)
     async with app.run_test(size=(160, 45)) as pilot:
         await wait_for(pilot, lambda: "worker running" in header(app), "the worker")
         await pilot.press("p")
@@ -118,7 +118,7 @@ async def test_p_pauses_and_resumes_taking_deliveries(tmp_path: Path) -> None:
 
 
 async def test_p_without_a_worker_says_so(settings) -> None:
-    app = RecordingApp(Runtime.from_settings(settings))
+    app = open_app(settings)
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot, app)
         assert "worker none (QStash" in header(app)
@@ -128,7 +128,7 @@ async def test_p_without_a_worker_says_so(settings) -> None:
 
 async def test_the_header_says_when_a_second_worker_shares_the_store(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "two.db")
-    app = RecordingApp(Runtime.from_settings(settings), start_worker=True)
+    app = open_app(settings, start_worker=True)
     stop = asyncio.Event()
     async with app.run_test(size=(160, 45)) as pilot, Runtime.from_settings(settings) as other:
         await wait_for(pilot, lambda: "worker running" in header(app), "the worker")
@@ -144,7 +144,7 @@ async def test_the_header_says_when_a_second_worker_shares_the_store(tmp_path: P
 
 async def test_r_on_failed_from_an_empty_selection_view_is_explained(settings) -> None:
     (task,) = await seed(settings, 1)
-    app = RecordingApp(Runtime.from_settings(settings))
+    app = open_app(settings)
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot, app)
         await force(app.runtime, task, FAILED)

@@ -27,7 +27,7 @@ APP_BINDINGS: list[BindingType] = [
         "toggle_select",
         "Select",
         id="select",
-        tooltip="Mark the row ● (or unmark it) and move down; c and r act on all marked",
+        tooltip="Mark/unmark the row ● and move down; c and r act on all marked",
     ),
     Binding(
         "c",
