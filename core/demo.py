@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
 from core.models import VideoRequest
 from core.upstream import DEFAULT_PROVIDER, provider_for
+
+if TYPE_CHECKING:
+    from core.models import Task
+    from core.service import TaskService
 
 _PROMPTS = (
     "A red fox trotting through fresh snow at dawn, tracking shot",
@@ -29,3 +34,8 @@ def demo_requests(count: int, provider: str = DEFAULT_PROVIDER) -> list[VideoReq
         VideoRequest.model_validate({"prompt": prompt, "provider": provider, **shape})
         for prompt, shape in itertools.islice(pairs, count)
     ]
+
+
+async def seed_demo(service: TaskService, count: int, *, actor: str = "demo") -> list[Task]:
+    """Submit `count` demo requests through the service; return the stored tasks."""
+    return [await service.submit(request, actor=actor) for request in demo_requests(count)]

@@ -211,17 +211,10 @@ class InvalidRequestRule(ValueError):
 
 def invalid_request_from(exc: ValidationError) -> InvalidRequest:
     """Turn pydantic's error list into one message that names the field and the reason."""
-    error = exc.errors(include_url=False)[0]
-    cause = error.get("ctx", {}).get("error")
-    if isinstance(cause, InvalidRequestRule):
-        return InvalidRequest(f"{cause.field}: {cause}", field=cause.field)
-    field = ".".join(str(part) for part in error["loc"]) or "request"
-    message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        message = "is not a known field"
-    elif error["type"] == "literal_error":
-        message = f"must be {error['ctx']['expected']}"
-    return InvalidRequest(f"{field}: {message}", field=field.split(".")[0])
+    from core.messages import problems
+
+    field, reason = problems(exc)[0]
+    return InvalidRequest(f"{field}: {reason}", field=field)
 
 
 class Task(BaseModel):

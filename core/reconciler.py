@@ -34,16 +34,22 @@ class Reconciler:
     republished: int = 0
 
     async def run(self, stop: asyncio.Event, interval: float) -> None:
-        """Run passes every `interval` seconds until `stop` is set."""
+        """Run passes every `interval` seconds until `stop` is set.
+
+        The first pass waits one interval too: at start-up the queue first delivers what was
+        waiting for a worker, which a pass at once would publish again as if it had been lost.
+        """
         while not stop.is_set():
-            try:
-                await self.run_once()
-            except VideoqError as exc:
-                log.warning("reconciler pass failed: %s", exc.message)
             try:
                 await asyncio.wait_for(stop.wait(), timeout=interval)
             except TimeoutError:
                 pass
+            if stop.is_set():
+                return
+            try:
+                await self.run_once()
+            except VideoqError as exc:
+                log.warning("reconciler pass failed: %s", exc.message)
 
     async def run_once(self, now: datetime | None = None) -> int:
         """One pass as of `now`; returns how many steps were re-published."""

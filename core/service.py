@@ -30,6 +30,8 @@ from core.store import Expect, TaskStore
 log = logging.getLogger(__name__)
 
 MAX_LIST_LIMIT = 1000
+# How many candidates an ambiguous id prefix lists.
+AMBIGUOUS_LISTED = 5
 PUBLISH_WAIT = 3.0
 """Seconds a submit or retry waits for the queue to take its first step. Past that, the task
 is answered as stored and queued, and the reconciler publishes the step after its grace period,
@@ -198,11 +200,15 @@ class TaskService:
         short = prefix.lower()
         if not short or not set(short) <= _ID_CHARACTERS:
             raise TaskNotFound(prefix)
-        matches = await self.store.list(id_prefix=short, limit=2)
+        matches = await self.store.list(id_prefix=short, limit=AMBIGUOUS_LISTED + 1)
         if len(matches) == 1:
             return matches[0].id
         if matches:
-            raise InvalidState(f"id prefix {prefix!r} matches several tasks; give more characters")
+            listed = "".join(f"\n  {t.id}  {t.status}" for t in matches[:AMBIGUOUS_LISTED])
+            more = "\n  …" if len(matches) > AMBIGUOUS_LISTED else ""
+            raise InvalidState(
+                f"id prefix {prefix!r} matches several tasks; give more characters:{listed}{more}"
+            )
         raise TaskNotFound(prefix)
 
     async def _publish_submit(self, task: Task) -> Task:

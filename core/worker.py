@@ -358,7 +358,9 @@ class StepWorker:
         if answer is not None:
             event.upstream_status, event.progress = answer.raw_status, answer.progress
         if await self.store.update(task.id, _expect(task, polls=task.polls), changes, event):
-            log.info(
+            # A failure is something an operator should see even with only warnings shown.
+            log.log(
+                logging.WARNING if status is TaskStatus.FAILED else logging.INFO,
                 "task %s: %s -> %s%s",
                 task.id,
                 task.status,

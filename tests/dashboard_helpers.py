@@ -8,12 +8,15 @@ from typing import Any
 from textual.pilot import Pilot
 
 from core.config import Settings
-from core.demo import demo_requests
+from core.demo import seed_demo
 from core.models import Task, TaskStatus
 from core.runtime import Runtime
 from core.store import Expect
 from tests.waiting import TIMEOUT, Condition, wait_until
 from tui.app import VideoqApp
+
+# The terminal sizes the dashboard must work at: the smallest usual one and a roomy one.
+SIZES = [(80, 24), (160, 45)]
 
 
 def make_settings(db_path: Path, **overrides: Any) -> Settings:
@@ -48,6 +51,11 @@ class RecordingApp(VideoqApp):
         super().notify(message, **kwargs)
 
 
+def open_app(settings: Settings, **kwargs: Any) -> RecordingApp:
+    """The recording app over a fresh Runtime for `settings`."""
+    return RecordingApp(Runtime.from_settings(settings), **kwargs)
+
+
 async def wait_for(
     pilot: Pilot[Any],
     condition: Condition,
@@ -67,7 +75,7 @@ async def started(pilot: Pilot[Any], app: VideoqApp) -> None:
 async def seed(settings: Settings, count: int) -> list[Task]:
     """Submit `count` demo tasks through the core, as another process would."""
     async with Runtime.from_settings(settings) as runtime:
-        return [await runtime.service.submit(r, actor="test") for r in demo_requests(count)]
+        return await seed_demo(runtime.service, count, actor="test")
 
 
 async def force(runtime: Runtime, task: Task, *steps: dict[str, Any]) -> Task:

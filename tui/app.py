@@ -11,7 +11,8 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterator
+import webbrowser
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,25 +20,33 @@ from pathlib import Path
 from typing import ClassVar
 
 from textual import on
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from core.config import Settings
+from core.demo import seed_demo
 from core.errors import VideoqError
 from core.models import Task, TaskChange, TaskStatus, utcnow
+from core.queue import DispatchingQueue, dispatches_in_process
 from core.runtime import Runtime
 from core.store import FeedStatus
 from core.supervisor import supervise
-from tui.cli import seed_demo
-from tui.screens.actions import DashboardActions
+from tui.app_actions import DashboardActions
+from tui.commands import TaskCommands
+from tui.keys import APP_BINDINGS
+from tui.screens.confirm import ConfirmScreen
 from tui.screens.detail import DetailScreen
-from tui.widgets.commands import TaskCommands
+from tui.screens.help import HelpScreen, HelpSection
+from tui.screens.new_task import NewTaskScreen
+from tui.screens.quit import QuitScreen
+from tui.state.task_book import TaskBook, can_cancel, can_retry
+from tui.state.wording import quit_text
 from tui.widgets.log_panel import LogPanel, PanelLogHandler
 from tui.widgets.status_header import HeaderInfo, StatusHeader
-from tui.widgets.task_book import TaskBook, can_cancel, can_retry
 from tui.widgets.task_table import TaskTable
 
 log = logging.getLogger(__name__)
@@ -73,22 +82,11 @@ class VideoqApp(DashboardActions):
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "videoq"
     COMMANDS = App.COMMANDS | {TaskCommands}
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("1", "view('all')", "Views", key_display="1-4", id="view-all"),
-        Binding("2", "view('active')", "Active", show=False, id="view-active"),
-        Binding("3", "view('failed')", "Failed", show=False, id="view-failed"),
-        Binding("4", "view('finished')", "Finished", show=False, id="view-finished"),
-        Binding("slash", "filter", "Filter", key_display="/", id="filter"),
-        Binding("s", "cycle_sort", "Sort", id="sort"),
-        Binding("space", "toggle_select", "Select", id="select"),
-        Binding("c", "cancel", "Cancel", id="cancel"),
-        Binding("r", "retry", "Retry", id="retry"),
-        Binding("R", "retry_failed", "Retry failed", id="retry-failed"),
-        Binding("n", "new_task", "New", id="new-task"),
-        Binding("l", "toggle_log", "Log", id="toggle-log"),
-        Binding("escape", "clear", "Clear", show=False, id="clear"),
-        Binding("q", "quit", "Quit", id="quit"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = APP_BINDINGS
+
+    def open_in_browser(self, url: str) -> bool:
+        """Open `url` in the system browser; False when there is none (tests replace this)."""
+        return webbrowser.open(url)
 
     def __init__(
         self,
@@ -121,6 +119,7 @@ class VideoqApp(DashboardActions):
         self._key_state: tuple[bool | None, ...] = ()
         self._finished_per_minute = 0
         self._table: TaskTable | None = None
+        self._other_workers = 0
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="header")
@@ -130,7 +129,7 @@ class VideoqApp(DashboardActions):
         self._table = TaskTable(self.book, self.clock, id="tasks")
         yield self._table
         yield LogPanel(id="log-panel")
-        yield Footer()
+        yield Footer(compact=True)
 
     @property
     def table(self) -> TaskTable:
@@ -171,7 +170,7 @@ class VideoqApp(DashboardActions):
             self._engine = self.run_worker(engine, group="engine", exit_on_error=False)
         self.show_header()
         if self.demo:
-            await seed_demo(self.runtime, self.demo)
+            await seed_demo(self.runtime.service, self.demo)
             self.notify(f"{self.demo} demo tasks queued")
 
     async def _follow_feed(self) -> None:
@@ -263,23 +262,32 @@ class VideoqApp(DashboardActions):
                 selected=len(self.book.selected),
                 shown=self.table.row_count,
                 now=self.clock(),
+                other_workers=self._other_workers,
             )
         )
 
     def _worker_state(self) -> str:
+        """running, paused, draining, or none (and why), as the header says it."""
         if not self.start_worker:
-            return "not in this process"
+            return "none (QStash: videoq serve takes deliveries)"
         if self._engine is None:
             return "starting"
-        if not self._engine.is_finished:
-            return "draining" if self._stop.is_set() else "running"
-        return "stopped"
+        if self._engine.is_finished:
+            return "none (stopped)"
+        if self._stop.is_set():
+            return "draining"
+        queue = self._local_queue()
+        return "paused (p resumes)" if queue is not None and queue.paused else "running"
 
     def _tick(self) -> None:
+        if not self.is_running or not self.screen_stack:
+            return  # a last tick can fire while the app is closing its screens
         # Ages move with the clock; rows on screen redraw, unchanged ones from their cache.
         self.table.refresh()
         self._finished_per_minute = self.book.finished_within(self.clock())
         self.show_header()
+        if self._engine is not None and self._opened:
+            self.run_worker(self._count_other_workers(), group="peers", exclusive=True)
 
     # --- which keys apply ----------------------------------------------------------------
 
@@ -298,6 +306,25 @@ class VideoqApp(DashboardActions):
             return bool(self.book.search or self.book.selected or self.focused is self.search)
         return True
 
+    # --- help and the palette ------------------------------------------------------------
+
+    def action_help(self) -> None:
+        palette = Binding(self.COMMAND_PALETTE_BINDING, "command_palette", "Command palette")
+        left = [HelpSection("Task table", [*TaskTable.BINDINGS, *self.BINDINGS])]
+        right = [
+            HelpSection("Task detail (enter)", DetailScreen.BINDINGS),
+            HelpSection("New-task form (n; tab moves)", NewTaskScreen.BINDINGS),
+            HelpSection("Confirmations", ConfirmScreen.BINDINGS),
+            HelpSection("Everywhere", [palette]),
+        ]
+        self.push_screen(HelpScreen(left, right))
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        # One "Quit" (ours, which asks while tasks run) and our help instead of Textual's keys.
+        for command in super().get_system_commands(screen):
+            if command.title not in ("Quit", "Keys"):
+                yield command
+
     @on(TaskTable.CursorMoved)
     def _cursor_moved(self) -> None:
         self._refresh_keys()
@@ -309,9 +336,30 @@ class VideoqApp(DashboardActions):
     # --- quitting and failures -----------------------------------------------------------
 
     async def action_quit(self) -> None:
+        """Quit; while tasks are active, first say who carries them on and offer to drain."""
+        engine = self._engine
+        worker_here = engine is not None and not engine.is_finished
+        if self._quitting:
+            self.exit()  # q while draining: quit at once
+            return
+        running, queued = self.book.counts[TaskStatus.RUNNING], self.book.counts[TaskStatus.QUEUED]
+        if not running and not queued:
+            self._drain_then_exit() if worker_here else self.exit()
+            return
+
+        def answered(answer: str | None) -> None:
+            if answer == "drain":
+                self._drain_then_exit()
+            elif answer == "now":
+                self.exit()
+
+        text = quit_text(running, queued, worker_here=worker_here)
+        self.push_screen(QuitScreen(text, can_drain=worker_here), answered)
+
+    def _drain_then_exit(self) -> None:
         """Stop taking deliveries, let in-flight steps finish, then exit (q again: exit now)."""
         engine = self._engine
-        if self._quitting or engine is None or engine.is_finished:
+        if engine is None or engine.is_finished:
             self.exit()
             return
         self._quitting = True
@@ -325,6 +373,35 @@ class VideoqApp(DashboardActions):
             self.exit()
 
         self.run_worker(drain(), group="quit", exit_on_error=False)
+
+    def action_toggle_pause(self) -> None:
+        """Pause or resume taking new deliveries; steps in flight finish either way."""
+        queue = self._local_queue()
+        if queue is None or self._engine is None or self._engine.is_finished:
+            self.notify(
+                f"no worker runs in this dashboard ({self._worker_state()})", severity="warning"
+            )
+            return
+        queue.set_paused(not queue.paused)
+        if queue.paused:
+            self.notify("paused: no new deliveries are taken (steps in flight finish); p resumes")
+        else:
+            self.notify("resumed taking deliveries")
+        self.show_header()
+
+    def _local_queue(self) -> DispatchingQueue | None:
+        queue = self.runtime.queue
+        return queue if self.start_worker and dispatches_in_process(queue) else None
+
+    async def _count_other_workers(self) -> None:
+        queue = self._local_queue()
+        if queue is None:
+            return
+        try:
+            self._other_workers = await queue.other_workers()
+        except VideoqError:
+            return  # the header keeps its last count; the queue logs its own trouble
+        self.show_header()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one place worker failures become notifications (and log lines)."""

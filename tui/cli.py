@@ -10,17 +10,22 @@ import argparse
 import asyncio
 import json
 import logging
+import shutil
 import signal
 import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
 from core.config import Settings
+from core.demo import seed_demo
 from core.errors import InvalidRequest, VideoqError
-from core.models import TaskStatus, VideoRequest
+from core.models import ACTIVE, TaskStatus, VideoRequest, utcnow
 from core.runtime import Runtime
+from core.service import MAX_LIST_LIMIT
 from core.supervisor import supervise
 from tui import cli_tools, render
 
@@ -41,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--until-idle",
         action="store_true",
-        help="with --no-ui: exit 0 once no task is queued or running",
+        help="with --no-ui: stop once no task is queued or running, print a summary line "
+        "(succeeded / failed / cancelled) and exit 0, whatever the tasks' outcomes",
     )
     parser.add_argument(
         "--demo", type=_count, default=0, metavar="N", help="first submit N varied sample tasks"
@@ -75,7 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="only this status (repeatable): " + ", ".join(TaskStatus),
     )
     listing.add_argument(
-        "--limit", type=_count, default=100, help="at most this many (default 100)"
+        "--limit",
+        type=_limit,
+        default=100,
+        help=f"at most this many, 1 to {MAX_LIST_LIMIT} (default 100)",
     )
     listing.add_argument(
         "--json", action="store_true", help="print one JSON array with every column"
@@ -85,12 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("task_id", metavar="ID", help="task id (or an unambiguous prefix)")
     show.add_argument("--json", action="store_true", help="print {task, history} as JSON")
 
-    for name, text in (
-        ("cancel", "cancel a queued or running task"),
-        ("retry", "retry a failed or cancelled task"),
-    ):
-        action = commands.add_parser(name, help=text)
-        action.add_argument("task_id", metavar="ID", help="task id (or an unambiguous prefix)")
+    cancel = commands.add_parser("cancel", help="cancel queued or running tasks")
+    cancel.add_argument("task_ids", nargs="+", metavar="ID", help="task ids (or unique prefixes)")
+    retry = commands.add_parser(
+        "retry", help="retry failed or cancelled tasks, or every failed one with --failed"
+    )
+    retry.add_argument("task_ids", nargs="*", metavar="ID", help="task ids (or unique prefixes)")
+    retry.add_argument("--failed", action="store_true", help="retry every failed task")
+    retry.add_argument(
+        "--since", type=_duration, metavar="AGE", help="with --failed: failed within AGE (1h, 30m)"
+    )
+    retry.add_argument("--model", metavar="M", help="with --failed: only tasks of model M")
+    retry.add_argument("--yes", action="store_true", help="with --failed: do not ask first")
 
     serve = commands.add_parser("serve", help="run the HTTP service (worker endpoint and task API)")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
@@ -102,7 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.until_idle and not args.no_ui:
+        parser.error("--until-idle works only with --no-ui (the dashboard runs until you quit)")
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -135,21 +153,25 @@ async def _with_runtime(settings: Settings, command: Command, args: argparse.Nam
 async def cmd_worker(runtime: Runtime, args: argparse.Namespace) -> int:
     for part, text in runtime.describe().items():
         log.info("%s: %s", part, text)
-    await seed_demo(runtime, args.demo)
+    await seed_demo(runtime.service, args.demo)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, _stopper(stop, sig))
+    started = utcnow()
+    active = {t.id for t in await runtime.service.list(statuses=ACTIVE, limit=MAX_LIST_LIMIT)}
     await supervise(runtime, stop, until_idle=args.until_idle, log_actions=True)
     log.info("worker stopped")
-    return 0
-
-
-async def seed_demo(runtime: Runtime, count: int) -> None:
-    from core.demo import demo_requests
-
-    for request in demo_requests(count):
-        await runtime.service.submit(request, actor="demo")
+    if not args.until_idle:
+        return 0
+    seen = [
+        t
+        for t in await runtime.service.list(limit=MAX_LIST_LIMIT)
+        if t.id in active or t.created_at >= started
+    ]
+    counts = Counter(t.status for t in seen)
+    print(render.idle_summary(counts), flush=True)
+    return 0  # reaching idle is success; the summary line says how the tasks ended
 
 
 async def cmd_submit(runtime: Runtime, args: argparse.Namespace) -> int:
@@ -164,17 +186,24 @@ async def cmd_submit(runtime: Runtime, args: argparse.Namespace) -> int:
         }
     )
     task = await runtime.service.submit(request, actor="cli")
-    print(json.dumps(task.public_dict(), indent=2) if args.json else task.id)
+    if args.json:
+        _print_json(task.public_dict())
+    else:
+        print(task.id)
     return 0
 
 
 async def cmd_list(runtime: Runtime, args: argparse.Namespace) -> int:
     statuses = [_status(value) for value in args.status] if args.status else None
-    tasks = await runtime.service.list(statuses=statuses, limit=args.limit)
+    found = await runtime.service.list(statuses=statuses, limit=args.limit + 1)
+    tasks, cut = found[: args.limit], len(found) > args.limit
     if args.json:
-        print(json.dumps([task.public_dict() for task in tasks], indent=2))
+        _print_json([task.public_dict() for task in tasks])
     else:
-        print(render.task_table(tasks))
+        print(render.task_table(tasks, shutil.get_terminal_size().columns))
+    if cut:
+        note = f"showing the newest {args.limit}; more tasks match (raise --limit)"
+        print(note, file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -182,22 +211,74 @@ async def cmd_show(runtime: Runtime, args: argparse.Namespace) -> int:
     detail = await runtime.service.detail(await runtime.service.resolve_id(args.task_id))
     if args.json:
         history = [event.model_dump(mode="json") for event in detail.history]
-        print(json.dumps({"task": detail.task.public_dict(), "history": history}, indent=2))
+        _print_json({"task": detail.task.public_dict(), "history": history})
     else:
         print(render.task_detail(detail.task, detail.history))
     return 0
 
 
 async def cmd_cancel(runtime: Runtime, args: argparse.Namespace) -> int:
-    task = await runtime.service.cancel(await runtime.service.resolve_id(args.task_id), actor="cli")
-    print(f"task {task.id} cancelled")
-    return 0
+    async def cancel(task_id: str) -> str:
+        task = await runtime.service.cancel(task_id, actor="cli")
+        return f"task {task.id} cancelled"
+
+    return await _each_id(runtime, args.task_ids, cancel)
 
 
 async def cmd_retry(runtime: Runtime, args: argparse.Namespace) -> int:
-    task = await runtime.service.retry(await runtime.service.resolve_id(args.task_id), actor="cli")
-    print(f"task {task.id} queued again (attempt {task.attempt})")
+    if args.failed:
+        return await _retry_failed(runtime, args)
+    if args.since is not None or args.model or args.yes:
+        raise InvalidRequest("--since, --model and --yes go with --failed")
+    if not args.task_ids:
+        raise InvalidRequest("give the ids of the tasks to retry, or --failed for every failed one")
+    return await _each_id(runtime, args.task_ids, lambda task_id: _retry_one(runtime, task_id))
+
+
+async def _retry_one(runtime: Runtime, task_id: str) -> str:
+    task = await runtime.service.retry(task_id, actor="cli")
+    return f"task {task.id} queued again (attempt {task.attempt})"
+
+
+async def _each_id(
+    runtime: Runtime, prefixes: list[str], act: Callable[[str], Awaitable[str]]
+) -> int:
+    """Act on each id in turn; report every refusal and exit 1 if there was any."""
+    failures = 0
+    for prefix in prefixes:
+        try:
+            print(await act(await runtime.service.resolve_id(prefix)))
+        except VideoqError as exc:
+            failures += 1
+            print(f"videoq: error: {exc.message}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+async def _retry_failed(runtime: Runtime, args: argparse.Namespace) -> int:
+    if args.task_ids:
+        raise InvalidRequest("give ids or --failed, not both")
+    failed = await runtime.service.list(statuses=[TaskStatus.FAILED], limit=MAX_LIST_LIMIT)
+    cutoff = None if args.since is None else utcnow() - args.since
+    picked = [
+        t
+        for t in failed
+        if (args.model is None or t.model == args.model)
+        and (cutoff is None or (t.completed_at or t.updated_at) >= cutoff)
+    ]
+    print(f"{render.plural(len(picked), 'failed task')} to retry (each starts a new upstream job)")
+    if not picked:
+        return 0
+    if not args.yes and not _confirmed():
+        return 1
+    for task in picked:
+        print(await _retry_one(runtime, task.id))
     return 0
+
+
+def _confirmed() -> bool:
+    if not sys.stdin.isatty():
+        raise InvalidRequest("not asking without a terminal: add --yes to retry them")
+    return input("Retry them? [y/N] ").strip().lower() in ("y", "yes")
 
 
 COMMANDS: dict[str, Command] = {
@@ -218,6 +299,8 @@ def _run_guarded(run: Callable[[], Any]) -> int:
         return _fail(exc.message)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return 141  # the reader (`| head`) went away: not an error worth a traceback
     return result if isinstance(result, int) else 0
 
 
@@ -234,6 +317,11 @@ def _settings_error(exc: ValidationError) -> str:
     env = Settings.model_fields[field].validation_alias if field in Settings.model_fields else None
     name = env.choices[0] if env is not None and hasattr(env, "choices") else field
     return f"invalid setting {name}: {error['msg'].removeprefix('Value error, ')}"
+
+
+def _print_json(value: Any) -> None:
+    # Prompts in any language print as typed, not as \u escapes.
+    print(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def _fail(message: str) -> int:
@@ -258,6 +346,24 @@ def _count(value: str) -> int:
     if number < 0:
         raise argparse.ArgumentTypeError("must not be negative")
     return number
+
+
+def _limit(value: str) -> int:
+    number = _count(value)
+    if not 1 <= number <= MAX_LIST_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_LIST_LIMIT}, not {number}")
+    return number
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value: str) -> timedelta:
+    """`90s`, `30m`, `1h`, `2d` as a timedelta."""
+    number, unit = value[:-1], value[-1:].lower()
+    if unit not in DURATION_UNITS or not number.isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r} is not an age such as 30m, 1h or 2d")
+    return timedelta(seconds=int(number) * DURATION_UNITS[unit])
 
 
 def _stopper(stop: asyncio.Event, sig: signal.Signals) -> Callable[[], None]:

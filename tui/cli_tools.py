@@ -51,6 +51,7 @@ def extend(parser: argparse.ArgumentParser, commands: argparse._SubParsersAction
     doctor.add_argument("--json", action="store_true", help="print a JSON list of the checks")
     shells = commands.add_parser("completion", help="print a shell completion script")
     shells.add_argument("shell", choices=completion.SHELLS, help="bash, zsh or fish")
+    shells.set_defaults(root_parser=parser)  # the script is generated from the whole parser
     commands.add_parser(completion.IDS_COMMAND)  # no help: hidden from --help and completion
     for name, sub in [("", parser), *commands.choices.items()]:
         if name in EXAMPLES:
@@ -64,9 +65,7 @@ def run_doctor(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_completion(settings: Settings, args: argparse.Namespace) -> int:
-    from tui.cli import build_parser
-
-    print(completion.script(build_parser(), args.shell))
+    print(completion.script(args.root_parser, args.shell))
     return 0
 
 

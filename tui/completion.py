@@ -27,7 +27,7 @@ def script(parser: argparse.ArgumentParser, shell: str) -> str:
             action.complete = _words("status", TaskStatus)  # type: ignore[attr-defined]
         elif "--model" in action.option_strings:
             action.complete = _words("model", provider_for(DEFAULT_PROVIDER).choices["model"])  # type: ignore[attr-defined]
-        elif action.dest == "task_id":
+        elif action.dest in ("task_id", "task_ids"):
             ids = f"{parser.prog} {IDS_COMMAND} 2>/dev/null"
             action.complete = shtab.cmd(ids)  # type: ignore[attr-defined]
     return shtab.complete(parser, shell=shell)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
-from core.models import Task, TaskEvent, utcnow
+from rich.cells import cell_len, set_cell_size
+
+from core.models import Task, TaskEvent, TaskStatus, utcnow
 from core.text import one_line
 
-PROMPT_WIDTH = 40
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 """How a log line reads, on the console and in the dashboard's worker log alike."""
 
@@ -27,33 +29,89 @@ def age(moment: datetime | None, now: datetime | None = None) -> str:
     return f"{seconds}s"
 
 
-def truncate(text: str | None, width: int) -> str:
-    return one_line(text, width)
+def span(seconds: float) -> str:
+    """A span in its two largest units, such as `2m 53s`, `1h 4m` or `9s`."""
+    left = max(0, int(seconds))
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, left = divmod(left, size)
+        if count or parts:
+            parts.append(f"{count}{unit}")
+    top = parts[:2]
+    if len(top) == 2 and top[1].startswith("0"):
+        top.pop()
+    return " ".join(top) or "0s"
 
 
-def task_table(tasks: list[Task]) -> str:
+def relative(moment: datetime, now: datetime) -> str:
+    """`3m 12s ago` for the past, `in 2m 53s` for the future."""
+    seconds = (moment - now).total_seconds()
+    return f"in {span(seconds)}" if seconds >= 1 else f"{span(-seconds)} ago"
+
+
+def ellipsize(text: str | None, width: int) -> str:
+    """One line of `text` in at most `width` cells, with an ellipsis when cut (wide-char safe)."""
+    text = one_line(text)
+    if cell_len(text) <= width:
+        return text
+    return set_cell_size(text, max(0, width - 1)).rstrip() + "…"
+
+
+def fit(text: str | None, width: int) -> str:
+    """`text` cut or padded to exactly `width` cells."""
+    return set_cell_size(ellipsize(text, width), width)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+# Below this many columns `list` leaves out the model and the attempt.
+WIDE_LIST = 110
+GAP = "  "
+
+
+def task_table(tasks: list[Task], width: int = 80) -> str:
+    """Tasks as aligned columns that fit `width`, the prompt beside the error."""
     if not tasks:
         return "no tasks"
-    header = ("ID", "STATUS", "PROG", "MODEL", "DUR", "ASPECT", "TRY", "AGE", "PROMPT / ERROR")
-    rows = [header] + [
-        (
-            short_id(task.id),
-            task.status.value,
-            f"{task.progress}%",
-            task.model,
-            f"{task.duration}s" + (" hd" if task.hd else ""),
-            task.aspect_ratio,
-            str(task.attempt),
-            age(task.created_at),
-            truncate(task.error_message or task.prompt, PROMPT_WIDTH),
-        )
-        for task in tasks
-    ]
+    wide = width >= WIDE_LIST
+    header = ["ID", "STATUS", "PROG", *(["MODEL"] if wide else []), "DUR"]
+    header += [*(["TRY"] if wide else []), "AGE"]
+    rows = [header] + [_list_cells(task, wide) for task in tasks]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
+    fixed = "".join(cell.ljust(w) + GAP for cell, w in zip(header, widths, strict=True))
+    room = max(20, width - len(fixed) - len(GAP) - 1)
+    has_error = any(task.error_message for task in tasks)
+    prompt_room = room // 2 if has_error else room
+    texts = [("PROMPT", "ERROR" if has_error else "")] + [
+        (task.prompt, task.error_message or "") for task in tasks
+    ]
+    lines = []
+    for cells, (prompt, error) in zip(rows, texts, strict=True):
+        line = "".join(cell.ljust(w) + GAP for cell, w in zip(cells, widths, strict=True))
+        line += fit(prompt, prompt_room)
+        if has_error:
+            line += GAP + ellipsize(error, room - prompt_room)
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+def _list_cells(task: Task, wide: bool) -> list[str]:
+    cells = [short_id(task.id), task.status.value, f"{task.progress}%"]
+    cells += [task.model] if wide else []
+    cells.append(f"{task.duration}s" + (" hd" if task.hd else ""))
+    cells += [str(task.attempt)] if wide else []
+    return [*cells, age(task.created_at)]
+
+
+def idle_summary(counts: Mapping[TaskStatus, int]) -> str:
+    """The last line of `--until-idle`: how the tasks it saw ended."""
+    ended = ", ".join(
+        f"{counts.get(status, 0)} {status.value}"
+        for status in (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED)
     )
+    return f"idle: {ended}"
 
 
 def task_detail(task: Task, history: list[TaskEvent]) -> str:

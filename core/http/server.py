@@ -10,6 +10,7 @@ import math
 import signal
 import socket
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -201,7 +202,19 @@ def _log_start(runtime: Runtime, service: Service, host: str, port: int) -> None
         why = "VIDEOQ_UPSTREAM=simulator" if settings.upstream else "no T8STAR_API_KEY set"
         log.info("%s: the simulator stands in for the upstream", why)
     log.info("task API sign-in: %s", service.app.state.auth.describe())
-    log.info("listening on http://%s:%d; worker endpoint %s", host, port, settings.worker_url)
+    listen = f"http://{host}:{port}"
+    log.info("listening on %s", listen)
+    public = urlsplit(settings.public_url)
+    if (public.hostname, public.port or _default_port(public.scheme)) == (host, port):
+        log.info("worker endpoint %s", settings.worker_url)
+    else:
+        log.info(
+            "worker endpoint %s, as VIDEOQ_PUBLIC_URL %s says: the address QStash and clients "
+            "reach this service at (a proxy or tunnel in front of %s); set it if that is wrong",
+            settings.worker_url,
+            settings.public_url,
+            listen,
+        )
     if (
         settings.uses_qstash
         and not is_local_qstash(settings.qstash_url)
@@ -212,3 +225,7 @@ def _log_start(runtime: Runtime, service: Service, host: str, port: int) -> None
             "public https URL",
             settings.public_url,
         )
+
+
+def _default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80

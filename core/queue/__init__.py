@@ -100,8 +100,19 @@ class Queue(Protocol):
 class DispatchingQueue(Queue, Protocol):
     """A queue that delivers its messages to a handler in this process."""
 
+    paused: bool
+    """True while no new delivery is taken (steps in flight still finish)."""
+
     async def run(self, handler: DeliveryHandler, stop: asyncio.Event) -> None:
         """Deliver due messages to `handler` until `stop` is set."""
+        ...
+
+    def set_paused(self, paused: bool) -> None:
+        """Stop (or go back to) taking new deliveries, without stopping `run`."""
+        ...
+
+    async def other_workers(self) -> int:
+        """How many other processes deliver from the same queue right now."""
         ...
 
 

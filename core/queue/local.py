@@ -27,7 +27,18 @@ from core import signing
 from core.errors import QueueError
 from core.models import WorkMessage
 from core.queue import Delivery, DeliveryHandler, DeliveryResult, QueueStats
-from core.queue.local_db import CANCEL, DEAD, DONE, NEVER, RETRY, Claim, QueueDb, QueuedMessage
+from core.queue.local_db import (
+    BEAT,
+    CANCEL,
+    DEAD,
+    DONE,
+    GONE,
+    NEVER,
+    RETRY,
+    Claim,
+    QueueDb,
+    QueuedMessage,
+)
 from core.retry import DAY, RetryPolicy
 
 __all__ = ["LocalQueue", "QueueStats", "QueuedMessage"]
@@ -35,6 +46,8 @@ __all__ = ["LocalQueue", "QueueStats", "QueuedMessage"]
 log = logging.getLogger(__name__)
 
 _PRUNE_EVERY = 60.0
+# A dispatcher writes its heartbeat this often; three missed beats and it counts as gone.
+BEAT_EVERY = 2.0
 
 
 @dataclass
@@ -112,6 +125,9 @@ class LocalQueue:
         self._running = False
         self._pruned_at = 0.0
         self._refresh_at = 0.0
+        self._beat_at = 0.0
+        # While paused, nothing new is claimed; deliveries in flight finish as usual.
+        self.paused = False
 
     def describe(self) -> str:
         """Where messages are kept, for logs and the dashboard header."""
@@ -179,6 +195,15 @@ class LocalQueue:
     def in_flight(self) -> int:
         return len(self._inflight)
 
+    def set_paused(self, paused: bool) -> None:
+        """Stop (or go back to) claiming new deliveries, without stopping the dispatcher."""
+        self.paused = paused
+        self._wake.set()
+
+    async def other_workers(self) -> int:
+        """How many other processes are dispatching from this file right now."""
+        return await self._db.count_workers(self._owner, self._clock() - 3 * BEAT_EVERY)
+
     async def run(self, handler: DeliveryHandler, stop: asyncio.Event) -> None:
         """Deliver due messages to `handler` until `stop` is set, then drain and hand back."""
         if not self._db.is_open:
@@ -193,6 +218,7 @@ class LocalQueue:
         finally:
             watcher.cancel()
             await self._hand_back()
+            await self._beat(gone=True)
             self._running = False
 
     # -- the dispatcher ---------------------------------------------------------------------
@@ -203,13 +229,13 @@ class LocalQueue:
                 # Notice what other processes published, however busy this one keeps us.
                 await self._refresh()
             now = self._clock()
-            free = self.concurrency - len(self._inflight)
+            free = 0 if self.paused else self.concurrency - len(self._inflight)
             if free > 0 and self._next_due <= now:
                 if await self._claim_and_start(handler, now, free):
                     continue
             self._saturated = len(self._inflight) >= self.concurrency
             wait = max(0.0, self._refresh_at - time.monotonic())
-            if not self._saturated:
+            if not self._saturated and not self.paused:
                 wait = min(wait, max(0.0, self._next_due - now))
             await self._sleep(wait)
 
@@ -245,11 +271,25 @@ class LocalQueue:
         try:
             self._next_due = await self._db.next_due()
             now = self._clock()
+            if now - self._beat_at >= BEAT_EVERY:
+                await self._beat()
             if now - self._pruned_at >= min(_PRUNE_EVERY, self.dedup_window):
                 self._pruned_at = now
                 await self._db.prune(now - self.dedup_window)
         except QueueError as exc:
             log.warning("local queue: could not look for due messages: %s", exc.message)
+
+    async def _beat(self, *, gone: bool = False) -> None:
+        """Say this dispatcher is alive (or, `gone`, that it stopped); drop long-dead ones."""
+        now = self._clock()
+        self._beat_at = now
+        try:
+            if not gone:
+                await self._db.change(BEAT, (self._owner, now, now))
+            # Rows of processes killed without a goodbye go after a minute.
+            await self._db.change(GONE, (self._owner if gone else "", now - 60.0))
+        except QueueError as exc:
+            log.warning("local queue: heartbeat not written: %s", exc.message)
 
     def _note_due(self, deliver_at: float) -> None:
         self._next_due = min(self._next_due, deliver_at)

@@ -44,7 +44,15 @@ CREATE TABLE IF NOT EXISTS queue_dedup (
     published_at REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS queue_dedup_age ON queue_dedup (published_at);
+-- One row per dispatching process, beaten every few seconds: who else works on this file.
+CREATE TABLE IF NOT EXISTS queue_workers (
+    owner TEXT PRIMARY KEY,
+    beat REAL NOT NULL
+) WITHOUT ROWID;
 """
+BEAT = "INSERT INTO queue_workers (owner, beat) VALUES (?, ?) ON CONFLICT DO UPDATE SET beat = ?"
+GONE = "DELETE FROM queue_workers WHERE owner = ? OR beat < ?"
+_OTHERS = "SELECT count(*) FROM queue_workers WHERE owner != ? AND beat >= ?"
 # One statement claims a batch: SQLite runs it under the write lock, so two dispatchers on one
 # file never claim the same row. A row whose lease expired unanswered counts as a failed try.
 _CLAIM = """
@@ -158,6 +166,10 @@ class QueueDb:
     async def select(self, where: str, params: tuple[Any, ...], now: float) -> list[QueuedMessage]:
         sql = f"SELECT {_COLUMNS} FROM queue_messages WHERE {where} ORDER BY deliver_at"
         return [_queued(row, now) for row in await self._read(_fetch_all, sql, params)]
+
+    async def count_workers(self, owner: str, since: float) -> int:
+        """How many dispatchers other than `owner` beat at `since` or later."""
+        return int((await self._read(_fetch_all, _OTHERS, (owner, since)))[0][0])
 
     async def count_pending(self) -> int:
         sql = "SELECT count(*) FROM queue_messages WHERE state = 'pending'"

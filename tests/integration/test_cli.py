@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
 from core.models import Task, TaskStatus, VideoRequest
+from core.runtime import Runtime
 from core.store.sqlite import SqliteStore
 from tests.cli import Cli
+from tests.dashboard_helpers import FAILED, force, make_settings, seed
+from tests.http_support import free_port
 from tests.waiting import wait_until_sync
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -40,6 +44,9 @@ def test_twenty_submits_then_until_idle_end_terminal_and_list_agrees(cli: Cli) -
     assert "simulator" in done.stdout
     for task_id in ids:
         assert f"task {task_id}: queued -> running" in done.stdout
+    counts = {s: sum(r["status"] == s for r in rows.values()) for s in ("succeeded", "failed")}
+    summary = f"idle: {counts['succeeded']} succeeded, {counts['failed']} failed, 0 cancelled"
+    assert done.stdout.rstrip().endswith(summary)
 
 
 def test_bad_input_exits_non_zero_names_the_field_and_stores_nothing(cli: Cli) -> None:
@@ -141,3 +148,129 @@ def test_the_worker_picks_up_and_logs_what_other_processes_do_and_stops_on_sigte
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0
     assert "SIGTERM received" in log.read_text()
+
+
+def test_validation_messages_are_plain_words(cli: Cli) -> None:
+    images = [arg for n in range(5) for arg in ("--image", f"https://x.example/{n}.png")]
+    many = cli.run("submit", "--prompt", "a fox", *images)
+    assert "invalid --image: at most 4 images" in many.stderr
+    long = cli.run("submit", "--prompt", "x" * 4001)
+    assert "invalid --prompt: is longer than 4,000 characters" in long.stderr
+    for done in (many, long):
+        assert done.returncode == 1 and "should have" not in done.stderr
+    assert cli.json("list") == []
+
+
+def test_json_prints_non_ascii_as_it_is(cli: Cli) -> None:
+    out = cli.ok("submit", "--prompt", "一只猫在雨中", "--json")
+    assert '"prompt": "一只猫在雨中"' in out and "\\u" not in out
+    assert "一只猫在雨中" in cli.ok("list", "--json")
+
+
+def test_list_refuses_limit_zero_and_says_when_rows_were_cut(cli: Cli) -> None:
+    zero = cli.run("list", "--limit", "0")
+    assert zero.returncode == 2 and "--limit: must be from 1 to 1000, not 0" in zero.stderr
+    for n in range(3):
+        cli.ok("submit", "--prompt", f"scene {n}")
+    cut = cli.ok("list", "--limit", "2")
+    assert len(cut.splitlines()) == 4  # header, two rows, the note
+    assert cut.splitlines()[-1] == "showing the newest 2; more tasks match (raise --limit)"
+    assert "more tasks" not in cli.ok("list", "--limit", "3")
+    assert len(cli.json("list", "--limit", "2")) == 2
+
+
+def seeded(cli: Cli, count: int, failed: int = 0) -> list[str]:
+    """Tasks stored in-process (fast), the first `failed` of them failed, newest last."""
+    settings = make_settings(cli.db_path)
+
+    async def go() -> list[str]:
+        tasks = await seed(settings, count)
+        async with Runtime.from_settings(settings) as runtime:
+            for task in tasks[:failed]:
+                await force(runtime, task, FAILED)
+        return [task.id for task in tasks]
+
+    return asyncio.run(go())
+
+
+def test_list_fits_80_columns_with_the_prompt_beside_the_error(cli: Cli) -> None:
+    seeded(cli, 3, failed=1)
+    cli.env["COLUMNS"] = "80"
+    lines = cli.ok("list").splitlines()
+    assert all(len(line) <= 80 for line in lines), lines
+    assert lines[0].split()[-2:] == ["PROMPT", "ERROR"]
+    failed = next(line for line in lines if " failed " in line)
+    assert "A red fox" in failed and "upstream refused" in failed
+    cli.env["COLUMNS"] = "160"
+    assert "MODEL" in cli.ok("list").splitlines()[0]
+
+
+def test_an_ambiguous_prefix_lists_the_candidates(cli: Cli) -> None:
+    ids = seeded(cli, 17)  # 17 ids, 16 hex digits: two share a first character
+    first = defaultdict(list)
+    for task_id in ids:
+        first[task_id[0]].append(task_id)
+    prefix, candidates = next((c, group) for c, group in first.items() if len(group) > 1)
+    done = cli.run("show", prefix)
+    assert done.returncode == 1
+    assert f"id prefix {prefix!r} matches several tasks; give more characters:" in done.stderr
+    assert all(task_id in done.stderr for task_id in candidates[:5])
+
+
+def test_cancel_and_retry_take_several_ids_and_report_each(cli: Cli) -> None:
+    ids = seeded(cli, 3)
+    done = cli.run("cancel", ids[0][:8], ids[1][:8], "ffffffff")
+    assert done.returncode == 1
+    assert f"task {ids[0]} cancelled" in done.stdout and f"task {ids[1]} cancelled" in done.stdout
+    assert "no task with id 'ffffffff'" in done.stderr
+    again = cli.ok("retry", ids[0][:8], ids[1][:8])
+    assert again.count("queued again (attempt 2)") == 2
+    bare = cli.run("retry")
+    assert bare.returncode == 1 and "--failed for every failed one" in bare.stderr
+
+
+def test_retry_failed_counts_first_asks_or_needs_yes_and_filters(cli: Cli) -> None:
+    ids = seeded(cli, 4, failed=3)  # demo tasks 0-2 failed: sora-2, sora-2, sora-2-pro
+    asked = cli.run("retry", "--failed")  # no terminal on stdin: refuses to ask
+    assert asked.returncode == 1 and "3 failed tasks to retry" in asked.stdout
+    assert "add --yes to retry them" in asked.stderr
+    pro = cli.ok("retry", "--failed", "--model", "sora-2-pro", "--yes")
+    assert "1 failed task to retry" in pro and f"task {ids[2]} queued again (attempt 2)" in pro
+    assert "0 failed tasks" in cli.ok("retry", "--failed", "--since", "0s", "--yes")
+    rest = cli.ok("retry", "--failed", "--since", "1h", "--yes")
+    assert "2 failed tasks to retry" in rest and rest.count("attempt 2") == 2
+    bad = cli.run("retry", "--failed", "--since", "soon")
+    assert bad.returncode == 2 and "is not an age such as 30m" in bad.stderr
+    stray = cli.run("retry", ids[0], "--yes")
+    assert stray.returncode == 1 and "go with --failed" in stray.stderr
+
+
+def test_until_idle_needs_no_ui_and_failures_are_warnings(cli: Cli) -> None:
+    refused = cli.run("--until-idle")
+    assert refused.returncode == 2 and "--until-idle works only with --no-ui" in refused.stderr
+    task_id = cli.ok("submit", "--prompt", "a fox").strip()
+    cli.env["VIDEOQ_SIM_FAILURE_RATE"] = "1"
+    done = cli.run("--no-ui", "--until-idle")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"WARNING core.worker: task {task_id}: running -> failed" in done.stdout
+    assert done.stdout.rstrip().endswith("idle: 0 succeeded, 1 failed, 0 cancelled")
+
+
+def test_serve_says_where_it_listens_and_why_the_worker_url_differs(
+    cli: Cli, tmp_path: Path
+) -> None:
+    log = tmp_path / "serve.log"
+    cli.env["VIDEOQ_PUBLIC_URL"] = "https://videoq.example.org"
+    port = free_port()
+    serve = cli.start("serve", "--port", str(port), log=log)
+    try:
+        wait_for_line(log, "worker endpoint")
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=30)
+    text = log.read_text()
+    assert f"listening on http://127.0.0.1:{port}" in text
+    assert (
+        "worker endpoint https://videoq.example.org/api/v1/internal/video-worker, as "
+        "VIDEOQ_PUBLIC_URL https://videoq.example.org says" in text
+    )

@@ -13,6 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.color import ColorSystem
+from rich.segment import Segment
+from rich.style import Style
+from textual.color import Color
+from textual.filter import LineFilter, Monochrome
 from textual.pilot import Pilot
 from textual.widgets import Input
 
@@ -107,6 +112,11 @@ class FrozenStore:
 def frozen_app(tmp_path: Path) -> RecordingApp:
     settings = make_settings(tmp_path / "snap.db", sim_speedup=20.0)
     asyncio.run(prepare(settings))
+    return app_over(settings)
+
+
+def app_over(settings: Settings) -> RecordingApp:
+    """The app over prepared rows, with the clock and the header's moving parts frozen."""
     runtime = Runtime.from_settings(settings)
     runtime.store = FrozenStore(runtime.store)  # type: ignore[assignment]
     return RecordingApp(runtime, clock=lambda: NOW)
@@ -149,3 +159,63 @@ def test_new_task_form_with_a_field_error(snap_compare: Any, app: RecordingApp) 
             field.cursor_blink = False
 
     assert snap_compare(app, terminal_size=SIZE, run_before=bad_request)
+
+
+class SixteenColours(LineFilter):
+    """What a TERM=xterm terminal shows: every colour folded into the 16 standard ones."""
+
+    def apply(self, segments: list[Segment], background: Any) -> list[Segment]:
+        return [Segment(text, _standard(style), control) for text, style, control in segments]
+
+
+def _standard(style: Style | None) -> Style | None:
+    if style is None:
+        return None
+    fold = lambda c: None if c is None else c.downgrade(ColorSystem.STANDARD)  # noqa: E731
+    return style + Style.from_color(fold(style.color), fold(style.bgcolor))
+
+
+TERMINALS: dict[str, list[LineFilter]] = {
+    "256": [],
+    "16": [SixteenColours()],
+    "no_color": [Monochrome()],
+}
+
+
+async def cursor_on_third_row(pilot: Pilot[Any]) -> None:
+    await loaded(pilot)
+    await pilot.press("down", "space")  # selects the second row; the cursor moves to the third
+
+
+@pytest.mark.parametrize("terminal", TERMINALS)
+def test_the_cursor_row_stands_out_in_every_terminal(
+    snap_compare: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, terminal: str
+) -> None:
+    if terminal == "no_color":
+        monkeypatch.setenv("NO_COLOR", "1")  # read when the app is built
+    app = frozen_app(tmp_path)
+    app._filters.extend(TERMINALS[terminal] if terminal == "16" else [])
+    assert snap_compare(app, terminal_size=(80, 24), run_before=cursor_on_third_row)
+
+
+@pytest.mark.parametrize("terminal", TERMINALS)
+async def test_only_the_cursor_row_is_reversed_and_marked(tmp_path: Path, terminal: str) -> None:
+    settings = make_settings(tmp_path / "snap.db")
+    await prepare(settings)
+    app = app_over(settings)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await cursor_on_third_row(pilot)
+        rows = []
+        for y in range(1, len(ROWS) + 1):
+            segments = list(app.table.render_line(y))
+            for line_filter in TERMINALS[terminal]:
+                segments = line_filter.apply(segments, Color(0, 0, 0))
+            rows.append(segments)
+    texts = ["".join(s.text for s in row) for row in rows]
+    reversed_rows = [
+        i for i, row in enumerate(rows) if all(s.style and s.style.reverse for s in row[:-1])
+    ]
+    assert reversed_rows == [2]
+    assert [i for i, text in enumerate(texts) if "▶" in text] == [2]
+    assert [i for i, text in enumerate(texts) if "●" in text] == [1]  # selected, not the cursor
+    assert not any(s.style and s.style.reverse for row in rows[:2] + rows[3:] for s in row)

@@ -9,12 +9,18 @@ from datetime import UTC, datetime, timedelta
 from rich.cells import cell_len
 
 from core.models import Task, TaskChange, TaskStatus, VideoRequest, cancel_refusal, retry_refusal
-from tui.render import LOG_FORMAT
+from tui.render import LOG_FORMAT, ellipsize
+from tui.state.task_book import TaskBook, View, can_cancel, can_retry
+from tui.state.task_cells import (
+    COLUMNS,
+    PADDING,
+    column_widths,
+    fitting_columns,
+    status_label,
+)
+from tui.state.wording import confirm_text, outcome, refusal
 from tui.widgets.log_panel import PanelLogHandler
 from tui.widgets.status_header import HeaderInfo, header_markup
-from tui.widgets.task_book import TaskBook, View, can_cancel, can_retry
-from tui.widgets.task_cells import COLUMNS, PADDING, column_widths, ellipsize
-from tui.widgets.wording import confirm_text, outcome, refusal
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -147,6 +153,8 @@ def test_columns_fill_the_width_and_text_is_cut_by_cells() -> None:
     assert sum(widths) + 2 * PADDING * len(COLUMNS) == 158
     narrow = column_widths(40)
     assert all(w >= c.width for w, c in zip(narrow, COLUMNS, strict=True))
+    wide = dict(zip((c.key for c in COLUMNS), column_widths(218), strict=True))
+    assert wide["error"] > 40 and wide["prompt"] > 60  # a wide terminal gives text the room
     assert ellipsize("一个在雨中漂流的纸船", 7) == "一个在…"
     assert cell_len(ellipsize("一个在雨中漂流的纸船", 7)) <= 7
     assert ellipsize("  two\nlines  ", 20) == "two lines"
@@ -185,3 +193,16 @@ def test_the_worker_log_panel_writes_lines_as_the_console_does() -> None:
     assert (
         PanelLogHandler().format(record) == console == f"{clock} WARNING core.worker: task a: late"
     )
+
+
+def test_narrow_terminals_keep_id_status_progress_prompt_and_error() -> None:
+    keys = [c.key for c in fitting_columns(78)]  # 80 columns less the scrollbar gutter
+    assert keys == ["mark", "id", "status", "progress", "prompt", "error"]
+    assert [c.key for c in fitting_columns(158)] == [c.key for c in COLUMNS]
+    assert "age" in [c.key for c in fitting_columns(100)]  # the least needed go first
+
+
+def test_every_status_has_its_own_glyph() -> None:
+    labels = {status_label(status) for status in TaskStatus}
+    glyphs = {label.split()[0] for label in labels}
+    assert len(glyphs) == len(TaskStatus) and "✓ succeeded" in labels

@@ -84,7 +84,7 @@ def test_a_valid_request_is_normalised() -> None:
     ("data", "field", "words"),
     [
         ({"prompt": "   "}, "prompt", "blank"),
-        ({"prompt": "x" * 4001}, "prompt", "at most 4000"),
+        ({"prompt": "x" * 4001}, "prompt", "longer than 4,000 characters"),
         ({"prompt": "x", "model": "sora-3"}, "model", "sora-2"),
         ({"prompt": "x", "duration": 12}, "duration", "10, 15 or 25"),
         ({"prompt": "x", "duration": 25}, "duration", "sora-2-pro"),

@@ -15,8 +15,8 @@ class ConfirmScreen(ModalScreen[bool]):
     """Asks before an action that changes tasks; dismisses with True to go ahead."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "answer(True)", "Yes"),
-        Binding("n,escape", "answer(False)", "No"),
+        Binding("y", "answer(True)", "Yes", tooltip="Go ahead"),
+        Binding("n,escape", "answer(False)", "No", tooltip="Change nothing"),
     ]
 
     def __init__(self, question: str, details: str = "", yes: str = "Yes") -> None:

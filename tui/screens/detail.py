@@ -1,4 +1,4 @@
-"""Everything about one task: the full request, the result, and its history."""
+"""Everything about one task: the full request, the result, and its history; it can act too."""
 
 from __future__ import annotations
 
@@ -16,23 +16,28 @@ from textual.widgets import Footer, Static
 
 from core.models import Task, TaskEvent
 from core.service import TaskDetail
-from tui.render import age, describe_event
-from tui.widgets.status_header import STATUS_COLOURS
+from tui.render import describe_event, relative
+from tui.state.task_cells import status_label
+from tui.widgets.status_header import STATUS_CLASSES
+from tui.widgets.styled import styled
+
+Styler = Callable[[str, str], str]
 
 
 def stamp(moment: datetime | None, now: datetime) -> str:
     if moment is None:
         return "-"
-    return f"{moment:%Y-%m-%d %H:%M:%S} UTC [dim]({age(moment, now)} ago)[/]"
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC [dim]({relative(moment, now)})[/]"
 
 
-def field_lines(task: Task, now: datetime) -> list[tuple[str, str]]:
+def field_lines(task: Task, now: datetime, style: Styler) -> list[tuple[str, str]]:
     """(label, markup) pairs for every request and bookkeeping field of the row."""
     request = f"{task.model}, {task.duration}s, {task.aspect_ratio}" + (", hd" if task.hd else "")
     images = "\n".join(escape(image[:120]) for image in task.images) or "-"
+    status = style(f"status--{task.status}", status_label(task.status))
     return [
         ("id", task.id),
-        ("status", f"[{STATUS_COLOURS[task.status]}]{task.status.value}[/] ({task.progress}%)"),
+        ("status", f"{status} ({task.progress}%)"),
         ("attempt", str(task.attempt)),
         ("request", request),
         ("images", images),
@@ -44,18 +49,25 @@ def field_lines(task: Task, now: datetime) -> list[tuple[str, str]]:
         ("started", stamp(task.started_at, now)),
         ("completed", stamp(task.completed_at, now)),
         ("last poll", stamp(task.last_polled_at, now)),
-        ("next poll", stamp(task.next_poll_at, now)),
+        ("next poll", stamp(task.next_poll_at if task.status.active else None, now)),
         ("updated", stamp(task.updated_at, now) + f" [dim]version {task.version}[/]"),
     ]
 
 
 class DetailScreen(ModalScreen[None]):
-    """A full view of one task; follows the task live while it is open."""
+    """A full view of one task; follows the task live and ticks its times while it is open."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "dismiss", "Close"),
-        Binding("y", "copy_url", "Copy video URL"),
+        Binding("escape", "dismiss", "Close", id="detail-close", tooltip="Back to the table"),
+        Binding("c", "act('cancel')", "Cancel", id="detail-cancel", tooltip="Cancel this task"),
+        Binding("r", "act('retry')", "Retry", id="detail-retry", tooltip="Retry this task"),
+        Binding("y", "copy_url", "Copy URL", id="detail-copy-url", tooltip="Copy the video URL"),
+        Binding("i", "copy_id", "Copy id", id="detail-copy-id", tooltip="Copy the task id"),
+        Binding(
+            "o", "open_url", "Open video", id="detail-open", tooltip="Open the video in a browser"
+        ),
     ]
+    COMPONENT_CLASSES: ClassVar[set[str]] = {*STATUS_CLASSES, "detail--video", "detail--error"}
 
     class Loaded(Message):
         """The task's row and history arrived from the store."""
@@ -63,6 +75,14 @@ class DetailScreen(ModalScreen[None]):
         def __init__(self, detail: TaskDetail) -> None:
             super().__init__()
             self.detail = detail
+
+    class Act(Message):
+        """The operator asked to cancel or retry the task shown (the app asks and does it)."""
+
+        def __init__(self, action: str, task: Task) -> None:
+            super().__init__()
+            self.action = action
+            self.task = task
 
     def __init__(self, task: Task, clock: Callable[[], datetime]) -> None:
         super().__init__()
@@ -88,6 +108,8 @@ class DetailScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self._render_task()
+        # Relative times and the next-poll countdown move with the clock.
+        self.set_interval(1.0, self._render_task)
 
     def on_detail_screen_loaded(self, message: Loaded) -> None:
         if message.detail.task.version >= self.current.version:
@@ -101,24 +123,50 @@ class DetailScreen(ModalScreen[None]):
             self.current = task
             self._render_task()
 
+    def action_act(self, action: str) -> None:
+        self.post_message(self.Act(action, self.current))
+
     def action_copy_url(self) -> None:
+        if url := self._video_url():
+            self.app.copy_to_clipboard(url)
+            self.notify("video URL copied to the clipboard")
+
+    def action_copy_id(self) -> None:
+        self.app.copy_to_clipboard(self.current.id)
+        self.notify(f"task id {self.current.id} copied to the clipboard")
+
+    def action_open_url(self) -> None:
+        url = self._video_url()
+        opener = getattr(self.app, "open_in_browser", None)
+        if url and opener is not None:
+            if opener(url):
+                self.notify("video opened in the browser")
+            else:
+                self.notify(f"no browser to open here; the video is at {url}", timeout=20)
+
+    def _video_url(self) -> str | None:
         if not self.current.video_url:
-            self.notify("this task has no video URL yet", severity="warning")
-            return
-        self.app.copy_to_clipboard(self.current.video_url)
-        self.notify("video URL copied to the clipboard")
+            self.notify(
+                f"task {self.current.id[:8]} has no video URL yet ({self.current.status})",
+                severity="warning",
+            )
+        return self.current.video_url
+
+    def _styled(self, name: str, text: str) -> str:
+        return styled(self, name, text)
 
     def _render_task(self) -> None:
         task, now = self.current, self._clock()
-        colour = STATUS_COLOURS[task.status]
+        status = self._styled(f"status--{task.status}", status_label(task.status))
         self.query_one("#detail-title", Static).update(
-            f"[b]Task {task.id[:8]}[/]  [{colour}]● {task.status.value}[/]  attempt {task.attempt}"
+            f"[b]Task {task.id[:8]}[/]  {status}  attempt {task.attempt}"
         )
-        width = max(len(label) for label, _ in field_lines(task, now))
-        lines = [f"[dim]{label:>{width}}[/]  {value}" for label, value in field_lines(task, now)]
+        fields = field_lines(task, now, self._styled)
+        width = max(len(label) for label, _ in fields)
+        lines = [f"[dim]{label:>{width}}[/]  {value}" for label, value in fields]
         self.query_one("#detail-fields", Static).update("\n".join(lines))
         self.query_one("#detail-prompt", Static).update(task.prompt)
-        self.query_one("#detail-result", Static).update(result_markup(task))
+        self.query_one("#detail-result", Static).update(result_markup(task, self._styled))
         self.query_one("#detail-history", Static).update(self._history_text())
 
     def _history_text(self) -> str:
@@ -127,10 +175,11 @@ class DetailScreen(ModalScreen[None]):
         return "\n".join(describe_event(event) for event in self.history) or "no events recorded"
 
 
-def result_markup(task: Task) -> str:
+def result_markup(task: Task, style: Styler) -> str:
     lines = []
     if task.video_url:
-        lines.append(f"[$success]video[/]  {escape(task.video_url)}  [dim](y copies it)[/]")
+        video = style("detail--video", "video")
+        lines.append(f"{video}  {escape(task.video_url)}  [dim](y copies it, o opens it)[/]")
     if task.error_message:
-        lines.append(f"[$error]error[/]  {escape(task.error_message)}")
+        lines.append(f"{style('detail--error', 'error')}  {escape(task.error_message)}")
     return "\n".join(lines) or "[dim]no result yet[/]"

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from collections import deque
 
 from textual.widgets import Collapsible, Log
 
-from tui.render import LOG_FORMAT
+from tui.render import LOG_FORMAT, plural
 
 PANEL_LINES = 1000
+# A full task id in a log line; the panel shows its first 8 characters, as the table does.
+TASK_ID = re.compile(r"\b([0-9a-f]{8})-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 
 
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
+class ShortIdFormatter(logging.Formatter):
+    """The log format, with task ids cut to the table's short ids to fit narrow terminals."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return TASK_ID.sub(r"\1", super().format(record))
 
 
 class LogPanel(Collapsible):
@@ -41,7 +47,7 @@ class PanelLogHandler(logging.Handler):
 
     def __init__(self, level: int = logging.INFO, buffer: int = PANEL_LINES) -> None:
         super().__init__(level)
-        self.setFormatter(logging.Formatter(LOG_FORMAT, "%H:%M:%S"))
+        self.setFormatter(ShortIdFormatter(LOG_FORMAT, "%H:%M:%S"))
         self._pending: deque[tuple[int, str]] = deque(maxlen=buffer)
         self._guard = threading.Lock()
         self._panel: LogPanel | None = None

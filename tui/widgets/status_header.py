@@ -1,10 +1,11 @@
-"""The two header lines: where tasks live, how the feed is doing, and how many tasks are where."""
+"""The two header lines: where tasks live, how the feed and worker are doing, and the counts."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 
 from textual.markup import escape
 from textual.widgets import Static
@@ -12,15 +13,15 @@ from textual.widgets import Static
 from core.models import TaskStatus
 from core.store import FeedState, FeedStatus
 from tui.render import age
+from tui.state.task_cells import STATUS_GLYPHS, status_label
+from tui.widgets.styled import styled
 
-FEED_COLOURS = {FeedState.LIVE: "$success", FeedState.RECONNECTING: "$warning"}
-STATUS_COLOURS = {
-    TaskStatus.QUEUED: "$text-muted",
-    TaskStatus.RUNNING: "$accent",
-    TaskStatus.SUCCEEDED: "$success",
-    TaskStatus.FAILED: "$error",
-    TaskStatus.CANCELLED: "$warning",
-}
+# Below this width the header uses its short forms so that both lines fit.
+NARROW = 120
+STATUS_CLASSES = frozenset(f"status--{status}" for status in TaskStatus)
+FEED_CLASSES = frozenset(f"feed--{state}" for state in FeedState)
+
+Styler = Callable[[str, str], str]  # (component class, text) -> markup
 
 
 @dataclass(frozen=True)
@@ -39,50 +40,89 @@ class HeaderInfo:
     selected: int
     shown: int
     now: datetime
+    other_workers: int = 0
 
 
-def feed_markup(feed: FeedStatus, now: datetime) -> str:
-    colour = FEED_COLOURS.get(feed.state, "$error")
-    text = f"[{colour}]● {feed.state.value}[/]"
+def plain(_: str, text: str) -> str:
+    """A styler that adds no style (for tests and plain text)."""
+    return text
+
+
+def feed_markup(
+    feed: FeedStatus, now: datetime, style: Styler = plain, *, narrow: bool = False
+) -> str:
+    text = style(f"feed--{feed.state}", f"● {feed.state.value}")
     if feed.last_event_at is not None:
-        text += f" [dim](last event {age(feed.last_event_at, now)} ago)[/]"
+        last = "" if narrow else "last event "
+        text += f" [dim]({last}{age(feed.last_event_at, now)} ago)[/]"
     if feed.detail and feed.state is not FeedState.LIVE:
         text += f" [dim]{escape(feed.detail)}[/]"
     return text
 
 
-def header_markup(info: HeaderInfo) -> str:
-    """Two lines of Textual markup (dynamic text escaped)."""
+def worker_markup(info: HeaderInfo, style: Styler = plain) -> str:
+    text = f"worker {escape(info.worker)}"
+    if info.other_workers:
+        others = "another worker" if info.other_workers == 1 else f"{info.other_workers} workers"
+        text += " " + style("header--warning", f"(+{others} on this store)")
+    return text
+
+
+def header_markup(info: HeaderInfo, style: Styler = plain, width: int = NARROW) -> str:
+    """Two lines of Textual markup (dynamic text escaped); short forms below NARROW cells."""
+    narrow = width < NARROW
+    gap = " · " if narrow else "  ·  "
     # Health first: if the line is cut at a narrow width, it is the long descriptions that go.
-    first = "  ·  ".join(
+    first = gap.join(
         (
-            "[b]videoq[/]  feed " + feed_markup(info.feed, info.now),
-            f"worker: {escape(info.worker)}",
+            "[b]videoq[/]  " + feed_markup(info.feed, info.now, style, narrow=narrow),
+            worker_markup(info, style),
             escape(info.backend),
-            f"upstream: {escape(info.upstream)}",
+            escape(info.upstream) if narrow else f"upstream: {escape(info.upstream)}",
         )
     )
     counts = "  ".join(
-        f"[{STATUS_COLOURS[status]}]{status.value}[/] [b]{info.counts.get(status, 0)}[/]"
+        style(
+            f"status--{status}",
+            STATUS_GLYPHS[status] if narrow else status_label(status),
+        )
+        + f" [b]{info.counts.get(status, 0)}[/]"
         for status in TaskStatus
     )
     view = [counts, f"view [b]{info.view}[/] ({info.shown} shown)"]
     if info.search:
         view.append(f'filter [b]"{escape(info.search)}"[/]')
     if info.selected:
-        view.append(f"[$accent][b]{info.selected}[/] selected[/]")
-    view += [f"sort [b]{escape(info.sort)}[/]", f"[b]{info.finished_per_minute}[/] finished/min"]
-    return first + "\n" + "  ·  ".join(view)
+        view.append(style("header--selected", f"[b]{info.selected}[/] selected"))
+    sort = "" if narrow else "sort "
+    view += [f"{sort}[b]{escape(info.sort)}[/]", f"[b]{info.finished_per_minute}[/] done/min"]
+    return first + "\n" + gap.join(view)
 
 
 class StatusHeader(Static):
     """The dashboard's header; the app hands it a fresh HeaderInfo when something changes."""
 
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        *STATUS_CLASSES,
+        *FEED_CLASSES,
+        "header--warning",
+        "header--selected",
+    }
+
     _shown = ""
+    _info: HeaderInfo | None = None
+
+    def styled(self, name: str, text: str) -> str:
+        return styled(self, name, text)
 
     def show(self, info: HeaderInfo) -> None:
-        markup = header_markup(info)
+        self._info = info
+        markup = header_markup(info, self.styled, self.size.width or NARROW)
         if markup != self._shown:
             # The header's size never changes, so skip the screen layout `update` would do.
             self._shown = markup
             self.update(markup, layout=False)
+
+    def on_resize(self) -> None:
+        if self._info is not None:
+            self.show(self._info)

@@ -27,36 +27,38 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from core.models import Task, TaskStatus
-from tui.render import age
-from tui.widgets.task_book import TaskBook
-from tui.widgets.task_cells import (
-    COLUMNS,
+from tui.render import age, ellipsize
+from tui.state.task_book import TaskBook
+from tui.state.task_cells import (
     PADDING,
     SORT_MARK,
     Fragments,
     cell_fragments,
     column_widths,
-    ellipsize,
+    fitting_columns,
+    mark_fragments,
 )
+from tui.state.wording import empty_table_text
 
 
 class TaskTable(ScrollView, can_focus=True):
     """The tasks a TaskBook shows, in its order, one line each under a fixed header line."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "choose", "Details", tooltip="Open the task under the cursor"),
-        Binding("up", "cursor_up", "Up", show=False),
-        Binding("down", "cursor_down", "Down", show=False),
-        Binding("pageup", "page_up", "Page up", show=False),
-        Binding("pagedown", "page_down", "Page down", show=False),
-        Binding("home", "first", "First", show=False),
-        Binding("end", "last", "Last", show=False),
+        Binding("enter", "choose", "Details", tooltip="Open the task under the cursor", id="open"),
+        Binding("up,k", "cursor_up", "Up", show=False, tooltip="Move up a row"),
+        Binding("down,j", "cursor_down", "Down", show=False, tooltip="Move down a row"),
+        Binding("pageup,ctrl+u", "page_up", "Page up", show=False, tooltip="Move up a page"),
+        Binding("pagedown,ctrl+d", "page_down", "Page down", show=False, tooltip="Down a page"),
+        Binding("home,g", "first", "First", show=False, tooltip="Go to the first row"),
+        Binding("end,G", "last", "Last", show=False, tooltip="Go to the last row"),
     ]
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         *(f"task-table--{status}" for status in TaskStatus),
         "task-table--header",
         "task-table--cursor",
+        "task-table--cursor-mark",
         "task-table--zebra",
         "task-table--selected",
         "task-table--bar-empty",
@@ -90,7 +92,8 @@ class TaskTable(ScrollView, can_focus=True):
         self.cursor_row = 0
         # Until the operator moves the cursor it stays on the top row, where new tasks arrive.
         self.cursor_touched = False
-        self._widths = column_widths(0)
+        self._columns = fitting_columns(0)
+        self._widths = column_widths(0, self._columns)
         # A few screens of rows: enough for scrolling back and forth, small for the collector.
         self._strips: LRUCache[tuple[Any, ...], Strip] = LRUCache(256)
         self._styles: dict[str, Style] = {}
@@ -179,7 +182,8 @@ class TaskTable(ScrollView, can_focus=True):
 
     def _settle(self, keep: str | None, keep_line: int | None = None) -> None:
         """Put the cursor back on `keep` and, away from the top, keep it on the same screen line."""
-        self.virtual_size = Size(sum(self._widths) + 2 * PADDING * len(COLUMNS), len(self._ids) + 1)
+        width = sum(self._widths) + 2 * PADDING * len(self._columns)
+        self.virtual_size = Size(width, len(self._ids) + 1)
         if not self.cursor_touched:
             self.cursor_row = 0
         elif keep is not None and keep in self._key_of:
@@ -232,6 +236,10 @@ class TaskTable(ScrollView, can_focus=True):
     def action_last(self) -> None:
         self.move_cursor(len(self._ids) - 1)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # With no row, enter goes on to the app, which says why nothing opens.
+        return None if action == "choose" and not self._ids else True
+
     def action_choose(self) -> None:
         if self.cursor_task_id is not None:
             self.post_message(self.Chosen(self.cursor_task_id))
@@ -245,8 +253,15 @@ class TaskTable(ScrollView, can_focus=True):
 
     # --- rendering -----------------------------------------------------------------------
 
+    @property
+    def column_keys(self) -> tuple[str, ...]:
+        """The columns shown at the current width, left to right."""
+        return tuple(c.key for c in self._columns)
+
     def on_resize(self) -> None:
-        self._widths = column_widths(self.scrollable_content_region.width)
+        width = self.scrollable_content_region.width
+        self._columns = fitting_columns(width)
+        self._widths = column_widths(width, self._columns)
         self._strips.clear()
         self._settle(self.cursor_task_id)
 
@@ -276,6 +291,8 @@ class TaskTable(ScrollView, can_focus=True):
             strip = self._header_strip()
         elif index < len(self._ids):
             strip = self._row_strip(index)
+        elif not self._ids and 2 <= y < 2 + len(lines := self.empty_text):
+            strip = self._line([[(lines[y - 2], "dim")]], Style(), widths=(width - 2 * PADDING,))
         else:
             return Strip.blank(width, self.rich_style)
         return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
@@ -285,7 +302,7 @@ class TaskTable(ScrollView, can_focus=True):
         if key not in self._strips:
             labels: list[Fragments] = [
                 [(c.label + (SORT_MARK if c.key == self.book.sort.column else ""), "")]
-                for c in COLUMNS
+                for c in self._columns
             ]
             self._strips[key] = self._line(labels, self._style("header"))
         return self._strips[key]
@@ -308,17 +325,33 @@ class TaskTable(ScrollView, can_focus=True):
         )
         strip = self._strips.get(key)
         if strip is None:
-            cells = [cell_fragments(c.key, task, ages, selected) for c in COLUMNS]
+            cells = [
+                mark_fragments(cursor, selected)
+                if c.key == "mark"
+                else cell_fragments(c.key, task, ages)
+                for c in self._columns
+            ]
             base = self._style("zebra") if index % 2 else Style()
             strip = self._line(cells, base, self._style("cursor") if cursor else None)
             self._strips[key] = strip
         return strip
 
-    def _line(self, cells: list[Fragments], base: Style, over: Style | None = None) -> Strip:
+    @property
+    def empty_text(self) -> list[str]:
+        """What the table says while it shows no row."""
+        return empty_table_text(bool(self.book.tasks), self.book.view.value, self.book.search)
+
+    def _line(
+        self,
+        cells: list[Fragments],
+        base: Style,
+        over: Style | None = None,
+        widths: tuple[int, ...] | None = None,
+    ) -> Strip:
         """One line of padded cells; `over` (the cursor) wins over every cell's own colours."""
         root = self.rich_style + base
         segments: list[Segment] = []
-        for fragments, width in zip(cells, self._widths, strict=True):
+        for fragments, width in zip(cells, widths or self._widths, strict=True):
             pad = Segment(" " * PADDING, root + over if over else root)
             segments.append(pad)
             segments.extend(self._fit(fragments, width, root, over))

@@ -66,3 +66,53 @@ def outcome(
         more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
         notes.append((refused[0] + more, "warning"))
     return notes
+
+
+NOTHING_TO = {
+    "cancel": "cancel",
+    "retry": "retry",
+    "retry_failed": "retry",
+    "open_detail": "open",
+    "toggle_select": "select",
+}
+
+
+def nothing_here(action: str, has_tasks: bool) -> str:
+    """Why a row key does nothing on an empty table, and what to do instead."""
+    verb = NOTHING_TO.get(action, "act on")
+    if has_tasks:
+        return f"no task to {verb}: nothing matches this view or filter (1 shows all, esc clears)"
+    return f"no task to {verb} yet: press n for a new task, or run `videoq submit`"
+
+
+def quit_text(running: int, queued: int, *, worker_here: bool) -> Question:
+    """What quitting leaves behind: how many tasks are active, and who carries them on."""
+    counts = [f"{running} task{'s' if running != 1 else ''} still running upstream"]
+    if queued:
+        counts.append(f"{queued} queued")
+    question = "Quit with " + " and ".join(counts) + "?"
+    if worker_here:
+        details = (
+            "They are not lost: they resume when a worker next runs on this store "
+            "(videoq, or videoq --no-ui).\n"
+            "Drain: take no new deliveries, finish the steps in flight, then quit."
+        )
+    else:
+        details = "videoq serve (QStash mode) carries on with them; this dashboard only watches."
+    return Question(question, details, "Quit now")
+
+
+def empty_table_text(has_tasks: bool, view: str, search: str) -> list[str]:
+    """What an empty table says: that the store is empty and what to do, or what hides rows."""
+    if not has_tasks:
+        return [
+            "No tasks yet.",
+            "Press n for a new task, or run `videoq submit --prompt …` in another terminal.",
+        ]
+    what = [f'the filter "{search}"'] if search else []
+    if view != "all":
+        what.append(f'the view "{view}"')
+    clear = ["esc clears the filter"] if search else []
+    if view != "all":
+        clear.append("1 shows every task")
+    return [f"No task matches {' and '.join(what)}.", ", ".join(clear).capitalize() + "."]

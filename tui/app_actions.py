@@ -1,6 +1,6 @@
-"""The dashboard's actions: those that change tasks ask first where they should, call
-`core.service` in a Textual worker and report the outcome with a notification; the others
-choose what the table shows."""
+"""The App's actions (half of VideoqApp, kept in a mixin of its own): those that change tasks
+ask first where they should, call `core.service` in a Textual worker and report the outcome with
+a notification; the others choose what the table shows."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from core.runtime import Runtime
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.detail import DetailScreen
 from tui.screens.new_task import NewTaskScreen
+from tui.state.task_book import TaskBook, View, can_cancel, can_retry
+from tui.state.wording import confirm_text, nothing_here, outcome, refusal
 from tui.widgets.log_panel import LogPanel
-from tui.widgets.task_book import TaskBook, View, can_cancel, can_retry
 from tui.widgets.task_table import TaskTable
-from tui.widgets.wording import confirm_text, outcome, refusal
 
 ACTOR = "dashboard"
 SEARCH_DELAY = 0.15
@@ -65,19 +65,42 @@ class DashboardActions(App[None]):
     def key_upper_r(self) -> None:
         self._explain("retry_failed")
 
+    def key_enter(self) -> None:
+        self._explain("open_detail")
+
+    def key_space(self) -> None:
+        self._explain("toggle_select")
+
     def _explain(self, action: str) -> None:
-        if len(self.screen_stack) == 1 and self.table.row_count:
+        if len(self.screen_stack) != 1:
+            return
+        if self.table.row_count:
             self.notify(refusal(action, self._targets()), severity="warning")
+        else:
+            self.notify(nothing_here(action, bool(self.book.tasks)), severity="warning")
 
     def action_cancel(self) -> None:
-        targets = self._targets()
-        tasks = [t for t in targets if can_cancel(t)]
-        self._confirm("Cancel", tasks, self._cancel_tasks, skipped=len(targets) - len(tasks))
+        self.ask("cancel", self._targets())
 
     def action_retry(self) -> None:
-        targets = self._targets()
-        tasks = [t for t in targets if can_retry(t)]
-        self._confirm("Retry", tasks, self._retry_tasks, skipped=len(targets) - len(tasks))
+        self.ask("retry", self._targets())
+
+    def ask(self, action: str, targets: list[Task]) -> None:
+        """Confirm, then cancel or retry those of `targets` it applies to (or say why not)."""
+        check, verb, run = (
+            (can_cancel, "Cancel", self._cancel_tasks)
+            if action == "cancel"
+            else (can_retry, "Retry", self._retry_tasks)
+        )
+        tasks = [t for t in targets if check(t)]
+        if not tasks:
+            self.notify(refusal(action, targets), severity="warning")
+            return
+        self._confirm(verb, tasks, run, skipped=len(targets) - len(tasks))
+
+    @on(DetailScreen.Act)
+    def _act_from_detail(self, message: DetailScreen.Act) -> None:
+        self.ask(message.action, [message.task])
 
     def action_retry_failed(self) -> None:
         self._confirm("Retry", self.book.failed_in_view(), self._retry_tasks, failed=True)
