@@ -4,17 +4,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from core.config import Settings
-from core.crypto import KeyBox
 from core.queue import Queue
 from core.reconciler import Reconciler
-from core.schedule import PollSchedule
 from core.service import TaskService
+from core.signing_keys import SigningKeys
 from core.store import TaskStore
 from core.upstream import Upstream, provider_for
 from core.wiring import build_queue, build_store, build_upstream
-from core.worker import SigningKeys, StepWorker, WorkerTiming
+
+if TYPE_CHECKING:
+    from core.crypto import KeyBox
+    from core.worker import StepWorker
 
 
 @dataclass
@@ -27,12 +31,21 @@ class Runtime:
     upstream: Upstream
     keys: SigningKeys
     key_box: KeyBox | None = None
-    worker: StepWorker = field(init=False)
     service: TaskService = field(init=False)
     reconciler: Reconciler = field(init=False)
 
     def __post_init__(self) -> None:
         speedup = self.upstream.speedup * self.settings.speedup
+        self.service = TaskService(self.store, self.queue, self.key_box)
+        grace = max(3 * self.settings.poll_max_interval / speedup, 2.0)
+        self.reconciler = Reconciler(self.store, self.queue, grace=grace)
+
+    @cached_property
+    def worker(self) -> StepWorker:
+        """The step worker, built on first use: one-shot commands never load it (start-up)."""
+        from core.schedule import PollSchedule
+        from core.worker import StepWorker, WorkerTiming
+
         timing = WorkerTiming(
             schedule=PollSchedule(self.settings.poll_min_interval, self.settings.poll_max_interval),
             deadline=self.settings.task_deadline,
@@ -40,15 +53,16 @@ class Runtime:
             speedup=self.settings.speedup,
         )
         upstreams = {self.upstream.provider: self.upstream}
-        self.worker = StepWorker(self.store, self.queue, upstreams, self.keys, timing, self.key_box)
-        self.service = TaskService(self.store, self.queue, self.key_box)
-        grace = max(3 * self.settings.poll_max_interval / speedup, 2.0)
-        self.reconciler = Reconciler(self.store, self.queue, grace=grace)
+        return StepWorker(self.store, self.queue, upstreams, self.keys, timing, self.key_box)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
         """Build the adapters the settings choose; raises ConfigError on a bad choice."""
-        key_box = KeyBox(settings.secret_key.get_secret_value()) if settings.secret_key else None
+        key_box = None
+        if settings.secret_key:
+            from core.crypto import KeyBox  # cryptography only when BYOK is configured
+
+            key_box = KeyBox(settings.secret_key.get_secret_value())
         upstream = build_upstream(settings)
         flow_control_key = provider_for(upstream.provider).flow_control_key
         queue, keys = build_queue(settings, flow_control_key)

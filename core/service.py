@@ -7,10 +7,9 @@ import asyncio
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core import history
-from core.crypto import KeyBox
 from core.errors import InvalidRequest, InvalidState, QueueError, TaskNotFound
 from core.models import (
     LOCAL_USER,
@@ -26,6 +25,9 @@ from core.models import (
 )
 from core.queue import Queue
 from core.store import Expect, TaskStore
+
+if TYPE_CHECKING:
+    from core.crypto import KeyBox  # cryptography loads only when a key box is built
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ import time
 import jwt
 
 from core.errors import SignatureError
+from core.signing_keys import DEFAULT_LEEWAY
 
 ISSUER = "Upstash"
 TOKEN_LIFETIME = 300
-DEFAULT_LEEWAY = 5.0
 _REQUIRED_CLAIMS = ["iss", "sub", "exp", "iat", "body"]
 
 

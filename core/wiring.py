@@ -10,9 +10,9 @@ from typing import TypeVar
 from core.config import Settings
 from core.errors import ConfigError
 from core.queue import Queue
+from core.signing_keys import SigningKeys
 from core.store import TaskStore
 from core.upstream import Upstream
-from core.worker import SigningKeys
 
 T = TypeVar("T")
 QueueBuilder = Callable[[Settings, str], tuple[Queue, SigningKeys]]

@@ -21,6 +21,7 @@ from core.metrics import latency_histogram
 from core.models import Task, TaskEvent, TaskStatus, WorkMessage, end_changes, utcnow
 from core.queue import Delivery, DeliveryResult, Queue
 from core.schedule import PollSchedule
+from core.signing_keys import SigningKeys
 from core.store import Expect, TaskStore
 from core.text import one_line
 from core.upstream import Upstream, UpstreamState, UpstreamStatus, expected_timing, provider_for
@@ -30,16 +31,6 @@ log = logging.getLogger(__name__)
 ACK = DeliveryResult(200)
 NOT_FOUND_POLLS_TOLERATED = 3
 MAX_ERROR_CHARS = 300
-
-
-@dataclass(frozen=True)
-class SigningKeys:
-    """The keys deliveries are verified with, and the URL they must be addressed to."""
-
-    current: str
-    next: str | None
-    subject: str | None
-    leeway: float = signing.DEFAULT_LEEWAY
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.config import Settings
-from core.demo import seed_demo
 from core.errors import InvalidRequest, VideoqError
 from core.models import ACTIVE, TaskStatus, VideoRequest, utcnow
 from core.runtime import Runtime
 from core.service import MAX_LIST_LIMIT
-from core.supervisor import supervise
 from tui import cli_tools, render
 
 log = logging.getLogger("videoq")
@@ -151,6 +149,10 @@ async def _with_runtime(settings: Settings, command: Command, args: argparse.Nam
 
 
 async def cmd_worker(runtime: Runtime, args: argparse.Namespace) -> int:
+    # Only the worker loads the supervisor and the demo: one-shot commands start faster without.
+    from core.demo import seed_demo
+    from core.supervisor import supervise
+
     for part, text in runtime.describe().items():
         log.info("%s: %s", part, text)
     await seed_demo(runtime.service, args.demo)

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from core import signing
 from core.errors import QueueError
 from core.models import WorkMessage
 from core.queue import Delivery, DeliveryHandler, DeliveryResult, QueueStats
@@ -312,6 +311,9 @@ class LocalQueue:
     # -- one delivery -----------------------------------------------------------------------
 
     async def _deliver(self, handler: DeliveryHandler, claim: Claim) -> None:
+        # Only a dispatching process signs: one-shot commands that publish skip PyJWT's import.
+        from core import signing
+
         if claim.retried > self.retry.retries:
             # Its earlier leases expired unanswered (a crashed process) more often than allowed.
             await self._settle(
