@@ -1,15 +1,19 @@
-"""The Realtime websocket (Phoenix serializer vsn 1.0.0) serving postgres_changes from PostgreSQL.
+"""The Realtime websocket (Phoenix vsn 1.0.0 and 2.0.0) serving postgres_changes from PostgreSQL.
 
 Changes come from the outbox the capture trigger fills (see shim.sql): NOTIFY hands the outbox id
 over at commit, the dispatcher reads the row images and sends one frame per (channel, change) to
 the channels subscribed at that moment. Nothing is replayed to a channel that was not subscribed.
+
+Like the real server, a channel is closed when its token expires (re-checked at `exp`, at least
+hourly), and a socket that sends no frame for `idle_timeout` seconds is closed (Phoenix's 60 s).
+WebSocket pings are answered by uvicorn and never reach the fake, so only frames count here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import time
 from typing import Any
 
 import psycopg
@@ -26,12 +30,23 @@ from tests.fakes.supabase.bindings import (
 )
 from tests.fakes.supabase.catalog import Catalog
 from tests.fakes.supabase.pool import Pool
-from tests.fakes.supabase.tokens import TokenError, verify_token
+from tests.fakes.supabase.tokens import (
+    OPAQUE_PREFIX,
+    ProjectKeys,
+    TokenError,
+    expired_message,
+    verify_token,
+)
+from tests.fakes.supabase.wire import Frame, MalformedFrame, Serializer, serializer_for
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "realtime_fake"
 MAX_RECORDED_FRAMES = 200_000
+IDLE_TIMEOUT = 60.0
+"""Seconds Phoenix keeps a websocket open after it last received a frame (`:timeout`)."""
+CONFIRM_TOKEN_MAX_INTERVAL = 3600.0
+"""The longest wait between two checks of a channel's token (`@confirm_token_ms_max_interval`)."""
 
 
 class Channel:
@@ -44,6 +59,7 @@ class Channel:
         self.bindings: list[Binding] = []
         self.active = False
         self.since_seq = 0
+        self.token_watch: asyncio.Task | None = None
 
     @property
     def role(self) -> str:
@@ -53,27 +69,43 @@ class Channel:
 class ClientSocket:
     """One client websocket and the channels it joined."""
 
-    def __init__(self, hub: RealtimeHub, ws: WebSocket, apikey: str) -> None:
+    def __init__(
+        self,
+        hub: RealtimeHub,
+        ws: WebSocket,
+        serializer: Serializer,
+        apikey: str,
+        claims: dict[str, Any],
+    ) -> None:
         self.hub = hub
         self.ws = ws
+        self.serializer = serializer
         self.apikey = apikey
+        self.apikey_claims = claims
         self.channels: dict[str, Channel] = {}
         self._lock = asyncio.Lock()
         self.closed = False
 
-    async def send(self, frame: dict[str, Any]) -> None:
+    async def send(self, frame: Frame) -> None:
         if self.closed:
             return
         self.hub.record(frame)
         try:
             async with self._lock:
-                await self.ws.send_text(json.dumps(frame))
+                await self.ws.send_text(self.serializer.encode(frame))
         except (RuntimeError, WebSocketDisconnect, OSError):
             self.closed = True
 
-    async def reply(self, topic: str, ref: str | None, status: str, response: dict) -> None:
-        payload = {"status": status, "response": response}
-        await self.send({"topic": topic, "event": "phx_reply", "ref": ref, "payload": payload})
+    async def reply(self, message: Frame, status: str, response: dict) -> None:
+        """Answer `message` (a reply carries its ref and join_ref)."""
+        await self.send({"topic": message["topic"], "event": "phx_reply", "ref": message["ref"],
+                         "join_ref": message["join_ref"],
+                         "payload": {"status": status, "response": response}})  # fmt: skip
+
+    async def push(self, channel: Channel, event: str, payload: dict[str, Any]) -> None:
+        """A server push on `channel`: no ref, the channel's join_ref."""
+        await self.send({"topic": channel.topic, "event": event, "ref": None,
+                         "join_ref": channel.join_ref, "payload": payload})  # fmt: skip
 
     async def system(self, channel: Channel, status: str, message: str, extension: str) -> None:
         payload = {
@@ -82,80 +114,136 @@ class ClientSocket:
             "message": message,
             "status": status,
         }
-        frame = {"topic": channel.topic, "event": "system", "ref": None, "payload": payload}
-        await self.send(frame)
+        await self.push(channel, "system", payload)
 
     async def close_channel(self, channel: Channel) -> None:
-        self.channels.pop(channel.topic, None)
+        """The channel process stops: Phoenix sends `phx_close` with ref = join_ref."""
+        if self.channels.get(channel.topic) is channel:
+            del self.channels[channel.topic]
+        if channel.token_watch is not None and channel.token_watch is not asyncio.current_task():
+            channel.token_watch.cancel()
         await self.send({"topic": channel.topic, "event": "phx_close", "ref": channel.join_ref,
-                         "payload": {}})  # fmt: skip
+                         "join_ref": channel.join_ref, "payload": {}})  # fmt: skip
+
+    async def shutdown_channel(self, channel: Channel, message: str) -> None:
+        """Realtime's `shutdown_response`: a `system` error, then the channel stops."""
+        await self.system(channel, "error", message, "system")
+        await self.close_channel(channel)
 
     async def run(self) -> None:
         try:
-            async for text in self.ws.iter_text():
-                await self.handle(json.loads(text))
+            while (text := await self._next_text()) is not None:
+                await self.handle(self.serializer.decode(text))
         except (WebSocketDisconnect, RuntimeError):
             pass  # RuntimeError: Starlette's WebSocketDisconnected once a send failed
+        except MalformedFrame as exc:
+            logger.info("fake realtime: closing a socket that sent a bad frame: %s", exc)
+            await self._close(1011)  # Phoenix's socket process crashes on a bad frame
         finally:
             self.closed = True
+            for channel in self.channels.values():
+                if channel.token_watch is not None:
+                    channel.token_watch.cancel()
 
-    async def handle(self, message: dict[str, Any]) -> None:
-        topic, event = message.get("topic", ""), message.get("event")
-        ref, payload = message.get("ref"), message.get("payload") or {}
+    async def _next_text(self) -> str | None:
+        """The next text frame; None once the client left or stayed silent too long."""
+        while True:
+            try:
+                message = await asyncio.wait_for(self.ws.receive(), self.hub.idle_timeout)
+            except TimeoutError:
+                await self._close(1000)  # cowboy's idle timeout closes normally
+                return None
+            if message["type"] == "websocket.disconnect":
+                return None
+            if message.get("text") is not None:
+                return str(message["text"])
+            # A binary frame (V2 broadcast push) resets the idle timer; the fake has no broadcast.
+
+    async def _close(self, code: int) -> None:
+        self.closed = True
+        try:
+            await self.ws.close(code=code)
+        except RuntimeError:
+            pass  # already closed
+
+    async def handle(self, message: Frame) -> None:
+        topic, event, payload = message["topic"], message["event"], message["payload"]
         if topic == "phoenix" and event == "heartbeat":
-            await self.reply("phoenix", ref, "ok", {})
+            await self.reply(message, "ok", {})
         elif event == "phx_join":
-            await self.join(topic, ref, message.get("join_ref") or ref, payload)
+            await self.join({**message, "join_ref": message["join_ref"] or message["ref"]})
         elif topic not in self.channels:
-            await self.reply(topic, ref, "error", {"reason": "unmatched topic"})
+            await self.reply(message, "error", {"reason": "unmatched topic"})
         elif event == "phx_leave":
-            await self.reply(topic, ref, "ok", {})
+            await self.reply(message, "ok", {})
             await self.close_channel(self.channels[topic])
         elif event == "access_token":
             await self.refresh_token(self.channels[topic], payload.get("access_token"))
 
-    async def join(self, topic: str, ref: str | None, join_ref: str | None, payload: dict) -> None:
+    def claims_of(self, token: str | None) -> dict[str, Any]:
+        """The claims of a channel token; an `sb_` key stands for the socket's own key."""
+        if not token or token.startswith(OPAQUE_PREFIX):
+            if self.apikey.startswith(OPAQUE_PREFIX):
+                return self.apikey_claims  # minted once per connection by the gateway
+            token = self.apikey
+        return verify_token(token, self.hub.keys.jwt_secret)
+
+    async def join(self, message: Frame) -> None:
+        topic, payload = message["topic"], message["payload"]
         if topic == "realtime:":
             reason = "TopicNameRequired: You must provide a topic name"
-            await self.reply(topic, ref, "error", {"reason": reason})
+            await self.reply(message, "error", {"reason": reason})
             return
-        token = payload.get("access_token") or self.apikey
-        if str(token).startswith("sb_"):
-            token = self.apikey
         try:
-            claims = verify_token(token, self.hub.secret)
+            claims = self.claims_of(payload.get("access_token"))
         except TokenError as exc:
             code = "MalformedJWT" if "valid JWT" in exc.message else "InvalidJWTToken"
-            await self.reply(topic, ref, "error", {"reason": f"{code}: {exc.message}"})
+            await self.reply(message, "error", {"reason": f"{code}: {exc.message}"})
             return
         if (old := self.channels.get(topic)) is not None:
             # Phoenix closes the old channel of a duplicate join (reference §1.5, step 3).
             await self.close_channel(old)
-        channel = Channel(topic, join_ref, claims)
+        channel = Channel(topic, message["join_ref"], claims)
         requested = (payload.get("config") or {}).get("postgres_changes") or []
         echoed = [{**binding, "id": binding_id(binding)} for binding in requested]
         self.channels[topic] = channel
-        await self.reply(topic, ref, "ok", {"postgres_changes": echoed})
+        await self.reply(message, "ok", {"postgres_changes": echoed})
+        channel.token_watch = asyncio.create_task(self.confirm_token(channel))
         if requested:
             self.hub.spawn(self.hub.subscribe(self, channel, echoed))
 
     async def refresh_token(self, channel: Channel, token: str | None) -> None:
-        if not token or token.startswith("sb_"):
+        if not token or token.startswith(OPAQUE_PREFIX):
             return
         try:
-            channel.claims = verify_token(token, self.hub.secret)
+            channel.claims = verify_token(token, self.hub.keys.jwt_secret)
         except TokenError as exc:
-            await self.system(channel, "error", exc.message, "system")
-            await self.close_channel(channel)
+            await self.shutdown_channel(channel, exc.message)
+
+    async def confirm_token(self, channel: Channel) -> None:
+        """Close `channel` once its token's `exp` passes without a refresh (`:confirm_token`)."""
+        while self.channels.get(channel.topic) is channel and not self.closed:
+            exp = channel.claims.get("exp")
+            if not isinstance(exp, int):
+                return
+            left = exp - time.time()
+            if left <= 0:
+                await self.shutdown_channel(channel, expired_message(exp))
+                return
+            # Sleep to `exp`, then look again: a refresh may have moved it meanwhile.
+            await asyncio.sleep(min(left, CONFIRM_TOKEN_MAX_INTERVAL))
 
 
 class RealtimeHub:
     """Every connected socket, the change listener, and the fault hooks."""
 
-    def __init__(self, pool: Pool, admin: Pool, secret: str) -> None:
+    def __init__(
+        self, pool: Pool, admin: Pool, keys: ProjectKeys, idle_timeout: float = IDLE_TIMEOUT
+    ) -> None:
         self.pool = pool
         self.admin = admin
-        self.secret = secret
+        self.keys = keys
+        self.idle_timeout = idle_timeout
         self.sockets: set[ClientSocket] = set()
         self.frames: list[dict[str, Any]] = []
         self.flowing = asyncio.Event()
@@ -236,7 +324,7 @@ class RealtimeHub:
                 frame = change_frame(
                     channel.topic, change, meta, columns, ids, self.max_record_bytes
                 )
-                await sock.send(frame)
+                await sock.send({**frame, "join_ref": channel.join_ref})
 
     async def subscribe(self, sock: ClientSocket, channel: Channel, echoed: list[dict]) -> None:
         """Check the bindings against the publication and columns, then go live."""
@@ -279,20 +367,25 @@ class RealtimeHub:
         return Binding(raw["id"], str(raw.get("event", "*")), schema, table, conditions)
 
     async def endpoint(self, websocket: WebSocket) -> None:
-        """The websocket route: check the apikey, then serve the socket until it closes."""
+        """The websocket route: pick the serializer, check the apikey, then serve the socket."""
         if self.refuse_connections > 0:
             self.refuse_connections -= 1
             error = JSONResponse({"error": "Error connecting to Realtime"}, 500)
             await websocket.send_denial_response(error)
             return
+        serializer = serializer_for(websocket.query_params.get("vsn"))
+        if serializer is None:
+            # Phoenix answers a vsn that matches no serializer with a bare 403.
+            await websocket.send_denial_response(JSONResponse({}, 403))
+            return
         apikey = websocket.headers.get("x-api-key") or websocket.query_params.get("apikey", "")
         try:
-            verify_token(apikey, self.secret)
+            claims = self.keys.claims(apikey)
         except TokenError as exc:
             await websocket.send_denial_response(JSONResponse({"error": exc.message}, 401))
             return
         await websocket.accept()
-        sock = ClientSocket(self, websocket, apikey)
+        sock = ClientSocket(self, websocket, serializer, apikey, claims)
         self.sockets.add(sock)
         try:
             await sock.run()
