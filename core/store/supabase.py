@@ -61,7 +61,8 @@ def api_error(exc: APIError, action: str) -> StoreError:
     if code in _AUTH_CODES or (not code and "API key" in message):
         return StoreError(
             f"Supabase refused access while {action}: SUPABASE_SERVICE_ROLE_KEY must be the "
-            "project's service_role key (and the SQL from `videoq schema` must have been run)"
+            "project's service_role or secret (sb_secret_…) key (and the SQL from "
+            "`videoq schema` must have been run)"
         )
     if code in ("42703", "PGRST204"):
         return StoreError(

@@ -327,6 +327,16 @@ async def test_a_set_up_supabase_project_passes_and_the_write_probe_leaves_no_ro
     assert rows == []
 
 
+async def test_a_secret_key_passes_every_supabase_check(
+    tmp_path: Path, project: FakeSupabase
+) -> None:
+    settings = project_settings(project) | {"supabase_service_role_key": project.secret_key}
+    results = await checks(tmp_path, **settings)
+    assert failing(results) == set()
+    assert results["supabase key"].detail.endswith("is a secret key (sb_secret_…)")
+    assert results["service role write"].detail == "role service_role can write tasks"
+
+
 async def test_a_project_without_the_realtime_publication_fails_that_check(
     tmp_path: Path, project: FakeSupabase
 ) -> None:

@@ -5,13 +5,20 @@ The shared TaskStore promises are in tests/conformance (TestSupabaseStore).
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import aclosing
+from pathlib import Path
+
 import pytest
 
+from core.config import Settings
 from core.errors import StoreError
 from core.models import Task, TaskStatus, VideoRequest
 from core.store import Expect
 from core.store.supabase import SupabaseStore
+from core.wiring import build_store
 from tests.fakes.supabase import FakeSupabase
+from tests.waiting import TIMEOUT
 
 QUEUED = TaskStatus.QUEUED
 
@@ -81,3 +88,27 @@ async def test_unreachable_project_is_a_store_error() -> None:
 def test_describe_names_the_project_host() -> None:
     store = SupabaseStore("https://abcd.supabase.co/", "key")
     assert store.describe() == "supabase: abcd.supabase.co"
+
+
+async def test_a_secret_key_as_the_service_role_key_reads_writes_and_follows_changes(
+    empty_supabase: FakeSupabase, tmp_path: Path
+) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        db_path=tmp_path / "videoq.db",
+        supabase_url=empty_supabase.url,
+        supabase_service_role_key=empty_supabase.secret_key,
+    )
+    store = build_store(settings)
+    assert isinstance(store, SupabaseStore)
+    await store.open()
+    try:
+        async with aclosing(store.changes()) as feed:
+            assert (await asyncio.wait_for(anext(feed), TIMEOUT)).op == "SYNC"
+            task = await store.insert(new_task())
+            change = await asyncio.wait_for(anext(feed), TIMEOUT)
+        assert change.op == "INSERT" and change.task == task
+        updated = await store.update(task.id, Expect.of(QUEUED), {"progress": 3})
+        assert updated is not None and await store.get(task.id) == updated
+    finally:
+        await store.close()

@@ -1,161 +1,52 @@
-"""The Realtime websocket (Phoenix serializer vsn 1.0.0) serving postgres_changes from PostgreSQL.
+"""The Realtime websocket (Phoenix vsn 1.0.0 and 2.0.0) serving postgres_changes from PostgreSQL.
 
 Changes come from the outbox the capture trigger fills (see shim.sql): NOTIFY hands the outbox id
 over at commit, the dispatcher reads the row images and sends one frame per (channel, change) to
 the channels subscribed at that moment. Nothing is replayed to a channel that was not subscribed.
+Each client socket (client_socket.py) speaks the serializer its `vsn` asks for (wire.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
 import psycopg
 from starlette.responses import JSONResponse
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from tests.fakes.supabase.bindings import (
     Binding,
     Change,
     FilterSyntaxError,
-    binding_id,
     change_frame,
     parse_binding_filter,
 )
 from tests.fakes.supabase.catalog import Catalog
+from tests.fakes.supabase.client_socket import Channel, ClientSocket
 from tests.fakes.supabase.pool import Pool
-from tests.fakes.supabase.tokens import TokenError, verify_token
+from tests.fakes.supabase.tokens import ProjectKeys, TokenError
+from tests.fakes.supabase.wire import serializer_for
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "realtime_fake"
 MAX_RECORDED_FRAMES = 200_000
-
-
-class Channel:
-    """One joined topic on one socket."""
-
-    def __init__(self, topic: str, join_ref: str | None, claims: dict[str, Any]) -> None:
-        self.topic = topic
-        self.join_ref = join_ref
-        self.claims = claims
-        self.bindings: list[Binding] = []
-        self.active = False
-        self.since_seq = 0
-
-    @property
-    def role(self) -> str:
-        return str(self.claims.get("role"))
-
-
-class ClientSocket:
-    """One client websocket and the channels it joined."""
-
-    def __init__(self, hub: RealtimeHub, ws: WebSocket, apikey: str) -> None:
-        self.hub = hub
-        self.ws = ws
-        self.apikey = apikey
-        self.channels: dict[str, Channel] = {}
-        self._lock = asyncio.Lock()
-        self.closed = False
-
-    async def send(self, frame: dict[str, Any]) -> None:
-        if self.closed:
-            return
-        self.hub.record(frame)
-        try:
-            async with self._lock:
-                await self.ws.send_text(json.dumps(frame))
-        except (RuntimeError, WebSocketDisconnect, OSError):
-            self.closed = True
-
-    async def reply(self, topic: str, ref: str | None, status: str, response: dict) -> None:
-        payload = {"status": status, "response": response}
-        await self.send({"topic": topic, "event": "phx_reply", "ref": ref, "payload": payload})
-
-    async def system(self, channel: Channel, status: str, message: str, extension: str) -> None:
-        payload = {
-            "channel": channel.topic.removeprefix("realtime:"),
-            "extension": extension,
-            "message": message,
-            "status": status,
-        }
-        frame = {"topic": channel.topic, "event": "system", "ref": None, "payload": payload}
-        await self.send(frame)
-
-    async def close_channel(self, channel: Channel) -> None:
-        self.channels.pop(channel.topic, None)
-        await self.send({"topic": channel.topic, "event": "phx_close", "ref": channel.join_ref,
-                         "payload": {}})  # fmt: skip
-
-    async def run(self) -> None:
-        try:
-            async for text in self.ws.iter_text():
-                await self.handle(json.loads(text))
-        except (WebSocketDisconnect, RuntimeError):
-            pass  # RuntimeError: Starlette's WebSocketDisconnected once a send failed
-        finally:
-            self.closed = True
-
-    async def handle(self, message: dict[str, Any]) -> None:
-        topic, event = message.get("topic", ""), message.get("event")
-        ref, payload = message.get("ref"), message.get("payload") or {}
-        if topic == "phoenix" and event == "heartbeat":
-            await self.reply("phoenix", ref, "ok", {})
-        elif event == "phx_join":
-            await self.join(topic, ref, message.get("join_ref") or ref, payload)
-        elif topic not in self.channels:
-            await self.reply(topic, ref, "error", {"reason": "unmatched topic"})
-        elif event == "phx_leave":
-            await self.reply(topic, ref, "ok", {})
-            await self.close_channel(self.channels[topic])
-        elif event == "access_token":
-            await self.refresh_token(self.channels[topic], payload.get("access_token"))
-
-    async def join(self, topic: str, ref: str | None, join_ref: str | None, payload: dict) -> None:
-        if topic == "realtime:":
-            reason = "TopicNameRequired: You must provide a topic name"
-            await self.reply(topic, ref, "error", {"reason": reason})
-            return
-        token = payload.get("access_token") or self.apikey
-        if str(token).startswith("sb_"):
-            token = self.apikey
-        try:
-            claims = verify_token(token, self.hub.secret)
-        except TokenError as exc:
-            code = "MalformedJWT" if "valid JWT" in exc.message else "InvalidJWTToken"
-            await self.reply(topic, ref, "error", {"reason": f"{code}: {exc.message}"})
-            return
-        if (old := self.channels.get(topic)) is not None:
-            # Phoenix closes the old channel of a duplicate join (reference §1.5, step 3).
-            await self.close_channel(old)
-        channel = Channel(topic, join_ref, claims)
-        requested = (payload.get("config") or {}).get("postgres_changes") or []
-        echoed = [{**binding, "id": binding_id(binding)} for binding in requested]
-        self.channels[topic] = channel
-        await self.reply(topic, ref, "ok", {"postgres_changes": echoed})
-        if requested:
-            self.hub.spawn(self.hub.subscribe(self, channel, echoed))
-
-    async def refresh_token(self, channel: Channel, token: str | None) -> None:
-        if not token or token.startswith("sb_"):
-            return
-        try:
-            channel.claims = verify_token(token, self.hub.secret)
-        except TokenError as exc:
-            await self.system(channel, "error", exc.message, "system")
-            await self.close_channel(channel)
+IDLE_TIMEOUT = 60.0
+"""Seconds Phoenix keeps a websocket open after it last received a frame (`:timeout`)."""
 
 
 class RealtimeHub:
     """Every connected socket, the change listener, and the fault hooks."""
 
-    def __init__(self, pool: Pool, admin: Pool, secret: str) -> None:
+    def __init__(
+        self, pool: Pool, admin: Pool, keys: ProjectKeys, idle_timeout: float = IDLE_TIMEOUT
+    ) -> None:
         self.pool = pool
         self.admin = admin
-        self.secret = secret
+        self.keys = keys
+        self.idle_timeout = idle_timeout
         self.sockets: set[ClientSocket] = set()
         self.frames: list[dict[str, Any]] = []
         self.flowing = asyncio.Event()
@@ -236,7 +127,7 @@ class RealtimeHub:
                 frame = change_frame(
                     channel.topic, change, meta, columns, ids, self.max_record_bytes
                 )
-                await sock.send(frame)
+                await sock.send({**frame, "join_ref": channel.join_ref})
 
     async def subscribe(self, sock: ClientSocket, channel: Channel, echoed: list[dict]) -> None:
         """Check the bindings against the publication and columns, then go live."""
@@ -279,20 +170,25 @@ class RealtimeHub:
         return Binding(raw["id"], str(raw.get("event", "*")), schema, table, conditions)
 
     async def endpoint(self, websocket: WebSocket) -> None:
-        """The websocket route: check the apikey, then serve the socket until it closes."""
+        """The websocket route: pick the serializer, check the apikey, then serve the socket."""
         if self.refuse_connections > 0:
             self.refuse_connections -= 1
             error = JSONResponse({"error": "Error connecting to Realtime"}, 500)
             await websocket.send_denial_response(error)
             return
+        serializer = serializer_for(websocket.query_params.get("vsn"))
+        if serializer is None:
+            # Phoenix answers a vsn that matches no serializer with a bare 403.
+            await websocket.send_denial_response(JSONResponse({}, 403))
+            return
         apikey = websocket.headers.get("x-api-key") or websocket.query_params.get("apikey", "")
         try:
-            verify_token(apikey, self.secret)
+            claims = self.keys.claims(apikey)
         except TokenError as exc:
             await websocket.send_denial_response(JSONResponse({"error": exc.message}, 401))
             return
         await websocket.accept()
-        sock = ClientSocket(self, websocket, apikey)
+        sock = ClientSocket(self, websocket, serializer, apikey, claims)
         self.sockets.add(sock)
         try:
             await sock.run()

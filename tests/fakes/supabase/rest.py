@@ -19,7 +19,7 @@ from starlette.responses import Response
 from tests.fakes.supabase.errors import PgrstError, pg_error
 from tests.fakes.supabase.filters import RESERVED_PARAMS, parse_filter, parse_order, parse_select
 from tests.fakes.supabase.pool import Pool
-from tests.fakes.supabase.tokens import TokenError, verify_token
+from tests.fakes.supabase.tokens import OPAQUE_PREFIX, ProjectKeys, TokenError, verify_token
 
 SCHEMA = "public"
 SINGLE_OBJECT = "application/vnd.pgrst.object+json"
@@ -32,8 +32,12 @@ class Caller:
     claims: dict[str, Any]
 
 
-def authenticate(request: Request, secret: str) -> Caller:
-    """The JWT role and claims of a request, checked the way Kong and PostgREST check them."""
+def authenticate(request: Request, keys: ProjectKeys) -> Caller:
+    """The JWT role and claims of a request, checked the way Kong and PostgREST check them.
+
+    An `sb_` key stands for the role the gateway maps it to; in `Authorization` it is accepted
+    only when it equals the `apikey` header (api-keys.mdx), as supabase-py sends it.
+    """
     apikey = request.headers.get("apikey") or request.query_params.get("apikey")
     if not apikey:
         raise PgrstError(
@@ -43,14 +47,19 @@ def authenticate(request: Request, secret: str) -> Caller:
             hint="No `apikey` request header or url param was found.",
         )
     try:
-        verify_token(apikey, secret)
+        apikey_claims = keys.claims(apikey)
     except TokenError:
         hint = "Double check your Supabase `anon` or `service_role` API key."
         raise PgrstError(401, None, "Invalid API key", hint=hint) from None
     bearer = request.headers.get("authorization", "")
     token = bearer[7:] if bearer.lower().startswith("bearer ") else apikey
+    if token.startswith(OPAQUE_PREFIX):
+        if token != apikey:
+            hint = "A publishable or secret key in Authorization must equal the apikey header."
+            raise PgrstError(401, None, "Invalid API key", hint=hint)
+        return Caller(role=str(apikey_claims["role"]), claims=apikey_claims)
     try:
-        claims = verify_token(token, secret)
+        claims = verify_token(token, keys.jwt_secret)
     except TokenError as exc:
         code, message = ("PGRST303", "JWT expired") if exc.expired else ("PGRST301", exc.message)
         header = f'Bearer error="invalid_token", error_description="{message}"'
@@ -96,17 +105,17 @@ def content_range(offset: int, rows: int, total: int | None) -> str:
 
 
 class RestApi:
-    """Request handlers bound to one database and one JWT secret."""
+    """Request handlers bound to one database and one project's keys."""
 
-    def __init__(self, pool: Pool, secret: str, max_rows: int = 1000) -> None:
+    def __init__(self, pool: Pool, keys: ProjectKeys, max_rows: int = 1000) -> None:
         self.pool = pool
-        self.secret = secret
+        self.keys = keys
         self.max_rows = max_rows
 
     async def table(self, request: Request) -> Response:
         """GET/HEAD/POST/PATCH/DELETE /rest/v1/<table>."""
         try:
-            caller = authenticate(request, self.secret)
+            caller = authenticate(request, self.keys)
             check_profile(request)
             return await self._table(request, caller, request.path_params["table"])
         except PgrstError as exc:
@@ -115,7 +124,7 @@ class RestApi:
     async def rpc(self, request: Request) -> Response:
         """POST /rest/v1/rpc/<function> with the named arguments as a JSON object."""
         try:
-            caller = authenticate(request, self.secret)
+            caller = authenticate(request, self.keys)
             check_profile(request)
             return await self._rpc(request, caller, request.path_params["function"])
         except PgrstError as exc:

@@ -15,9 +15,9 @@ from starlette.routing import Route, WebSocketRoute
 from tests.fakes.loopback import LoopbackServer
 from tests.fakes.supabase.pool import Pool
 from tests.fakes.supabase.postgres import PostgresServer
-from tests.fakes.supabase.realtime import RealtimeHub
+from tests.fakes.supabase.realtime import IDLE_TIMEOUT, RealtimeHub
 from tests.fakes.supabase.rest import RestApi
-from tests.fakes.supabase.tokens import JWT_SECRET, make_token
+from tests.fakes.supabase.tokens import JWT_SECRET, ProjectKeys, make_token
 
 _CAPTURE_SQL = """
 do $$
@@ -46,14 +46,21 @@ class FakeSupabase:
     """A Supabase project double: `url`, API keys, the database, and fault hooks."""
 
     def __init__(self, postgres: PostgresServer, *, jwt_secret: str = JWT_SECRET,
-                 max_rows: int = 1000) -> None:  # fmt: skip
+                 max_rows: int = 1000, idle_timeout: float = IDLE_TIMEOUT) -> None:  # fmt: skip
+        """`idle_timeout`: seconds a Realtime socket may stay silent before it is closed."""
         self.postgres = postgres
         self.jwt_secret = jwt_secret
         self.max_rows = max_rows
+        self.idle_timeout = idle_timeout
+        self.keys = ProjectKeys(jwt_secret)
         self.anon_key = make_token("anon", secret=jwt_secret, expires_in=10 * 365 * 86400)
         self.service_role_key = make_token(
             "service_role", secret=jwt_secret, expires_in=10 * 365 * 86400
         )
+        self.publishable_key = self.keys.publishable
+        """The new-style public key (`sb_publishable_…`): role anon, like `anon_key`."""
+        self.secret_key = self.keys.secret
+        """The new-style secret key (`sb_secret_…`): role service_role, like `service_role_key`."""
         self.hub: RealtimeHub | None = None
         self._server = LoopbackServer(
             "fake-supabase", self._running, start_timeout=30, ws="websockets-sansio"
@@ -109,10 +116,10 @@ class FakeSupabase:
     async def _running(self) -> AsyncIterator[Starlette]:
         pool = Pool(self.postgres.conninfo(user="authenticator"), size=24)
         admin = Pool(self.postgres.conninfo(), size=4, autocommit=True)
-        hub = RealtimeHub(pool, admin, self.jwt_secret)
+        hub = RealtimeHub(pool, admin, self.keys, self.idle_timeout)
         await hub.start(self.postgres.conninfo())
         self.hub = hub
-        rest = RestApi(pool, self.jwt_secret, self.max_rows)
+        rest = RestApi(pool, self.keys, self.max_rows)
         methods = ["GET", "HEAD", "POST", "PATCH", "DELETE"]
         try:
             yield Starlette(
