@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core.config import Settings
-from core.crypto import KeyBox
+from core.crypto import KeyBox, key_box_for
 from core.queue import Queue
 from core.reconciler import Reconciler
 from core.schedule import PollSchedule
@@ -48,7 +48,7 @@ class Runtime:
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
         """Build the adapters the settings choose; raises ConfigError on a bad choice."""
-        key_box = KeyBox(settings.secret_key.get_secret_value()) if settings.secret_key else None
+        key_box = key_box_for(settings)
         upstream = build_upstream(settings)
         flow_control_key = provider_for(upstream.provider).flow_control_key
         queue, keys = build_queue(settings, flow_control_key)
