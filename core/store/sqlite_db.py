@@ -182,11 +182,14 @@ ChangeRow = tuple[ChangeOp, tuple[Any, ...]]
 class Database:
     """The synchronous side; every method runs on the store's one thread."""
 
-    def __init__(self, path: Path, origin: str, busy_timeout: float) -> None:
+    def __init__(
+        self, path: Path, origin: str, busy_timeout: float, *, prepare: bool = True
+    ) -> None:
         self.origin = origin
         self.db = sqlite_file.connect(path, busy_timeout, cached_statements=512)
         try:
-            self._prepare(path)
+            if prepare:  # the reading connection opens a file its writing twin prepared
+                self._prepare(path)
         except BaseException:
             self.db.close()
             raise
