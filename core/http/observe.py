@@ -65,6 +65,12 @@ class Observer:
             scrape.single("store_up", "gauge", "Whether the task store answered.", 0)
             return
         scrape.single("store_up", "gauge", "Whether the task store answered.", 1)
+        scrape.single(
+            "store_unreadable_rows_total",
+            "counter",
+            "Task rows a list skipped because they could not be decoded (their ids are logged).",
+            self.runtime.store.feed.unreadable_rows,
+        )
         scrape.family(
             "tasks",
             "gauge",

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from core.errors import StoreError
 from core.models import TASK_COLUMNS, Task, TaskChange, TaskEvent, TaskStatus
-from core.store import STORE_SET_COLUMNS, Expect, FeedState, FeedStatus
+from core.store import STORE_SET_COLUMNS, Expect, FeedState, FeedStatus, readable_tasks
 from core.store.sqlite_db import (
     EVENT_COLUMNS,
     ChangeRow,
@@ -193,7 +193,8 @@ class SqliteStore:
         sql = list_sql(
             count, user_id is not None, updated_before is not None, id_prefix is not None
         )
-        return [decode_task(row) for row in await self._read(self._open_reader.select, sql, params)]
+        rows = await self._read(self._open_reader.select, sql, params)
+        return readable_tasks(rows, decode_task, self.feed)
 
     async def update(
         self,

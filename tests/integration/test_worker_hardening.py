@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -11,7 +13,8 @@ import pytest
 
 from core.crypto import KeyBox
 from core.errors import ConfigError
-from core.models import TaskStatus, VideoRequest
+from core.models import TaskStatus, VideoRequest, utcnow
+from core.reconciler import Reconciler
 from core.service import TaskService
 from core.upstream.t8star import T8StarUpstream
 from tests.engine import Engine, delivery, open_engine
@@ -122,3 +125,19 @@ async def test_a_store_failure_reading_the_task_asks_for_redelivery(
     assert not result.ok and not result.non_retryable and result.status == 503
     assert result.reason and "not open" in result.reason
     await engine.store.open()
+
+
+async def test_one_undecodable_row_is_skipped_and_counted_while_the_others_go_on(
+    engine: Engine, fake: FakeT8Star
+) -> None:
+    good = await engine.submit("a good task")
+    bad = await engine.submit("a broken task")
+    with sqlite3.connect(engine.store.path) as db:
+        db.execute("UPDATE video_tasks SET images = 'not json' WHERE id = ?", (bad.id,))
+    assert [task.id for task in await engine.store.list()] == [good.id]
+    assert engine.store.feed.unreadable_rows == 1
+    reconciler = Reconciler(engine.store, engine.queue, grace=1.0)
+    await reconciler.run_once(utcnow() + timedelta(hours=1))
+    assert engine.store.feed.unreadable_rows == 2
+    await engine.drain()
+    assert (await engine.task(good.id)).status is TaskStatus.SUCCEEDED
