@@ -136,6 +136,8 @@ class Observer:
 
     async def _store(self) -> None:
         await self.runtime.store.get(_PROBE_ID)
+        # A store can answer reads and refuse every write (read-only, disk full): probe both.
+        await self.runtime.store.probe_write()
 
     async def _queue(self) -> None:
         await self.runtime.queue.health()

@@ -110,6 +110,10 @@ class TaskStore(Protocol):
 
     async def count_by_status(self, user_id: str | None = None) -> dict[TaskStatus, int]: ...
 
+    async def probe_write(self) -> None:
+        """Commit a write that changes no task; raises StoreError when the store takes none."""
+        ...
+
     def changes(self) -> AsyncGenerator[TaskChange, None]:
         """Live change events; the first one is SYNC, and another SYNC follows every reconnect.
 

@@ -245,6 +245,10 @@ class SqliteStore:
         except ValidationError as exc:
             raise StoreError(f"task {task_id}: its stored history cannot be read") from exc
 
+    async def probe_write(self) -> None:
+        """Commit a write to the probe table, as /healthz asks."""
+        await self._call(self._open_db.probe_write)
+
     async def count_by_status(self, user_id: str | None = None) -> dict[TaskStatus, int]:
         """Tasks per status, every status present (0 when there are none)."""
         counts = dict.fromkeys(TaskStatus, 0)

@@ -31,6 +31,7 @@ from core.store.supabase_feed import FeedOptions, FeedSession, RawChange, sessio
 logger = logging.getLogger(__name__)
 
 TASKS = "video_tasks"
+_PROBE_ID = "00000000-0000-0000-0000-000000000000"
 EVENTS = "task_events"
 PAGE_SIZE = 1000  # Supabase's default cap on rows per request ("max rows")
 
@@ -268,6 +269,10 @@ class SupabaseStore:
             events.extend(TaskEvent.model_validate(row) for row in rows)
             if len(rows) < PAGE_SIZE:
                 return events
+
+    async def probe_write(self) -> None:
+        """A compare-and-set on an id no task has: PostgREST runs it as a write."""
+        await self.update(_PROBE_ID, Expect.of(TaskStatus.QUEUED), {"progress": 0})
 
     async def count_by_status(self, user_id: str | None = None) -> dict[TaskStatus, int]:
         params = {"p_user_id": user_id}

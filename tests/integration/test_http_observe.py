@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,3 +108,21 @@ def test_work_message_has_no_room_for_a_key() -> None:
         WorkMessage.model_validate(
             {"task_id": "t", "attempt": 1, "step": "submit", "seq": 1, "api_key": "sk-x"}
         )
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="chattr is not installed")
+async def test_healthz_probes_a_write_and_fails_on_a_read_only_store(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, db_path=tmp_path / "v.db")  # type: ignore[call-arg]
+    runtime = Runtime.from_settings(settings)
+    files = [str(tmp_path / name) for name in ("v.db", "v.db-wal")]
+    async with runtime, in_process(runtime) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        made = subprocess.run(["chattr", "+i", *files], capture_output=True, text=True)
+        if made.returncode != 0:
+            pytest.skip(f"chattr +i is refused here: {made.stderr.strip()}")
+        try:
+            sick = await client.get("/healthz")
+        finally:
+            subprocess.run(["chattr", "-i", *files], check=True)
+    assert sick.status_code == 503
+    assert sick.json()["data"]["store"].startswith("unreachable")
