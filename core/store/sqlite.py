@@ -368,9 +368,9 @@ class SqliteStore:
                     f"the task database {self.path} stayed locked by another process for over "
                     f"{self._busy_timeout:.0f}s"
                 ) from exc
-            raise StoreError(f"the task database {self.path} failed: {exc}") from exc
+            raise StoreError(f"the task database {self.path} failed: {_problem(exc)}") from exc
         except sqlite3.Error as exc:
-            raise StoreError(f"the task database {self.path} failed: {exc}") from exc
+            raise StoreError(f"the task database {self.path} failed: {_problem(exc)}") from exc
 
     def _set_feed(self, state: FeedState, detail: str) -> None:
         self.feed.state = state
@@ -384,3 +384,22 @@ def _event_values(event: TaskEvent | None, task_id: str) -> builtins.list[Any] |
         task_id if name == "task_id" else encode(name, getattr(event, name))
         for name in EVENT_COLUMNS
     ]
+
+
+_PROBLEMS = {
+    "SQLITE_READONLY": "it is read-only",
+    "SQLITE_FULL": "the disk is full",
+    "SQLITE_CORRUPT": "the file is corrupt",
+    "SQLITE_NOTADB": "the file is corrupt (not an SQLite database)",
+    "SQLITE_IOERR": "it cannot be written (read-only or immutable file, or a failing disk)",
+    "SQLITE_CANTOPEN": "it cannot be opened",
+}
+
+
+def _problem(exc: sqlite3.Error) -> str:
+    """SQLite's message with the problem named in plain words where the error code tells it."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    for prefix, words in _PROBLEMS.items():
+        if name.startswith(prefix):
+            return f"{words} ({exc})"
+    return str(exc)
