@@ -137,6 +137,19 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(None, validation_alias=_env("VIDEOQ_SECRET_KEY"))
     """Server secret that encrypts users' own upstream keys (BYOK) at rest."""
 
+    secret_key_previous: SecretStr | None = Field(
+        None, validation_alias=_env("VIDEOQ_SECRET_KEY_PREVIOUS")
+    )
+    """Comma-separated earlier server secrets that still decrypt stored keys (rotation)."""
+
+    @property
+    def previous_secret_keys(self) -> list[str]:
+        """VIDEOQ_SECRET_KEY_PREVIOUS as a list, empty entries dropped."""
+        if self.secret_key_previous is None:
+            return []
+        entries = self.secret_key_previous.get_secret_value().split(",")
+        return [entry.strip() for entry in entries if entry.strip()]
+
     log_level: str = Field("INFO", validation_alias=_env("VIDEOQ_LOG_LEVEL"))
     """Log level of the command line: DEBUG, INFO, WARNING or ERROR."""
 

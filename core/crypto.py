@@ -4,21 +4,34 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from core.errors import ConfigError, VideoqError
 
+if TYPE_CHECKING:
+    from core.config import Settings
+
+KEY_UNREADABLE = (
+    "the stored upstream key cannot be decrypted with this server's secret (VIDEOQ_SECRET_KEY"
+    " changed); retry the task with the key"
+)
+
+
+class KeyUnreadable(VideoqError):
+    """A stored upstream key that no configured server secret opens."""
+
+    code = "key_unreadable"
+
 
 class KeyBox:
-    """Encrypts and decrypts upstream API keys with a key derived from the server secret."""
+    """Encrypts with the current server secret; decrypts with it or any previous one."""
 
-    def __init__(self, server_secret: str) -> None:
-        if len(server_secret) < 32:
-            raise ConfigError("VIDEOQ_SECRET_KEY must be at least 32 characters long")
-        # Fernet wants 32 url-safe base64 bytes; derive them so any long secret works.
-        digest = hashlib.sha256(b"videoq-byok\x00" + server_secret.encode()).digest()
-        self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+    def __init__(self, server_secret: str, previous: Sequence[str] = ()) -> None:
+        secrets = [server_secret, *previous]
+        self._fernet = MultiFernet([_fernet(secret, index) for index, secret in enumerate(secrets)])
 
     def seal(self, api_key: str) -> str:
         return self._fernet.encrypt(api_key.encode()).decode()
@@ -27,6 +40,21 @@ class KeyBox:
         try:
             return self._fernet.decrypt(ciphertext.encode()).decode()
         except InvalidToken as exc:
-            raise VideoqError(
-                "the stored upstream key cannot be decrypted with this server secret"
-            ) from exc
+            raise KeyUnreadable(KEY_UNREADABLE) from exc
+
+
+def _fernet(secret: str, index: int) -> Fernet:
+    """The Fernet of one server secret; index 0 is VIDEOQ_SECRET_KEY, the rest are previous."""
+    if len(secret) < 32:
+        name = "VIDEOQ_SECRET_KEY" if index == 0 else f"VIDEOQ_SECRET_KEY_PREVIOUS entry {index}"
+        raise ConfigError(f"{name} must be at least 32 characters long")
+    # Fernet wants 32 url-safe base64 bytes; derive them so any long secret works.
+    digest = hashlib.sha256(b"videoq-byok\x00" + secret.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
+
+
+def key_box_for(settings: Settings) -> KeyBox | None:
+    """The KeyBox the settings configure, or None when VIDEOQ_SECRET_KEY is unset."""
+    if settings.secret_key is None:
+        return None
+    return KeyBox(settings.secret_key.get_secret_value(), settings.previous_secret_keys)

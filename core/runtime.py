@@ -60,9 +60,9 @@ class Runtime:
         """Build the adapters the settings choose; raises ConfigError on a bad choice."""
         key_box = None
         if settings.secret_key:
-            from core.crypto import KeyBox  # cryptography only when BYOK is configured
+            from core.crypto import key_box_for  # cryptography only when BYOK is configured
 
-            key_box = KeyBox(settings.secret_key.get_secret_value())
+            key_box = key_box_for(settings)
         upstream = build_upstream(settings)
         flow_control_key = provider_for(upstream.provider).flow_control_key
         queue, keys = build_queue(settings, flow_control_key)

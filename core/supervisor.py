@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from core.action_log import log_operator_actions
-from core.errors import ConfigError
+from core.errors import ConfigError, StoreError, VideoqError
 from core.models import ACTIVE
 from core.queue import dispatches_in_process
 from core.runtime import Runtime
@@ -14,15 +14,24 @@ from core.runtime import Runtime
 log = logging.getLogger(__name__)
 
 IDLE_CHECK_INTERVAL = 0.5
+STORE_CHECK_INTERVAL = 1.0
+STORE_WRITE_FAILURES_TOLERATED = 5
+"""Write probes in a row that may fail before a headless worker gives up on its store."""
 
 
 async def supervise(
-    runtime: Runtime, stop: asyncio.Event, *, until_idle: bool = False, log_actions: bool = False
+    runtime: Runtime,
+    stop: asyncio.Event,
+    *,
+    until_idle: bool = False,
+    log_actions: bool = False,
+    watch_store: bool = False,
 ) -> None:
     """Deliver steps to the worker and reconcile until `stop` is set (or all is idle).
 
     With `log_actions`, cancels and retries made by other processes are logged too, so a
-    headless worker's log tells every state change.
+    headless worker's log tells every state change. With `watch_store`, a store that keeps
+    refusing writes ends it with a StoreError that says why, instead of retrying forever.
     """
     queue = runtime.queue
     if not dispatches_in_process(queue):
@@ -36,6 +45,8 @@ async def supervise(
     ]
     if until_idle:
         jobs.append(asyncio.create_task(_stop_when_idle(runtime, stop), name="idle-watch"))
+    if watch_store:
+        jobs.append(asyncio.create_task(_watch_store(runtime, stop), name="store-watch"))
     # The action log follows the feed forever: it is stopped with the others, not awaited.
     watchers = [asyncio.create_task(log_operator_actions(runtime.store))] if log_actions else []
     try:
@@ -62,5 +73,23 @@ async def _stop_when_idle(runtime: Runtime, stop: asyncio.Event) -> None:
             return
         try:
             await asyncio.wait_for(stop.wait(), timeout=IDLE_CHECK_INTERVAL)
+        except TimeoutError:
+            pass
+
+
+async def _watch_store(runtime: Runtime, stop: asyncio.Event) -> None:
+    """Raise StoreError once the store has refused too many writes in a row."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            await runtime.store.probe_write()
+            failures = 0
+        except VideoqError as exc:
+            failures += 1
+            log.warning("task store refused a write (%d in a row): %s", failures, exc.message)
+            if failures >= STORE_WRITE_FAILURES_TOLERATED:
+                raise StoreError(f"the task store takes no writes: {exc.message}") from exc
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=STORE_CHECK_INTERVAL)
         except TimeoutError:
             pass

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from core import history, signing
 from core.config import step_lease
-from core.crypto import KeyBox
+from core.crypto import KeyBox, KeyUnreadable
 from core.errors import QueueError, SignatureError, UpstreamError, VideoqError
 from core.metrics import latency_histogram
 from core.models import Task, TaskEvent, TaskStatus, WorkMessage, end_changes, utcnow
@@ -123,6 +123,25 @@ class StepWorker:
 
     async def run_step(self, message: WorkMessage) -> DeliveryResult:
         """Run the step `message` names, if the task still wants it."""
+        try:
+            async with asyncio.timeout(self.timing.step_timeout):
+                return await self._step(message)
+        except VideoqError as exc:
+            # Store trouble too: the delivery is not lost, the queue brings it again later.
+            log.warning(
+                "task %s: step failed, will be redelivered: %s", message.task_id, exc.message
+            )
+            return DeliveryResult(503, reason=exc.message)
+        except TimeoutError:
+            log.warning(
+                "task %s: %s step took over %.0fs, will be redelivered",
+                message.task_id,
+                message.step,
+                self.timing.step_timeout,
+            )
+            return DeliveryResult(503, reason="step timed out")
+
+    async def _step(self, message: WorkMessage) -> DeliveryResult:
         task = await self.store.get(message.task_id)
         if task is None or task.attempt != message.attempt or task.status.terminal:
             log.debug(
@@ -132,38 +151,38 @@ class StepWorker:
                 message.seq,
             )
             return ACK
-        try:
-            async with asyncio.timeout(self.timing.step_timeout):
-                if message.step == "submit":
-                    return await self._submit(task)
-                return await self._poll(task, message.seq)
-        except VideoqError as exc:
-            log.warning("task %s: step failed, will be redelivered: %s", task.id, exc.message)
-            return DeliveryResult(503, reason=exc.message)
-        except TimeoutError:
-            log.warning(
-                "task %s: %s step took over %.0fs, will be redelivered",
-                task.id,
-                message.step,
-                self.timing.step_timeout,
-            )
-            return DeliveryResult(503, reason="step timed out")
+        if message.step == "submit":
+            return await self._submit(task)
+        return await self._poll(task, message.seq)
+
+    # -- claims -------------------------------------------------------------------------------
+
+    def _lease_held(self, task: Task, step: str) -> DeliveryResult | None:
+        """Ask for redelivery while another delivery holds the task's step lease."""
+        now = utcnow()
+        if task.step_lease_until is None or task.step_lease_until <= now:
+            return None
+        wait = (task.step_lease_until - now).total_seconds()
+        return DeliveryResult(503, retry_after=max(1.0, wait), reason=f"{step} in flight")
+
+    async def _claim(self, task: Task, polls: int | None = None) -> Task | None:
+        """Take the step lease by compare-and-set, so copies of one step call upstream once."""
+        lease = utcnow() + timedelta(seconds=self.timing.submit_lease)
+        return await self.store.update(
+            task.id,
+            _expect(task, polls=polls, step_lease_until=task.step_lease_until),
+            {"step_lease_until": lease},
+        )
 
     # -- submit -------------------------------------------------------------------------------
 
     async def _submit(self, task: Task) -> DeliveryResult:
         if task.status is not TaskStatus.QUEUED:
             return ACK
-        now = utcnow()
-        if task.step_lease_until is not None and task.step_lease_until > now:
-            wait = (task.step_lease_until - now).total_seconds()
-            return DeliveryResult(503, retry_after=max(1.0, wait), reason="submit in flight")
-        lease = now + timedelta(seconds=self.timing.submit_lease)
-        claimed = await self.store.update(
-            task.id,
-            _expect(task, step_lease_until=task.step_lease_until),
-            {"step_lease_until": lease},
-        )
+        busy = self._lease_held(task, "submit")
+        if busy is not None:
+            return busy
+        claimed = await self._claim(task)
         if claimed is None:
             return DeliveryResult(503, retry_after=1.0, reason="lost the submit claim")
         try:
@@ -231,6 +250,13 @@ class StepWorker:
             return DeliveryResult(503, retry_after=1.0, reason="previous poll not recorded yet")
         if task.status is not TaskStatus.RUNNING or seq != task.polls + 1:
             return ACK
+        busy = self._lease_held(task, "poll")
+        if busy is not None:
+            return busy
+        claimed = await self._claim(task, polls=task.polls)
+        if claimed is None:
+            return DeliveryResult(503, retry_after=1.0, reason="lost the poll claim")
+        task = claimed
         if task.next_poll_at is not None:
             late = (utcnow() - task.next_poll_at).total_seconds()
             self.stats.poll_lateness.observe(max(0.0, late))
@@ -311,6 +337,7 @@ class StepWorker:
             task_id=task.id, attempt=task.attempt, step="poll", seq=task.polls + 2
         )
         changes["next_poll_at"] = utcnow() + timedelta(seconds=delay)
+        changes["step_lease_until"] = None
         changes["message_id"] = await self.queue.publish(message, delay)
         if (
             await self.store.update(task.id, _expect(task, polls=task.polls), changes, event)
@@ -396,7 +423,11 @@ class StepWorker:
     def _api_key(self, task: Task) -> str | None:
         if task.upstream_key_ciphertext is None or self.key_box is None:
             return None
-        return self.key_box.open(task.upstream_key_ciphertext)
+        try:
+            return self.key_box.open(task.upstream_key_ciphertext)
+        except KeyUnreadable as exc:
+            # No redelivery will open it: fail the task now, as a final upstream refusal does.
+            raise UpstreamError(exc.message, transient=False) from exc
 
     def _past_deadline(self, task: Task, since: datetime) -> bool:
         elapsed = (utcnow() - since).total_seconds() * self._speedup(task)

@@ -162,7 +162,7 @@ async def cmd_worker(runtime: Runtime, args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, _stopper(stop, sig))
     started = utcnow()
     active = {t.id for t in await runtime.service.list(statuses=ACTIVE, limit=MAX_LIST_LIMIT)}
-    await supervise(runtime, stop, until_idle=args.until_idle, log_actions=True)
+    await supervise(runtime, stop, until_idle=args.until_idle, log_actions=True, watch_store=True)
     log.info("worker stopped")
     if not args.until_idle:
         return 0

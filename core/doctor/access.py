@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from core.crypto import KeyBox
+from core.crypto import key_box_for
 from core.doctor import CheckResult, Probe, failed, passed, skipped
 from core.errors import ConfigError
 
@@ -39,7 +39,7 @@ async def secret_key(probe: Probe) -> CheckResult:
             "VIDEOQ_SECRET_KEY not set: the task API refuses users' own upstream keys",
         )
     try:
-        KeyBox(settings.secret_key.get_secret_value())
+        key_box_for(settings)
     except ConfigError as exc:
         return failed("secret key", exc.message, "set VIDEOQ_SECRET_KEY to a long random string")
     return passed("secret key", "VIDEOQ_SECRET_KEY can encrypt users' own upstream keys")

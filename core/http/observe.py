@@ -65,6 +65,12 @@ class Observer:
             scrape.single("store_up", "gauge", "Whether the task store answered.", 0)
             return
         scrape.single("store_up", "gauge", "Whether the task store answered.", 1)
+        scrape.single(
+            "store_unreadable_rows_total",
+            "counter",
+            "Task rows a list skipped because they could not be decoded (their ids are logged).",
+            self.runtime.store.feed.unreadable_rows,
+        )
         scrape.family(
             "tasks",
             "gauge",
@@ -130,6 +136,8 @@ class Observer:
 
     async def _store(self) -> None:
         await self.runtime.store.get(_PROBE_ID)
+        # A store can answer reads and refuse every write (read-only, disk full): probe both.
+        await self.runtime.store.probe_write()
 
     async def _queue(self) -> None:
         await self.runtime.queue.health()

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncGenerator, Collection, Mapping
+import logging
+from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from core.errors import StoreError
 from core.models import Task, TaskChange, TaskEvent, TaskStatus
+
+logger = logging.getLogger(__name__)
 
 STORE_SET_COLUMNS = frozenset({"id", "created_at", "updated_at", "version"})
 """Columns an update cannot change: the id and creation time are fixed at insert, and the store
@@ -29,6 +33,8 @@ class FeedStatus:
     state: FeedState = FeedState.OFFLINE
     last_event_at: datetime | None = None
     detail: str = ""
+    # Rows a list skipped because they could not be decoded (exposed in /metrics).
+    unreadable_rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -104,9 +110,28 @@ class TaskStore(Protocol):
 
     async def count_by_status(self, user_id: str | None = None) -> dict[TaskStatus, int]: ...
 
+    async def probe_write(self) -> None:
+        """Commit a write that changes no task; raises StoreError when the store takes none."""
+        ...
+
     def changes(self) -> AsyncGenerator[TaskChange, None]:
         """Live change events; the first one is SYNC, and another SYNC follows every reconnect.
 
         A generator, so a caller that stops early closes it (`contextlib.aclosing`) to unsubscribe.
         """
         ...
+
+
+def readable_tasks(
+    rows: Iterable[Any], decode: Callable[[Any], Task], feed: FeedStatus
+) -> builtins.list[Task]:
+    """The rows that decode as tasks; each that does not is logged, counted and skipped."""
+    tasks = []
+    for row in rows:
+        try:
+            tasks.append(decode(row))
+        except StoreError as exc:
+            # One bad row must not stop the reconciler or a list for every other task.
+            feed.unreadable_rows += 1
+            logger.warning("%s; skipped", exc.message)
+    return tasks

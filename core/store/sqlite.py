@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
 import logging
 import sqlite3
 import uuid
@@ -24,7 +25,7 @@ from pydantic import ValidationError
 
 from core.errors import StoreError
 from core.models import TASK_COLUMNS, Task, TaskChange, TaskEvent, TaskStatus
-from core.store import STORE_SET_COLUMNS, Expect, FeedState, FeedStatus
+from core.store import STORE_SET_COLUMNS, Expect, FeedState, FeedStatus, readable_tasks
 from core.store.sqlite_db import (
     EVENT_COLUMNS,
     ChangeRow,
@@ -95,6 +96,10 @@ class SqliteStore:
         self._origin = uuid.uuid4().hex
         self._db: Database | None = None
         self._executor: ThreadPoolExecutor | None = None
+        # Reads have their own connection and thread: under WAL they never wait for a write
+        # lock, so a write queued behind another process's lock does not hold them up.
+        self._reader: Database | None = None
+        self._read_executor: ThreadPoolExecutor | None = None
         self._subscribers: set[_Subscriber] = set()
         self._tailer: asyncio.Task[None] | None = None
         self._tail_ready: asyncio.Future[None] | None = None
@@ -110,9 +115,17 @@ class SqliteStore:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoq-store")
         try:
             self._db = await self._call(Database, self.path, self._origin, self._busy_timeout)
+            self._read_executor = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="videoq-store-read"
+            )
+            self._reader = await self._read(
+                functools.partial(Database, prepare=False),
+                self.path,
+                self._origin,
+                self._busy_timeout,
+            )
         except BaseException:
-            self._executor.shutdown(wait=False)
-            self._executor = None
+            await self._shutdown()
             raise
         self._set_feed(FeedState.LIVE, _LIVE)
         logger.debug("task store open: %s", self.describe())
@@ -122,14 +135,23 @@ class SqliteStore:
         for subscriber in self._subscribers:
             subscriber.close()
         await self._stop_tailer()
-        executor, self._executor = self._executor, None
-        db, self._db = self._db, None
-        if executor is None:
+        if self._executor is None:
             return
-        if db is not None:
-            await asyncio.get_running_loop().run_in_executor(executor, db.close)
-        executor.shutdown(wait=True)
+        await self._shutdown()
         self._set_feed(FeedState.OFFLINE, "sqlite: closed")
+
+    async def _shutdown(self) -> None:
+        """Close both connections on their threads and stop the threads."""
+        loop = asyncio.get_running_loop()
+        for db_name, executor_name in (("_reader", "_read_executor"), ("_db", "_executor")):
+            db, executor = getattr(self, db_name), getattr(self, executor_name)
+            setattr(self, db_name, None)
+            setattr(self, executor_name, None)
+            if executor is None:
+                continue
+            if db is not None:
+                await loop.run_in_executor(executor, db.close)
+            executor.shutdown(wait=True)
 
     # -- reads and writes -------------------------------------------------------------------
 
@@ -142,7 +164,7 @@ class SqliteStore:
         return stored
 
     async def get(self, task_id: str) -> Task | None:
-        row = await self._call(self._open_db.get, task_id)
+        row = await self._read(self._open_reader.get, task_id)
         return decode_task(row) if row is not None else None
 
     async def list(
@@ -171,7 +193,8 @@ class SqliteStore:
         sql = list_sql(
             count, user_id is not None, updated_before is not None, id_prefix is not None
         )
-        return [decode_task(row) for row in await self._call(self._open_db.select, sql, params)]
+        rows = await self._read(self._open_reader.select, sql, params)
+        return readable_tasks(rows, decode_task, self.feed)
 
     async def update(
         self,
@@ -214,7 +237,7 @@ class SqliteStore:
 
     async def events(self, task_id: str) -> builtins.list[TaskEvent]:
         """The task's history, oldest first."""
-        rows = await self._call(self._open_db.events, task_id)
+        rows = await self._read(self._open_reader.events, task_id)
         try:
             return [
                 TaskEvent.model_validate(dict(zip(EVENT_COLUMNS, row, strict=True))) for row in rows
@@ -222,10 +245,14 @@ class SqliteStore:
         except ValidationError as exc:
             raise StoreError(f"task {task_id}: its stored history cannot be read") from exc
 
+    async def probe_write(self) -> None:
+        """Commit a write to the probe table, as /healthz asks."""
+        await self._call(self._open_db.probe_write)
+
     async def count_by_status(self, user_id: str | None = None) -> dict[TaskStatus, int]:
         """Tasks per status, every status present (0 when there are none)."""
         counts = dict.fromkeys(TaskStatus, 0)
-        for status, count in await self._call(self._open_db.count_by_status, user_id):
+        for status, count in await self._read(self._open_reader.count_by_status, user_id):
             counts[TaskStatus(status)] = count
         return counts
 
@@ -314,20 +341,36 @@ class SqliteStore:
             raise StoreError(f"the task store {self.path} is not open")
         return self._db
 
+    @property
+    def _open_reader(self) -> Database:
+        if self._reader is None:
+            raise StoreError(f"the task store {self.path} is not open")
+        return self._reader
+
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._executor is None:
+        """Run `fn` on the writing connection's thread."""
+        return await self._run(self._executor, fn, *args)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn` on the reading connection's thread."""
+        return await self._run(self._read_executor, fn, *args)
+
+    async def _run(
+        self, executor: ThreadPoolExecutor | None, fn: Callable[..., T], *args: Any
+    ) -> T:
+        if executor is None:
             raise StoreError(f"the task store {self.path} is not open")
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StoreError(
                     f"the task database {self.path} stayed locked by another process for over "
                     f"{self._busy_timeout:.0f}s"
                 ) from exc
-            raise StoreError(f"the task database {self.path} failed: {exc}") from exc
+            raise StoreError(f"the task database {self.path} failed: {_problem(exc)}") from exc
         except sqlite3.Error as exc:
-            raise StoreError(f"the task database {self.path} failed: {exc}") from exc
+            raise StoreError(f"the task database {self.path} failed: {_problem(exc)}") from exc
 
     def _set_feed(self, state: FeedState, detail: str) -> None:
         self.feed.state = state
@@ -341,3 +384,22 @@ def _event_values(event: TaskEvent | None, task_id: str) -> builtins.list[Any] |
         task_id if name == "task_id" else encode(name, getattr(event, name))
         for name in EVENT_COLUMNS
     ]
+
+
+_PROBLEMS = {
+    "SQLITE_READONLY": "it is read-only",
+    "SQLITE_FULL": "the disk is full",
+    "SQLITE_CORRUPT": "the file is corrupt",
+    "SQLITE_NOTADB": "the file is corrupt (not an SQLite database)",
+    "SQLITE_IOERR": "it cannot be written (read-only or immutable file, or a failing disk)",
+    "SQLITE_CANTOPEN": "it cannot be opened",
+}
+
+
+def _problem(exc: sqlite3.Error) -> str:
+    """SQLite's message with the problem named in plain words where the error code tells it."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    for prefix, words in _PROBLEMS.items():
+        if name.startswith(prefix):
+            return f"{words} ({exc})"
+    return str(exc)

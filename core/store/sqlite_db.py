@@ -83,6 +83,7 @@ CREATE INDEX IF NOT EXISTS video_tasks_status_updated ON video_tasks (status, up
 CREATE TABLE IF NOT EXISTS task_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, {", ".join(_columns_sql(TaskEvent))});
 CREATE INDEX IF NOT EXISTS task_events_task ON task_events (task_id, id);
+CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS change_log (seq INTEGER PRIMARY KEY AUTOINCREMENT,
     task_id TEXT NOT NULL, op TEXT NOT NULL, origin TEXT NOT NULL, at REAL NOT NULL);
 """  # noqa: E501
@@ -108,6 +109,7 @@ _LOG = "INSERT INTO change_log (task_id, op, origin, at) VALUES (?, ?, ?, ?)"
 _TAIL = f"""SELECT c.task_id, c.op, {", ".join(f"t.{name}" for name in TASK_COLUMNS)}
 FROM change_log AS c JOIN video_tasks AS t ON t.id = c.task_id
 WHERE c.seq > ? AND c.seq <= ? AND c.origin <> ? ORDER BY c.seq"""
+_PROBE = "INSERT OR REPLACE INTO store_probe (id, at) VALUES (1, ?)"
 _BOUNDS = "SELECT (SELECT min(seq) FROM change_log), (SELECT max(seq) FROM change_log)"
 _PRUNE = """DELETE FROM change_log
 WHERE seq < (SELECT seq FROM change_log WHERE at >= ? ORDER BY seq LIMIT 1)"""
@@ -182,11 +184,14 @@ ChangeRow = tuple[ChangeOp, tuple[Any, ...]]
 class Database:
     """The synchronous side; every method runs on the store's one thread."""
 
-    def __init__(self, path: Path, origin: str, busy_timeout: float) -> None:
+    def __init__(
+        self, path: Path, origin: str, busy_timeout: float, *, prepare: bool = True
+    ) -> None:
         self.origin = origin
         self.db = sqlite_file.connect(path, busy_timeout, cached_statements=512)
         try:
-            self._prepare(path)
+            if prepare:  # the reading connection opens a file its writing twin prepared
+                self._prepare(path)
         except BaseException:
             self.db.close()
             raise
@@ -261,6 +266,13 @@ class Database:
         if event is not None:
             self.db.execute(_INSERT_EVENT, event)
         self.db.execute(_LOG, (task_id, op, self.origin, time.time()))
+
+    def probe_write(self) -> None:
+        """Commit one small real write (an update that matches nothing writes no page)."""
+        with self._transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO store_probe (id, at) VALUES (1, ?)", (time.time(),)
+            )
 
     def get(self, task_id: str) -> tuple[Any, ...] | None:
         return self.db.execute(_GET, (task_id,)).fetchone()

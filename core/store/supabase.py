@@ -25,12 +25,13 @@ from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 from core.errors import ConfigError, StoreError
 from core.models import TASK_COLUMNS, Task, TaskChange, TaskEvent, TaskStatus
-from core.store import STORE_SET_COLUMNS, Expect, FeedState, FeedStatus
+from core.store import STORE_SET_COLUMNS, Expect, FeedState, FeedStatus, readable_tasks
 from core.store.supabase_feed import FeedOptions, FeedSession, RawChange, session_failure
 
 logger = logging.getLogger(__name__)
 
 TASKS = "video_tasks"
+_PROBE_ID = "00000000-0000-0000-0000-000000000000"
 EVENTS = "task_events"
 PAGE_SIZE = 1000  # Supabase's default cap on rows per request ("max rows")
 
@@ -103,7 +104,9 @@ def parse_task(row: Mapping[str, Any]) -> Task:
         task = Task.model_validate(row)
     except ValidationError as exc:
         field = ".".join(str(part) for part in exc.errors()[0]["loc"])
-        raise StoreError(f"Supabase returned a task row videoq cannot read ({field})") from exc
+        raise StoreError(
+            f"task {row.get('id')}: Supabase returned a row videoq cannot read ({field})"
+        ) from exc
     for name, value in task:
         if isinstance(value, datetime) and value.utcoffset():
             setattr(task, name, value.astimezone(UTC))
@@ -223,7 +226,7 @@ class SupabaseStore:
             query = query.order("created_at", desc=True).order("id", desc=True)
             query = query.range(len(tasks), len(tasks) + size - 1)
             rows = (await self._execute(query, "listing tasks")).data
-            tasks.extend(parse_task(row) for row in rows)
+            tasks.extend(readable_tasks(rows, parse_task, self.feed))
             if len(rows) < size:
                 break
         return tasks
@@ -267,6 +270,10 @@ class SupabaseStore:
             events.extend(TaskEvent.model_validate(row) for row in rows)
             if len(rows) < PAGE_SIZE:
                 return events
+
+    async def probe_write(self) -> None:
+        """A compare-and-set on an id no task has: PostgREST runs it as a write."""
+        await self.update(_PROBE_ID, Expect.of(TaskStatus.QUEUED), {"progress": 0})
 
     async def count_by_status(self, user_id: str | None = None) -> dict[TaskStatus, int]:
         params = {"p_user_id": user_id}

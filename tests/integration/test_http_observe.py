@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,13 +12,16 @@ import pytest
 
 from core import signing
 from core.config import WORKER_PATH, Settings
+from core.errors import StoreError
 from core.models import VideoRequest, WorkMessage
 from core.runtime import Runtime
+from core.supervisor import supervise
 from core.upstream.t8star import T8StarUpstream
 from tests.engine import KEY
 from tests.fakes.qstash import DEV_CURRENT_SIGNING_KEY, DEV_TOKEN, FakeQStash
 from tests.fakes.t8star import DEFAULT_KEY, FakeT8Star, JobScript
 from tests.http_support import hand_runtime, in_process, loopback_socket, parse_metrics
+from tests.waiting import TIMEOUT
 
 
 @pytest.fixture
@@ -106,3 +112,38 @@ def test_work_message_has_no_room_for_a_key() -> None:
         WorkMessage.model_validate(
             {"task_id": "t", "attempt": 1, "step": "submit", "seq": 1, "api_key": "sk-x"}
         )
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="chattr is not installed")
+async def test_healthz_probes_a_write_and_fails_on_a_read_only_store(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, db_path=tmp_path / "v.db")  # type: ignore[call-arg]
+    runtime = Runtime.from_settings(settings)
+    files = [str(tmp_path / name) for name in ("v.db", "v.db-wal")]
+    async with runtime, in_process(runtime) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        made = subprocess.run(["chattr", "+i", *files], capture_output=True, text=True)
+        if made.returncode != 0:
+            pytest.skip(f"chattr +i is refused here: {made.stderr.strip()}")
+        try:
+            sick = await client.get("/healthz")
+        finally:
+            subprocess.run(["chattr", "-i", *files], check=True)
+    assert sick.status_code == 503
+    assert sick.json()["data"]["store"].startswith("unreachable")
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="chattr is not installed")
+async def test_a_headless_worker_gives_up_on_a_store_that_takes_no_writes(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, db_path=tmp_path / "v.db")  # type: ignore[call-arg]
+    runtime = Runtime.from_settings(settings)
+    files = [str(tmp_path / name) for name in ("v.db", "v.db-wal")]
+    async with runtime:
+        made = subprocess.run(["chattr", "+i", *files], capture_output=True, text=True)
+        if made.returncode != 0:
+            pytest.skip(f"chattr +i is refused here: {made.stderr.strip()}")
+        try:
+            worker = supervise(runtime, asyncio.Event(), watch_store=True)
+            with pytest.raises(StoreError, match="takes no writes.*(read-only|cannot be written)"):
+                await asyncio.wait_for(worker, TIMEOUT)
+        finally:
+            subprocess.run(["chattr", "-i", *files], check=True)

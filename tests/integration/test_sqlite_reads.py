@@ -1,0 +1,65 @@
+"""Reads of the SQLite store do not wait for writes stuck behind another process's lock."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+from core.models import Task, TaskStatus, VideoRequest
+from core.store import Expect
+from core.store.sqlite import SqliteStore
+from tests.waiting import TIMEOUT
+
+HOLD_LOCK = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.readline()
+db.execute("ROLLBACK")
+"""
+
+
+async def test_reads_answer_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
+    path = tmp_path / "videoq.db"
+    # The store would wait far longer than the test for the lock: only a read that skips the
+    # queue of writes can answer while it is held.
+    store = SqliteStore(path, busy_timeout=TIMEOUT * 4)
+    await store.open()
+    task = await store.insert(Task.new(VideoRequest(prompt="a fox in the snow")))
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        write = await _reads_while_locked(store, task, holder)
+    updated = await write
+    assert updated is not None and updated.progress == 5
+    await store.close()
+
+
+async def _reads_while_locked(
+    store: SqliteStore, task: Task, holder: subprocess.Popen[str]
+) -> asyncio.Task[Task | None]:
+    """Read while `holder` has the lock and a write waits for it; returns the write."""
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        write = asyncio.create_task(
+            store.update(task.id, Expect.of(TaskStatus.QUEUED), {"progress": 5})
+        )
+        await asyncio.sleep(0)  # the write is now queued on the store's writing thread
+        listed = await asyncio.wait_for(store.list(), TIMEOUT)
+        got = await asyncio.wait_for(store.get(task.id), TIMEOUT)
+        counts = await asyncio.wait_for(store.count_by_status(), TIMEOUT)
+        assert [t.id for t in listed] == [task.id] and got is not None and got.progress == 0
+        assert counts[TaskStatus.QUEUED] == 1
+        assert not write.done()
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(TIMEOUT)
+    return write
