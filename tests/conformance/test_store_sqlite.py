@@ -58,18 +58,20 @@ async def test_the_file_is_in_wal_mode_with_its_three_tables(store: SqliteStore)
 
 
 async def test_stored_values_are_plain_text_and_numbers(store: SqliteStore) -> None:
-    task = await store.insert(new_task(images=["https://example.com/a.png"], hd=False))
+    task = await store.insert(new_task(image_count=1, hd=False), images=["https://x.test/a.png"])
 
     with sqlite3.connect(store.path) as db:
         row = db.execute(
-            "SELECT created_at, images, hd, status FROM video_tasks WHERE id = ?", (task.id,)
+            "SELECT created_at, image_count, hd, status FROM video_tasks WHERE id = ?", (task.id,)
         ).fetchone()
+        stored = db.execute("SELECT position, data FROM task_images").fetchall()
     db.close()
 
-    created_at, images, hd, status = row
+    created_at, image_count, hd, status = row
     assert created_at == task.created_at.isoformat(timespec="microseconds")
     assert created_at.endswith("+00:00")
-    assert (images, hd, status) == ('["https://example.com/a.png"]', 0, "queued")
+    assert (image_count, hd, status) == (1, 0, "queued")
+    assert stored == [(0, "https://x.test/a.png")]
 
 
 async def test_the_feed_is_live_while_open(tmp_path: Path) -> None:
