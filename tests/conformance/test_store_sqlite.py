@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -98,6 +99,29 @@ async def test_an_unusable_path_is_a_store_error(tmp_path: Path) -> None:
 
 
 FIRST_RELEASE = Path(__file__).parent.parent / "data" / "sqlite_first_release.sql"
+
+
+async def test_a_file_with_images_in_the_rows_moves_them_out_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    images = ["https://x.test/a.png", "data:image/png;base64,QUJD"]
+    with sqlite3.connect(path) as db:
+        db.executescript(FIRST_RELEASE.read_text())
+        db.execute("UPDATE video_tasks SET images = ? WHERE id LIKE '1b7a%'", (json.dumps(images),))
+    db.close()
+    own = "1b7a2c1e-0000-4000-8000-000000000001"
+
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        task, stored = await store.get(own), await store.images(own)
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(video_tasks)")}
+    db.close()
+
+    assert stored == tuple(images) and "images" not in columns
+    assert task is not None and (task.image_count, task.image_bytes) == (2, 46)
 
 
 async def test_a_file_of_the_first_release_gains_own_key_on_open(tmp_path: Path) -> None:
