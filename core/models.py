@@ -230,7 +230,9 @@ class Task(BaseModel):
     aspect_ratio: str
     duration: int
     hd: bool = False
-    images: list[str] = Field(default_factory=list)
+    # The images themselves live in `task_images`, read only by the submit (store.images).
+    image_count: int = 0
+    image_bytes: int = 0
     status: TaskStatus = TaskStatus.QUEUED
     progress: int = 0
     attempt: int = 1
@@ -265,11 +267,12 @@ class Task(BaseModel):
             aspect_ratio=request.aspect_ratio,
             duration=request.duration,
             hd=request.hd,
-            images=list(request.images),
+            image_count=len(request.images),
+            image_bytes=sum(len(image.encode()) for image in request.images),
         )
 
-    @property
-    def request(self) -> VideoRequest:
+    def request(self, images: tuple[str, ...] = ()) -> VideoRequest:
+        """The request this task was made from, with the images the store keeps apart."""
         return VideoRequest(
             prompt=self.prompt,
             provider=self.provider,
@@ -277,7 +280,7 @@ class Task(BaseModel):
             duration=self.duration,
             aspect_ratio=self.aspect_ratio,
             hd=self.hd,
-            images=tuple(self.images),
+            images=images,
         )
 
     def public_dict(self) -> dict[str, Any]:

@@ -108,7 +108,7 @@ class TaskService:
             actor=actor,
             detail=OWN_KEY_NOTE if upstream_api_key else None,
         )
-        task = await self.store.insert(task, event)
+        task = await self.store.insert(task, event, request.images)
         log.info(
             "task %s: submitted by %s (%s, %ss, %s)",
             task.id,

@@ -187,14 +187,15 @@ class StepWorker:
             return DeliveryResult(503, retry_after=1.0, reason="lost the submit claim")
         try:
             upstream = self._upstream(task)
-            upstream_id = await self._call(upstream.submit(task.request, self._api_key(task)))
+            request = task.request(await self.store.images(task.id))
+            upstream_id = await self._call(upstream.submit(request, self._api_key(task)))
         except UpstreamError as exc:
             return await self._submit_failed(claimed, exc)
         return await self._submitted(claimed, upstream_id)
 
     async def _submitted(self, task: Task, upstream_id: str) -> DeliveryResult:
         now = utcnow()
-        first = self.timing.schedule.first_delay(expected_timing(task.request))
+        first = self.timing.schedule.first_delay(expected_timing(task.request()))
         delay = first / self._speedup(task)
         running = await self.store.update(
             task.id,
@@ -311,7 +312,7 @@ class StepWorker:
         last = task.last_polled_at or started_at
         delay = (
             self.timing.schedule.next_delay(
-                estimate=expected_timing(task.request),
+                estimate=expected_timing(task.request()),
                 elapsed=(now - started_at).total_seconds() * speedup,
                 since_last_poll=(now - last).total_seconds() * speedup,
                 progress=answer.progress,

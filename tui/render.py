@@ -124,7 +124,7 @@ def task_detail(task: Task, history: list[TaskEvent]) -> str:
             f"{task.model}, {task.duration}s, {task.aspect_ratio}" + (", hd" if task.hd else ""),
         ),
         ("prompt", task.prompt),
-        ("images", ", ".join(task.images) or "-"),
+        ("images", image_summary(task)),
         ("upstream id", task.upstream_task_id or "-"),
         ("upstream status", task.upstream_status or "-"),
         ("polls", str(task.polls)),
@@ -137,6 +137,13 @@ def task_detail(task: Task, history: list[TaskEvent]) -> str:
     lines = [f"{name:>16}: {value}" for name, value in fields]
     lines += ["", "history:"] + [f"  {describe_event(event)}" for event in history]
     return "\n".join(lines)
+
+
+def image_summary(task: Task) -> str:
+    """How many images the task has and how large they are (the images stay in the store)."""
+    if not task.image_count:
+        return "-"
+    return f"{task.image_count} ({task.image_bytes:,} bytes)"
 
 
 def describe_event(event: TaskEvent) -> str:

@@ -16,8 +16,8 @@ create table if not exists public.video_tasks (
     duration                integer not null
         constraint video_tasks_duration_check check (duration in (10, 15, 25)),
     hd                      boolean not null default false,
-    images                  jsonb not null default '[]'::jsonb
-        constraint video_tasks_images_check check (jsonb_typeof(images) = 'array'),
+    image_count             integer not null default 0,
+    image_bytes             integer not null default 0,
     status                  text not null default 'queued'
         constraint video_tasks_status_check
         check (status in ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
@@ -122,7 +122,10 @@ create index if not exists task_events_task_id_idx on public.task_events (task_i
 
 -- Insert a task (the columns present in p_task; the others take their defaults) and, optionally,
 -- its first history event.
-create or replace function public.videoq_insert_task(p_task jsonb, p_event jsonb default null)
+drop function if exists public.videoq_insert_task(jsonb, jsonb);
+create or replace function public.videoq_insert_task(
+    p_task jsonb, p_event jsonb default null, p_images jsonb default null
+)
 returns setof public.video_tasks
 language plpgsql
 set search_path = ''
@@ -144,6 +147,11 @@ begin
         select e.task_id, e.kind, e.attempt, coalesce(e.at, now()), e.from_status, e.to_status,
                e.actor, e.upstream_status, e.progress, e.http_status, e.latency_ms, e.detail
         from jsonb_populate_record(null::public.task_events, p_event) as e;
+    end if;
+    if p_images is not null then
+        insert into public.task_images (task_id, position, data)
+        select p_task ->> 'id', i.position - 1, i.data
+          from jsonb_array_elements_text(p_images) with ordinality as i (data, position);
     end if;
 end;
 $$;
@@ -212,17 +220,49 @@ as $$
      where p_user_id is null or t.user_id = p_user_id
      group by t.status;
 $$;
+-- A task's images live apart from its row, so a Realtime change payload stays small (over
+-- 1,024 KB, Realtime blanks every field over 64 bytes). Not in the realtime publication.
+create table if not exists public.task_images (
+    task_id  text not null references public.video_tasks (id) on delete cascade,
+    position integer not null,
+    data     text not null,
+    primary key (task_id, position)
+);
+-- Projects set up before task_images kept the images in the row: move them out, once.
+alter table public.video_tasks add column if not exists image_count integer not null default 0;
+alter table public.video_tasks add column if not exists image_bytes integer not null default 0;
+do $$
+begin
+    if exists (select 1 from information_schema.columns
+                where table_schema = 'public' and table_name = 'video_tasks'
+                  and column_name = 'images') then
+        insert into public.task_images (task_id, position, data)
+        select t.id, i.position - 1, i.data
+          from public.video_tasks as t,
+               jsonb_array_elements_text(t.images) with ordinality as i (data, position)
+        on conflict do nothing;
+        update public.video_tasks as t
+           set image_count = coalesce(s.n, 0), image_bytes = coalesce(s.bytes, 0)
+          from (select task_id, count(*) as n, sum(octet_length(data)) as bytes
+                  from public.task_images group by task_id) as s
+         where s.task_id = t.id;
+        alter table public.video_tasks drop column images;
+    end if;
+end;
+$$;
 
 -- Access: the service role (the worker, the CLI, the HTTP service) does everything; a signed-in
 -- user may only read their own tasks and their history; anonymous keys see nothing. ------------
 
 alter table public.video_tasks enable row level security;
 alter table public.task_events enable row level security;
+alter table public.task_images enable row level security;
 
-revoke all on table public.video_tasks, public.task_events from anon, authenticated;
+revoke all on table public.video_tasks, public.task_events, public.task_images
+    from anon, authenticated;
 revoke all on sequence public.task_events_id_seq from anon, authenticated;
-grant select on table public.video_tasks, public.task_events to authenticated;
-grant all on table public.video_tasks, public.task_events to service_role;
+grant select on table public.video_tasks, public.task_events, public.task_images to authenticated;
+grant all on table public.video_tasks, public.task_events, public.task_images to service_role;
 grant usage, select on sequence public.task_events_id_seq to service_role;
 
 drop policy if exists video_tasks_owner_read on public.video_tasks;
@@ -230,18 +270,25 @@ create policy video_tasks_owner_read on public.video_tasks
     for select to authenticated
     using (user_id = (select auth.uid())::text);
 
+drop policy if exists task_images_owner_read on public.task_images;
+create policy task_images_owner_read on public.task_images
+    for select to authenticated
+    using (exists (select 1 from public.video_tasks as t
+                    where t.id = task_id and t.user_id = (select auth.uid())::text));
+
 drop policy if exists task_events_owner_read on public.task_events;
 create policy task_events_owner_read on public.task_events
     for select to authenticated
     using (exists (select 1 from public.video_tasks as t
                     where t.id = task_id and t.user_id = (select auth.uid())::text));
 
-revoke all on function public.videoq_insert_task(jsonb, jsonb) from public, anon, authenticated;
+revoke all on function public.videoq_insert_task(jsonb, jsonb, jsonb)
+    from public, anon, authenticated;
 revoke all on function public.videoq_update_task(text, text[], jsonb, integer, integer, jsonb, jsonb)
     from public, anon, authenticated;
 revoke all on function public.videoq_count_by_status(text) from public, anon, authenticated;
 revoke all on function public.videoq_bump_version() from public, anon, authenticated;
-grant execute on function public.videoq_insert_task(jsonb, jsonb) to service_role;
+grant execute on function public.videoq_insert_task(jsonb, jsonb, jsonb) to service_role;
 grant execute on function public.videoq_update_task(text, text[], jsonb, integer, integer, jsonb, jsonb)
     to service_role;
 grant execute on function public.videoq_count_by_status(text) to service_role;

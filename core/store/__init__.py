@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -66,8 +66,14 @@ class TaskStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def insert(self, task: Task, event: TaskEvent | None = None) -> Task:
-        """Store a new task (and its first history event) and return the stored row."""
+    async def insert(
+        self, task: Task, event: TaskEvent | None = None, images: Sequence[str] = ()
+    ) -> Task:
+        """Store a new task, its first history event and its images; return the stored row."""
+        ...
+
+    async def images(self, task_id: str) -> tuple[str, ...]:
+        """The task's images in order (kept apart from the row, so feeds and lists stay small)."""
         ...
 
     async def get(self, task_id: str) -> Task | None: ...

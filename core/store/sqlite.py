@@ -15,7 +15,7 @@ import functools
 import logging
 import sqlite3
 import uuid
-from collections.abc import AsyncGenerator, Callable, Collection, Mapping
+from collections.abc import AsyncGenerator, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -155,13 +155,19 @@ class SqliteStore:
 
     # -- reads and writes -------------------------------------------------------------------
 
-    async def insert(self, task: Task, event: TaskEvent | None = None) -> Task:
-        """Store a new task (and its first history event) in one transaction."""
+    async def insert(
+        self, task: Task, event: TaskEvent | None = None, images: Sequence[str] = ()
+    ) -> Task:
+        """Store a new task (its first history event and its images) in one transaction."""
         values = [encode(name, getattr(task, name)) for name in TASK_COLUMNS]
         events = _event_values(event, task.id)
-        stored = decode_task(await self._call(self._open_db.insert, task.id, values, events))
+        row = await self._call(self._open_db.insert, task.id, values, events, tuple(images))
+        stored = decode_task(row)
         self._publish(TaskChange("INSERT", stored))
         return stored
+
+    async def images(self, task_id: str) -> tuple[str, ...]:
+        return await self._call(self._open_db.images, task_id)
 
     async def get(self, task_id: str) -> Task | None:
         row = await self._read(self._open_reader.get, task_id)

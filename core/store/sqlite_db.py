@@ -1,7 +1,8 @@
 """The synchronous SQLite side of SqliteStore: schema, column encoding, and the statements.
 
 `Database` runs on the store's one thread only. Its tables are `video_tasks` (one column per
-Task field: timestamps as fixed-width ISO-8601 UTC text, images as JSON text, hd as 0/1),
+Task field: timestamps as fixed-width ISO-8601 UTC text, hd as 0/1), `task_images` (a task's
+images, read only by the submit),
 `task_events` (the history) and `change_log` (what the live feed of other processes tails).
 """
 
@@ -33,7 +34,6 @@ CHANGE_LOG_RETENTION = 600.0
 """Seconds a change_log row is kept; a feed that falls further behind re-syncs."""
 PRUNE_EVERY = 60.0
 _SELECT = ", ".join(TASK_COLUMNS)
-_IMAGES = TASK_COLUMNS.index("images")
 _SQL_TYPES = {
     "time": "TEXT",
     "json": "TEXT",
@@ -84,6 +84,8 @@ CREATE TABLE IF NOT EXISTS task_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, {", ".join(_columns_sql(TaskEvent))});
 CREATE INDEX IF NOT EXISTS task_events_task ON task_events (task_id, id);
 CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS task_images (task_id TEXT NOT NULL, position INTEGER NOT NULL,
+    data TEXT NOT NULL, PRIMARY KEY (task_id, position));
 CREATE TABLE IF NOT EXISTS change_log (seq INTEGER PRIMARY KEY AUTOINCREMENT,
     task_id TEXT NOT NULL, op TEXT NOT NULL, origin TEXT NOT NULL, at REAL NOT NULL);
 """  # noqa: E501
@@ -96,6 +98,18 @@ _ADDED_COLUMNS: dict[str, tuple[str, str | None]] = {
         " WHERE detail = 'with the user''s own upstream key')",
     ),
 }
+# Files made before task_images kept the images in the row: move them out, once.
+_MOVE_IMAGES = (
+    "ALTER TABLE video_tasks ADD COLUMN image_count INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE video_tasks ADD COLUMN image_bytes INTEGER NOT NULL DEFAULT 0",
+    "INSERT OR IGNORE INTO task_images (task_id, position, data)"
+    " SELECT t.id, j.key, j.value FROM video_tasks AS t, json_each(t.images) AS j"
+    " WHERE json_valid(t.images)",
+    "UPDATE video_tasks SET image_count = (SELECT count(*) FROM task_images WHERE task_id = id),"
+    " image_bytes = (SELECT coalesce(sum(length(CAST(data AS BLOB))), 0) FROM task_images"
+    " WHERE task_id = id)",
+    "ALTER TABLE video_tasks DROP COLUMN images",
+)
 _INSERT = (
     f"INSERT INTO video_tasks ({_SELECT}) VALUES ({', '.join('?' * len(TASK_COLUMNS))})"
     f" RETURNING {_SELECT}"
@@ -104,6 +118,8 @@ _INSERT_EVENT = (
     f"INSERT INTO task_events ({', '.join(EVENT_COLUMNS)})"
     f" VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
 )
+_INSERT_IMAGE = "INSERT INTO task_images (task_id, position, data) VALUES (?, ?, ?)"
+_IMAGES = "SELECT data FROM task_images WHERE task_id = ? ORDER BY position"
 _GET = f"SELECT {_SELECT} FROM video_tasks WHERE id = ?"
 _LOG = "INSERT INTO change_log (task_id, op, origin, at) VALUES (?, ?, ?, ?)"
 _TAIL = f"""SELECT c.task_id, c.op, {", ".join(f"t.{name}" for name in TASK_COLUMNS)}
@@ -172,7 +188,6 @@ def decode_task(row: tuple[Any, ...]) -> Task:
     """A `video_tasks` row (columns in TASK_COLUMNS order) as a Task."""
     values = dict(zip(TASK_COLUMNS, row, strict=True))
     try:
-        values["images"] = json.loads(row[_IMAGES])
         return Task.model_validate(values)
     except (ValueError, ValidationError) as exc:
         raise StoreError(f"task {values['id']}: its stored row cannot be read") from exc
@@ -200,6 +215,8 @@ class Database:
 
     def _prepare(self, path: Path) -> None:
         self.db.executescript(_SCHEMA)
+        if "images" in self._columns():
+            self._move_images()
         for column in sorted(set(_ADDED_COLUMNS) - self._columns()):
             self._add_column(column)
         if missing := sorted(set(TASK_COLUMNS) - self._columns()):
@@ -218,6 +235,15 @@ class Database:
             if backfill:
                 self.db.execute(backfill)
         logger.info("task database: added column %s", column)
+
+    def _move_images(self) -> None:
+        """Move the images of a file made before task_images out of the task rows."""
+        with self._transaction():
+            if "images" not in self._columns():
+                return  # another process opening the same file moved them first
+            for statement in _MOVE_IMAGES:
+                self.db.execute(statement)
+        logger.info("task database: moved images out of the task rows")
 
     def _columns(self) -> set[str]:
         return {row[1] for row in self.db.execute("PRAGMA table_info(video_tasks)")}
@@ -244,14 +270,20 @@ class Database:
             raise
         self.db.execute("COMMIT")
 
-    def insert(self, task_id: str, values: list[Any], event: list[Any] | None) -> tuple[Any, ...]:
+    def insert(
+        self, task_id: str, values: list[Any], event: list[Any] | None, images: tuple[str, ...]
+    ) -> tuple[Any, ...]:
         try:
             with self._write():
                 row = self.db.execute(_INSERT, values).fetchone()
+                self.db.executemany(_INSERT_IMAGE, [(task_id, *item) for item in enumerate(images)])
                 self._logged(task_id, "INSERT", event)
         except sqlite3.IntegrityError as exc:
             raise StoreError(f"task {task_id}: a task with this id already exists") from exc
         return row
+
+    def images(self, task_id: str) -> tuple[str, ...]:
+        return tuple(row[0] for row in self.db.execute(_IMAGES, (task_id,)))
 
     def update(
         self, task_id: str, sql: str, params: list[Any], event: list[Any] | None

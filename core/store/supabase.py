@@ -10,7 +10,7 @@ import asyncio
 import builtins
 import logging
 import re
-from collections.abc import AsyncGenerator, Collection, Mapping
+from collections.abc import AsyncGenerator, Collection, Mapping, Sequence
 from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 TASKS = "video_tasks"
 _PROBE_ID = "00000000-0000-0000-0000-000000000000"
+IMAGES = "task_images"
 EVENTS = "task_events"
 PAGE_SIZE = 1000  # Supabase's default cap on rows per request ("max rows")
 
@@ -186,13 +187,24 @@ class SupabaseStore:
             host = self.describe().removeprefix("supabase: ")
             raise StoreError(f"cannot reach Supabase at {host} while {action}") from exc
 
-    async def insert(self, task: Task, event: TaskEvent | None = None) -> Task:
-        """Store a new task (and its first history event) in one transaction."""
-        params = {"p_task": task.model_dump(mode="json"), "p_event": _event_json(event)}
+    async def insert(
+        self, task: Task, event: TaskEvent | None = None, images: Sequence[str] = ()
+    ) -> Task:
+        """Store a new task (its first history event and its images) in one transaction."""
+        params = {
+            "p_task": task.model_dump(mode="json"),
+            "p_event": _event_json(event),
+            "p_images": list(images) or None,
+        }
         response = await self._execute(
             self._db.rpc("videoq_insert_task", params), "storing the task", task.id
         )
         return parse_task(response.data[0])
+
+    async def images(self, task_id: str) -> tuple[str, ...]:
+        query = self._db.table(IMAGES).select("data").eq("task_id", task_id).order("position")
+        response = await self._execute(query, "reading the task's images", task_id)
+        return tuple(row["data"] for row in response.data)
 
     async def get(self, task_id: str) -> Task | None:
         query = self._db.table(TASKS).select("*").eq("id", task_id).limit(1)

@@ -51,7 +51,8 @@ def every_column_set() -> Task:
         "aspect_ratio": "9:16",
         "duration": 25,
         "hd": True,
-        "images": ["https://example.com/a.png", PNG],
+        "image_count": 2,
+        "image_bytes": 4321,
         "status": RUNNING,
         "progress": 37,
         "attempt": 2,
@@ -122,7 +123,7 @@ class StoreContract:
         assert loaded == task
         assert loaded is not None
         assert_utc(loaded)
-        assert loaded.images == task.images and loaded.hd is True
+        assert loaded.image_count == 2 and loaded.hd is True
         assert loaded.status is RUNNING
 
     async def test_empty_optional_columns_round_trip(self, store: TaskStore) -> None:
@@ -133,7 +134,7 @@ class StoreContract:
 
         assert loaded == task
         assert loaded is not None
-        assert loaded.images == [] and loaded.hd is False and loaded.started_at is None
+        assert loaded.image_count == 0 and loaded.hd is False and loaded.started_at is None
         assert loaded.own_key is False
         assert_utc(loaded)
 
@@ -389,6 +390,31 @@ class StoreContract:
         assert events[2].to_status is TaskStatus.CANCELLED
         assert all(e.at.utcoffset() == timedelta(0) for e in events)
         assert await store.events("00000000-0000-4000-8000-000000000000") == []
+
+    # -- images -----------------------------------------------------------------------------
+
+    async def test_images_are_kept_apart_from_the_row_in_order(self, store: TaskStore) -> None:
+        images = ("https://example.com/a.png", PNG)
+        task = await store.insert(new_task(image_count=2, image_bytes=99), images=images)
+
+        assert await store.images(task.id) == images
+        listed = await store.list()
+        assert [t.id for t in listed] == [task.id]
+        assert PNG not in listed[0].model_dump_json()
+        assert await store.images(new_task().id) == ()
+
+    async def test_a_change_for_a_task_with_large_images_is_small(self, store: TaskStore) -> None:
+        big = "data:image/png;base64," + "A" * (1024 * 1024)
+        service = TaskService(store, HandQueue())
+        async with aclosing(store.changes()) as feed:
+            assert (await asyncio.wait_for(anext(feed), TIMEOUT)).op == "SYNC"
+            task = await service.submit(VideoRequest(prompt="a fox", images=(big,) * 4))
+            change = await next_change(feed, of_task(task.id, 1))
+
+        assert change.task is not None
+        assert change.task.image_count == 4 and change.task.image_bytes == 4 * len(big)
+        assert len(change.task.model_dump_json()) < 4096
+        assert await store.images(task.id) == (big,) * 4
 
     # -- the change feed --------------------------------------------------------------------
 

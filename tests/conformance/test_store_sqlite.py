@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -58,18 +59,20 @@ async def test_the_file_is_in_wal_mode_with_its_three_tables(store: SqliteStore)
 
 
 async def test_stored_values_are_plain_text_and_numbers(store: SqliteStore) -> None:
-    task = await store.insert(new_task(images=["https://example.com/a.png"], hd=False))
+    task = await store.insert(new_task(image_count=1, hd=False), images=["https://x.test/a.png"])
 
     with sqlite3.connect(store.path) as db:
         row = db.execute(
-            "SELECT created_at, images, hd, status FROM video_tasks WHERE id = ?", (task.id,)
+            "SELECT created_at, image_count, hd, status FROM video_tasks WHERE id = ?", (task.id,)
         ).fetchone()
+        stored = db.execute("SELECT position, data FROM task_images").fetchall()
     db.close()
 
-    created_at, images, hd, status = row
+    created_at, image_count, hd, status = row
     assert created_at == task.created_at.isoformat(timespec="microseconds")
     assert created_at.endswith("+00:00")
-    assert (images, hd, status) == ('["https://example.com/a.png"]', 0, "queued")
+    assert (image_count, hd, status) == (1, 0, "queued")
+    assert stored == [(0, "https://x.test/a.png")]
 
 
 async def test_the_feed_is_live_while_open(tmp_path: Path) -> None:
@@ -96,6 +99,29 @@ async def test_an_unusable_path_is_a_store_error(tmp_path: Path) -> None:
 
 
 FIRST_RELEASE = Path(__file__).parent.parent / "data" / "sqlite_first_release.sql"
+
+
+async def test_a_file_with_images_in_the_rows_moves_them_out_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    images = ["https://x.test/a.png", "data:image/png;base64,QUJD"]
+    with sqlite3.connect(path) as db:
+        db.executescript(FIRST_RELEASE.read_text())
+        db.execute("UPDATE video_tasks SET images = ? WHERE id LIKE '1b7a%'", (json.dumps(images),))
+    db.close()
+    own = "1b7a2c1e-0000-4000-8000-000000000001"
+
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        task, stored = await store.get(own), await store.images(own)
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(video_tasks)")}
+    db.close()
+
+    assert stored == tuple(images) and "images" not in columns
+    assert task is not None and (task.image_count, task.image_bytes) == (2, 46)
 
 
 async def test_a_file_of_the_first_release_gains_own_key_on_open(tmp_path: Path) -> None:

@@ -59,7 +59,7 @@ async def test_a_change_made_elsewhere_appears_without_a_key_press(settings) -> 
     async with app.run_test(size=SIZE) as pilot, Runtime.from_settings(settings) as other:
         await wait_for(pilot, lambda: app.table.row_count == 2, "the seeded rows")
         await other.service.cancel(first.id, actor="cli")
-        new = await other.service.submit(second.request, actor="cli")
+        new = await other.service.submit(second.request(), actor="cli")
         await wait_for(
             pilot,
             lambda: (

@@ -72,7 +72,7 @@ async def test_events_lost_while_disconnected_are_recovered_by_the_snapshot(
         await wait_for(pilot, lambda: app.table.row_count == 2, "the seeded rows")
         feed.cut()
         await other.service.cancel(first.id, actor="cli")
-        new = await other.service.submit(second.request, actor="cli")
+        new = await other.service.submit(second.request(), actor="cli")
         await wait_for(pilot, lambda: feed.lost >= 2, "the feed to drop the changes")
         await pilot.pause()
         assert app.book.tasks[first.id].status is TaskStatus.QUEUED  # stale while cut

@@ -222,6 +222,17 @@ async def test_list_and_detail_show_only_the_callers_tasks(api: Api) -> None:
         assert response.status_code == 404 and error_of(response)["code"] == "not_found"
 
 
+async def test_the_task_list_and_detail_never_carry_image_payloads(api: Api) -> None:
+    image = "data:image/png;base64," + "Q" * 2_000
+    task_id = await api.task_id(images=[image, "https://x.test/a.png"])
+    listed = await api.client.get("/api/v1/video/tasks", headers=bearer())
+    detail = await api.client.get(f"/api/v1/video/tasks/{task_id}", headers=bearer())
+    for response in (listed, detail):
+        assert response.status_code == 200 and "QQQQ" not in response.text
+    [task] = listed.json()["data"]["tasks"]
+    assert (task["image_count"], task["image_bytes"]) == (2, len(image) + 20)
+
+
 async def test_another_users_task_cannot_be_cancelled_or_retried(api: Api) -> None:
     theirs = await api.task_id(USER_B)
     for action in ("cancel", "retry"):

@@ -379,3 +379,18 @@ async def test_bad_deliveries_change_nothing(
     assert result.status == status
     assert result.non_retryable == (status == 489)
     assert fake.requests == []
+
+
+async def test_the_submit_and_a_retry_send_the_stored_images(
+    engine: Engine, fake: FakeT8Star
+) -> None:
+    images = ["https://x.test/a.png", "data:image/png;base64," + "A" * 4096]
+    fake.fault("submit", Fault.http(400))
+    task = await engine.submit(images=images)
+    await engine.drain()
+    assert (await engine.task(task.id)).status is TaskStatus.FAILED
+    await engine.service.retry(task.id)
+    await engine.drain()
+    assert (await engine.task(task.id)).status is TaskStatus.SUCCEEDED
+    sent = [call.body["images"] for call in fake.submits()]
+    assert sent == [images, images]

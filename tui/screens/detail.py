@@ -16,7 +16,7 @@ from textual.widgets import Footer, Static
 
 from core.models import Task, TaskEvent
 from core.service import TaskDetail
-from tui.render import describe_event, relative
+from tui.render import describe_event, image_summary, relative
 from tui.state.task_cells import status_label
 from tui.widgets.status_header import STATUS_CLASSES
 from tui.widgets.styled import styled
@@ -33,14 +33,13 @@ def stamp(moment: datetime | None, now: datetime) -> str:
 def field_lines(task: Task, now: datetime, style: Styler) -> list[tuple[str, str]]:
     """(label, markup) pairs for every request and bookkeeping field of the row."""
     request = f"{task.model}, {task.duration}s, {task.aspect_ratio}" + (", hd" if task.hd else "")
-    images = "\n".join(escape(image[:120]) for image in task.images) or "-"
     status = style(f"status--{task.status}", status_label(task.status))
     return [
         ("id", task.id),
         ("status", f"{status} ({task.progress}%)"),
         ("attempt", str(task.attempt)),
         ("request", request),
-        ("images", images),
+        ("images", image_summary(task)),
         ("upstream id", escape(task.upstream_task_id or "-")),
         ("upstream status", escape(task.upstream_status or "-")),
         ("polls", str(task.polls)),
