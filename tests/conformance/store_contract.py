@@ -444,8 +444,10 @@ class StoreContract:
         queue = HandQueue()
         service = TaskService(store, queue)
         request = VideoRequest(prompt="a fox in the snow")
+        before = 0  # the version a change must exceed to be the submit's or the retry's own
         if use_case == "retry":
             failed = await store.insert(new_task(status=FAILED, error_message="refused"))
+            before = failed.version
         async with aclosing(store.changes()) as feed:
             assert (await asyncio.wait_for(anext(feed), TIMEOUT)).op == "SYNC"
 
@@ -464,6 +466,11 @@ class StoreContract:
 
             await next_change(feed, record)
 
-        mine = [change.task for change in seen if change.task and change.task.id == task.id]
+        # The feed may still bring the failed row's own insert, made before subscribing.
+        mine = [
+            change.task
+            for change in seen
+            if change.task and change.task.id == task.id and change.task.version > before
+        ]
         assert mine == [task] and await store.get(task.id) == task
         assert [p.message.dedup_id for p in queue.published] == [task.message_id]

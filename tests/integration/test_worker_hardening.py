@@ -133,7 +133,7 @@ async def test_one_undecodable_row_is_skipped_and_counted_while_the_others_go_on
     good = await engine.submit("a good task")
     bad = await engine.submit("a broken task")
     with sqlite3.connect(engine.store.path) as db:
-        db.execute("UPDATE video_tasks SET images = 'not json' WHERE id = ?", (bad.id,))
+        db.execute("UPDATE video_tasks SET created_at = 'not a time' WHERE id = ?", (bad.id,))
     assert [task.id for task in await engine.store.list()] == [good.id]
     assert engine.store.feed.unreadable_rows == 1
     reconciler = Reconciler(engine.store, engine.queue, grace=1.0)
