@@ -128,6 +128,8 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
         data = json.loads(raw)
     except ValueError as exc:  # UnicodeDecodeError included
         raise MalformedJson(f"the body is not valid JSON: {_where(exc)}") from None
+    except RecursionError:
+        raise MalformedJson("the body is not valid JSON: it is nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidRequest("request: the body must be a JSON object", field="request")
     return data

@@ -181,6 +181,7 @@ async def test_every_validation_rule_names_its_field_and_stores_nothing(
         (b"{not json", 400, "malformed_json"),
         (b"", 400, "malformed_json"),
         (b"\xff\xfe", 400, "malformed_json"),
+        (b"[" * 2000 + b"]" * 2000, 400, "malformed_json"),
         (b'["a fox"]', 422, "invalid_request"),
         (b'{"prompt": "' + b"x" * 5000 + b'"}', 413, "payload_too_large"),
     ],
@@ -288,6 +289,14 @@ async def test_unknown_ids_paths_and_methods_answer_in_the_envelope(api: Api) ->
     assert response.status_code == 404 and error_of(response)["code"] == "not_found"
     response = await api.client.get(GENERATE)
     assert response.status_code == 405 and error_of(response)["code"] == "method_not_allowed"
+
+
+async def test_a_trailing_slash_answers_not_found_never_a_redirect_from_the_host(api: Api) -> None:
+    response = await api.client.get(
+        "/api/v1/video/tasks/", headers={**bearer(), "Host": "evil.example"}
+    )
+    assert response.status_code == 404 and error_of(response)["code"] == "not_found"
+    assert "location" not in response.headers
 
 
 async def test_failures_inside_answer_without_internals(
