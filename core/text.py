@@ -7,6 +7,17 @@ ELLIPSIS = "…"
 _CONTROLS = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)], " ")
 
 
+def unstorable(text: str) -> str | None:
+    """Why a database could not keep `text` (PostgreSQL refuses NUL and lone surrogates), or None."""
+    if "\x00" in text:
+        return "must not contain a NUL character (\\u0000)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text (it has an unpaired surrogate)"
+    return None
+
+
 def one_line(text: str | None, limit: int | None = None) -> str:
     """`text` without control characters, its whitespace collapsed, cut to `limit` characters.
 

@@ -160,6 +160,9 @@ VALIDATION_CASES: list[tuple[dict[str, Any], str]] = [
     ({"prompt": "a fox", "images": [f"https://x.test/{n}.png" for n in range(5)]}, "images"),
     ({"prompt": "a fox", "images": "https://x.test/a.png"}, "images"),
     ({"prompt": "a fox", "webhook": "https://x.test"}, "webhook"),
+    ({"prompt": "a fox \u0000 snow"}, "prompt"),
+    ({"prompt": "a fox", "images": ["https://x.test/a\u0000.png"]}, "images"),
+    ({"prompt": "a fox", "model": "sora-2\u0000"}, "model"),
 ]
 
 
@@ -183,6 +186,7 @@ async def test_every_validation_rule_names_its_field_and_stores_nothing(
         (b"\xff\xfe", 400, "malformed_json"),
         (b"[" * 2000 + b"]" * 2000, 400, "malformed_json"),
         (b'["a fox"]', 422, "invalid_request"),
+        (b'{"prompt": "a fox \\ud800"}', 422, "invalid_request"),
         (b'{"prompt": "' + b"x" * 5000 + b'"}', 413, "payload_too_large"),
     ],
 )
