@@ -19,6 +19,7 @@ from core.models import TaskStatus
 from core.runtime import Runtime
 from core.upstream.simulator import Simulator
 from core.upstream.t8star import T8StarUpstream
+from tests.cli import Cli
 from tests.engine import HandQueue
 from tests.fakes.t8star import DEFAULT_KEY, FakeT8Star
 from tests.http_support import (
@@ -434,3 +435,22 @@ async def test_cors_lets_only_the_configured_origins_in(tmp_path: Path, fake: Fa
         response = await api.generate(Origin="https://b.example")
         assert response.status_code == 202
         assert response.headers["access-control-allow-origin"] == "https://b.example"
+
+
+# -- what a user sends reaches an operator's terminal inert -----------------------------------
+
+HOSTILE = "fox \u001b]0;PWNED\u0007\u001b[2J snow"
+
+
+async def test_escape_sequences_in_a_prompt_are_stored_intact_and_shown_inert(
+    api: Api, tmp_path: Path
+) -> None:
+    task_id = await api.task_id(prompt=HOSTILE)
+    stored = await api.runtime.store.get(task_id)
+    assert stored is not None and stored.prompt == HOSTILE
+    cli = Cli.on(tmp_path / "videoq.db")
+    for args in (("show", task_id), ("list",), ("list", "--json")):
+        done = cli.run(*args)
+        assert done.returncode == 0, done.stderr
+        assert "\x1b" not in done.stdout and "\x07" not in done.stdout, args
+        assert "fox" in done.stdout and "snow" in done.stdout
