@@ -15,7 +15,7 @@ import pytest
 
 from core.errors import StoreError
 from core.http.envelope import BodyLimits
-from core.models import TaskStatus
+from core.models import LOCAL_USER, TaskStatus, VideoRequest
 from core.runtime import Runtime
 from core.upstream.simulator import Simulator
 from core.upstream.t8star import T8StarUpstream
@@ -139,6 +139,16 @@ async def test_unauthenticated_calls_are_refused_and_store_nothing(api: Api, cas
         assert error_of(response)["code"] == "unauthorized"
         assert response.headers["WWW-Authenticate"] == "Bearer"
     assert await api.stored() == 0 and api.queue.published == []
+
+
+async def test_a_token_for_the_embedded_owner_reads_nothing(api: Api) -> None:
+    await api.runtime.service.submit(
+        VideoRequest.parse({"prompt": "from the CLI"}), user_id=LOCAL_USER, actor="cli"
+    )
+    token = {"Authorization": f"Bearer {user_token(LOCAL_USER)}"}
+    response = await api.client.get("/api/v1/video/tasks", headers=token)
+    assert response.status_code == 401 and error_of(response)["code"] == "unauthorized"
+    assert LOCAL_USER in error_of(response)["message"]
 
 
 async def test_an_expired_token_says_so(api: Api) -> None:
