@@ -464,3 +464,38 @@ async def test_escape_sequences_in_a_prompt_are_stored_intact_and_shown_inert(
         assert done.returncode == 0, done.stderr
         assert "\x1b" not in done.stdout and "\x07" not in done.stdout, args
         assert "fox" in done.stdout and "snow" in done.stdout
+
+
+# -- per-user limits ------------------------------------------------------------------------------
+
+
+async def test_submits_per_minute_are_limited_per_user_with_retry_after(
+    tmp_path: Path, fake: FakeT8Star
+) -> None:
+    async for api in open_api(tmp_path, fake, api_submits_per_minute=3):
+        for n in range(3):
+            await api.task_id(prompt=f"fox {n}")
+        response = await api.generate({"prompt": "one too many"})
+        assert response.status_code == 429
+        error = error_of(response)
+        assert (
+            error["code"] == "rate_limited" and "VIDEOQ_API_SUBMITS_PER_MINUTE" in error["message"]
+        )
+        assert int(response.headers["retry-after"]) >= 1
+        assert await api.stored() == 3
+        await api.task_id(USER_B)  # another user has a limit of their own
+        # The CLI's own submits go through the service, which no API limit applies to.
+        await api.runtime.service.submit(VideoRequest.parse({"prompt": "from the CLI"}))
+
+
+async def test_active_tasks_and_image_bytes_are_quotas(tmp_path: Path, fake: FakeT8Star) -> None:
+    async for api in open_api(tmp_path, fake, api_active_tasks=2, api_image_bytes=40):
+        await api.task_id()
+        big = await api.generate({"prompt": "a fox", "images": ["https://x.test/" + "a" * 40]})
+        assert big.status_code == 429 and error_of(big)["code"] == "quota_exceeded"
+        assert "VIDEOQ_API_IMAGE_BYTES" in error_of(big)["message"]
+        await api.task_id()
+        response = await api.generate({"prompt": "a third"})
+        assert response.status_code == 429 and error_of(response)["code"] == "quota_exceeded"
+        assert "VIDEOQ_API_ACTIVE_TASKS" in error_of(response)["message"]
+        assert "retry-after" in response.headers and await api.stored() == 2
