@@ -131,6 +131,19 @@ class Settings(BaseSettings):
     supabase_jwks_url: str | None = Field(None, validation_alias=_env("SUPABASE_JWKS_URL"))
     """JWKS that verifies users' asymmetric Supabase JWTs (default: derived from SUPABASE_URL)."""
 
+    api_submits_per_minute: int = Field(
+        30, ge=1, validation_alias=_env("VIDEOQ_API_SUBMITS_PER_MINUTE")
+    )
+    """Tasks one signed-in user may submit through the task API in any minute (not the CLI)."""
+
+    api_active_tasks: int = Field(100, ge=1, validation_alias=_env("VIDEOQ_API_ACTIVE_TASKS"))
+    """Queued plus running tasks one signed-in user may have at once through the task API."""
+
+    api_image_bytes: int = Field(
+        16 * 1024 * 1024, ge=1, validation_alias=_env("VIDEOQ_API_IMAGE_BYTES")
+    )
+    """Characters of image URLs and data URLs one task API request may carry in total."""
+
     cors_origins: str = Field("", validation_alias=_env("VIDEOQ_CORS_ORIGINS"))
     """Comma-separated browser origins allowed to call the task API (empty: none)."""
 

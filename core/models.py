@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from core.errors import InvalidRequest, InvalidState
+from core.text import unstorable
 
 if TYPE_CHECKING:
     from core.upstream import Provider
@@ -150,6 +151,15 @@ class VideoRequest(BaseModel):
             return data
         provider = _provider(data.get("provider"))
         return {**provider.defaults, **data, "provider": provider.name}
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable_text(cls, value: Any) -> Any:
+        # Refused here, on every store alike, so no store answers "try again" to a fixed input.
+        for text in value if isinstance(value, list | tuple) else (value,):
+            if isinstance(text, str) and (why := unstorable(text)):
+                raise ValueError(why)
+        return value
 
     @field_validator("prompt")
     @classmethod

@@ -7,6 +7,27 @@ ELLIPSIS = "…"
 _CONTROLS = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)], " ")
 
 
+# The same, but keeping line breaks, for views that show a text over several lines.
+_CONTROLS_BUT_NEWLINE = {**_CONTROLS, ord("\n"): "\n"}
+
+
+def unstorable(text: str) -> str | None:
+    """Why PostgreSQL could not keep `text` (it refuses NUL and lone surrogates), or None."""
+    if "\x00" in text:
+        return "must not contain a NUL character (\\u0000)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text (it has an unpaired surrogate)"
+    return None
+
+
+def visible_lines(text: str | None) -> str:
+    """`text` with its line breaks kept and every other control character made a space."""
+    lines = (text or "").replace("\r\n", "\n").translate(_CONTROLS_BUT_NEWLINE).split("\n")
+    return "\n".join(line.rstrip() for line in lines)
+
+
 def one_line(text: str | None, limit: int | None = None) -> str:
     """`text` without control characters, its whitespace collapsed, cut to `limit` characters.
 

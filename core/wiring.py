@@ -18,10 +18,23 @@ T = TypeVar("T")
 QueueBuilder = Callable[[Settings, str], tuple[Queue, SigningKeys]]
 
 
+def _db_folder(settings: Settings) -> None:
+    """Create the SQLite file's folder, or say in one line why it cannot be."""
+    try:
+        settings.db_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        # mkdir says "File exists" when a part of the path is a file; say what that means.
+        why = "a part of it is a file" if isinstance(exc, FileExistsError) else exc.strerror
+        raise ConfigError(
+            f"VIDEOQ_DB={settings.db_path}: cannot create its folder "
+            f"{settings.db_path.parent}: {why or exc}"
+        ) from None
+
+
 def _sqlite_store(settings: Settings) -> TaskStore:
     from core.store.sqlite import SqliteStore
 
-    settings.db_path.parent.mkdir(parents=True, exist_ok=True)
+    _db_folder(settings)
     return SqliteStore(settings.db_path)
 
 
@@ -56,7 +69,7 @@ def _local_queue(settings: Settings, flow_control_key: str) -> tuple[Queue, Sign
     # Local deliveries are signed and verified inside one process, so a fresh key per process
     # keeps the worker's path identical to the cloud's without any key to configure.
     key = "sig_" + secrets.token_urlsafe(24)
-    settings.db_path.parent.mkdir(parents=True, exist_ok=True)
+    _db_folder(settings)
     queue = LocalQueue(
         settings.db_path,
         signing_key=key,

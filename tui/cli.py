@@ -385,6 +385,8 @@ def _configure_logging(settings: Settings, *, quiet: bool) -> None:
         stream=sys.stderr if quiet else sys.stdout,
         format=render.LOG_FORMAT,
     )
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(render.VisibleFormatter(render.LOG_FORMAT))
     for noisy in ("httpx", "httpcore", "hpack", "websockets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

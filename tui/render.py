@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 
 from rich.cells import cell_len, set_cell_size
 
 from core.models import Task, TaskEvent, TaskStatus, utcnow
-from core.text import one_line
+from core.text import one_line, visible_lines
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+class VisibleFormatter(logging.Formatter):
+    """The log format, control characters of a message (a prompt, a reason) removed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return visible_lines(super().format(record))
+
+
 """How a log line reads, on the console and in the dashboard's worker log alike."""
 
 
@@ -123,18 +133,19 @@ def task_detail(task: Task, history: list[TaskEvent]) -> str:
             "request",
             f"{task.model}, {task.duration}s, {task.aspect_ratio}" + (", hd" if task.hd else ""),
         ),
-        ("prompt", task.prompt),
+        ("prompt", visible_lines(task.prompt)),
         ("images", image_summary(task)),
         ("upstream id", task.upstream_task_id or "-"),
-        ("upstream status", task.upstream_status or "-"),
+        ("upstream status", one_line(task.upstream_status) or "-"),
         ("polls", str(task.polls)),
         ("video", task.video_url or "-"),
-        ("error", task.error_message or "-"),
+        ("error", visible_lines(task.error_message) or "-"),
         ("created", _stamp(task.created_at)),
         ("started", _stamp(task.started_at)),
         ("completed", _stamp(task.completed_at)),
     ]
-    lines = [f"{name:>16}: {value}" for name, value in fields]
+    # Continuation lines of a multi-line value line up under its first line.
+    lines = [f"{name:>16}: {value}".replace("\n", "\n" + " " * 18) for name, value in fields]
     lines += ["", "history:"] + [f"  {describe_event(event)}" for event in history]
     return "\n".join(lines)
 
@@ -162,7 +173,7 @@ def describe_event(event: TaskEvent) -> str:
             parts.append(f"by {event.actor}")
     if event.detail:
         parts.append(f"- {event.detail}")
-    return " ".join(parts)
+    return one_line(" ".join(parts))
 
 
 def _stamp(moment: datetime | None) -> str:

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from core.errors import InvalidRequest, TaskNotFound
 from core.http.auth import UserAuth
 from core.http.envelope import BodyLimits, error_response, ok, read_json_object
+from core.http.quota import check_submit
 from core.models import TaskStatus, VideoRequest
 from core.runtime import Runtime
 from core.service import BYOK_HEADER, MAX_LIST_LIMIT
@@ -71,6 +72,7 @@ class TaskApi:
         user_id = await self._user(request)
         video = VideoRequest.parse(await read_json_object(request, self.limits.api))
         own_key = self._own_key(request)
+        await check_submit(self.runtime.store, self.runtime.settings, user_id, video)
         task = await self.service.submit(
             video, user_id=user_id, actor=_actor(user_id), upstream_api_key=own_key
         )

@@ -37,6 +37,9 @@ def create_app(
         exception_handlers={HTTPException: _http_error},
         middleware=_cors(runtime.settings.cors_origins),
     )
+    # A redirect to the trailing-slash-less path would be built from the Host header, which the
+    # client chooses: unknown paths answer the 404 envelope instead.
+    app.router.redirect_slashes = False
     app.state.runtime = runtime
     app.state.auth = auth
     return app

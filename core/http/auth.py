@@ -11,6 +11,7 @@ from jwt import PyJWKClient
 
 from core.config import Settings
 from core.http.envelope import Unauthorized, Unavailable
+from core.models import LOCAL_USER
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,9 @@ class UserAuth:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT_CHARS:
             raise Unauthorized("the token names no user (its sub claim is missing or invalid)")
+        if subject == LOCAL_USER:
+            # The embedded CLI and dashboard own their tasks as LOCAL_USER; no sign-in may.
+            raise Unauthorized(f"the token's sub claim {LOCAL_USER!r} is reserved on this server")
         return subject
 
     async def _verify(self, token: str) -> dict[str, Any]:

@@ -49,6 +49,24 @@ class MalformedJson(ApiError):
     status = 400
 
 
+class OverLimit(ApiError):
+    """A per-user limit of the task API refused the call; come back after `retry_after` s."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimited(OverLimit):
+    code = "rate_limited"
+
+
+class QuotaExceeded(OverLimit):
+    code = "quota_exceeded"
+
+
 class Unavailable(ApiError):
     """Something the server depends on (store, key set) cannot be reached right now."""
 
@@ -89,6 +107,8 @@ def error_response(exc: BaseException) -> JSONResponse:
     """The answer for an exception raised while serving a task API call."""
     if isinstance(exc, ApiError):
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        if isinstance(exc, OverLimit):
+            headers = {"Retry-After": str(exc.retry_after)}
         return fail(exc.code, exc.message, exc.status, headers=headers)
     if isinstance(exc, InvalidRequest):
         return fail(exc.code, exc.message, 422, field=exc.field)
@@ -128,6 +148,8 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
         data = json.loads(raw)
     except ValueError as exc:  # UnicodeDecodeError included
         raise MalformedJson(f"the body is not valid JSON: {_where(exc)}") from None
+    except RecursionError:
+        raise MalformedJson("the body is not valid JSON: it is nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidRequest("request: the body must be a JSON object", field="request")
     return data

@@ -274,3 +274,12 @@ def test_serve_says_where_it_listens_and_why_the_worker_url_differs(
         "worker endpoint https://videoq.example.org/api/v1/internal/video-worker, as "
         "VIDEOQ_PUBLIC_URL https://videoq.example.org says" in text
     )
+
+
+def test_a_store_path_that_cannot_be_opened_is_one_error_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "hostname"
+    blocker.write_text("not a folder\n")
+    done = Cli.on(blocker / "v.db").run("list")
+    assert done.returncode != 0
+    assert done.stderr.startswith("videoq: error:") and done.stderr.count("\n") == 1, done.stderr
+    assert str(blocker) in done.stderr and "is a file" in done.stderr

@@ -15,10 +15,11 @@ import pytest
 
 from core.errors import StoreError
 from core.http.envelope import BodyLimits
-from core.models import TaskStatus
+from core.models import LOCAL_USER, TaskStatus, VideoRequest
 from core.runtime import Runtime
 from core.upstream.simulator import Simulator
 from core.upstream.t8star import T8StarUpstream
+from tests.cli import Cli
 from tests.engine import HandQueue
 from tests.fakes.t8star import DEFAULT_KEY, FakeT8Star
 from tests.http_support import (
@@ -140,6 +141,16 @@ async def test_unauthenticated_calls_are_refused_and_store_nothing(api: Api, cas
     assert await api.stored() == 0 and api.queue.published == []
 
 
+async def test_a_token_for_the_embedded_owner_reads_nothing(api: Api) -> None:
+    await api.runtime.service.submit(
+        VideoRequest.parse({"prompt": "from the CLI"}), user_id=LOCAL_USER, actor="cli"
+    )
+    token = {"Authorization": f"Bearer {user_token(LOCAL_USER)}"}
+    response = await api.client.get("/api/v1/video/tasks", headers=token)
+    assert response.status_code == 401 and error_of(response)["code"] == "unauthorized"
+    assert LOCAL_USER in error_of(response)["message"]
+
+
 async def test_an_expired_token_says_so(api: Api) -> None:
     response = await api.client.get("/api/v1/video/tasks", headers=bearer(expires_in=-60))
     assert "expired" in error_of(response)["message"]
@@ -160,6 +171,9 @@ VALIDATION_CASES: list[tuple[dict[str, Any], str]] = [
     ({"prompt": "a fox", "images": [f"https://x.test/{n}.png" for n in range(5)]}, "images"),
     ({"prompt": "a fox", "images": "https://x.test/a.png"}, "images"),
     ({"prompt": "a fox", "webhook": "https://x.test"}, "webhook"),
+    ({"prompt": "a fox \u0000 snow"}, "prompt"),
+    ({"prompt": "a fox", "images": ["https://x.test/a\u0000.png"]}, "images"),
+    ({"prompt": "a fox", "model": "sora-2\u0000"}, "model"),
 ]
 
 
@@ -181,7 +195,9 @@ async def test_every_validation_rule_names_its_field_and_stores_nothing(
         (b"{not json", 400, "malformed_json"),
         (b"", 400, "malformed_json"),
         (b"\xff\xfe", 400, "malformed_json"),
+        (b"[" * 2000 + b"]" * 2000, 400, "malformed_json"),
         (b'["a fox"]', 422, "invalid_request"),
+        (b'{"prompt": "a fox \\ud800"}', 422, "invalid_request"),
         (b'{"prompt": "' + b"x" * 5000 + b'"}', 413, "payload_too_large"),
     ],
 )
@@ -299,6 +315,14 @@ async def test_unknown_ids_paths_and_methods_answer_in_the_envelope(api: Api) ->
     assert response.status_code == 404 and error_of(response)["code"] == "not_found"
     response = await api.client.get(GENERATE)
     assert response.status_code == 405 and error_of(response)["code"] == "method_not_allowed"
+
+
+async def test_a_trailing_slash_answers_not_found_never_a_redirect_from_the_host(api: Api) -> None:
+    response = await api.client.get(
+        "/api/v1/video/tasks/", headers={**bearer(), "Host": "evil.example"}
+    )
+    assert response.status_code == 404 and error_of(response)["code"] == "not_found"
+    assert "location" not in response.headers
 
 
 async def test_failures_inside_answer_without_internals(
@@ -432,3 +456,57 @@ async def test_cors_lets_only_the_configured_origins_in(tmp_path: Path, fake: Fa
         response = await api.generate(Origin="https://b.example")
         assert response.status_code == 202
         assert response.headers["access-control-allow-origin"] == "https://b.example"
+
+
+# -- what a user sends reaches an operator's terminal inert -----------------------------------
+
+HOSTILE = "fox \u001b]0;PWNED\u0007\u001b[2J snow"
+
+
+async def test_escape_sequences_in_a_prompt_are_stored_intact_and_shown_inert(
+    api: Api, tmp_path: Path
+) -> None:
+    task_id = await api.task_id(prompt=HOSTILE)
+    stored = await api.runtime.store.get(task_id)
+    assert stored is not None and stored.prompt == HOSTILE
+    cli = Cli.on(tmp_path / "videoq.db")
+    for args in (("show", task_id), ("list",), ("list", "--json")):
+        done = cli.run(*args)
+        assert done.returncode == 0, done.stderr
+        assert "\x1b" not in done.stdout and "\x07" not in done.stdout, args
+        assert "fox" in done.stdout and "snow" in done.stdout
+
+
+# -- per-user limits ------------------------------------------------------------------------------
+
+
+async def test_submits_per_minute_are_limited_per_user_with_retry_after(
+    tmp_path: Path, fake: FakeT8Star
+) -> None:
+    async for api in open_api(tmp_path, fake, api_submits_per_minute=3):
+        for n in range(3):
+            await api.task_id(prompt=f"fox {n}")
+        response = await api.generate({"prompt": "one too many"})
+        assert response.status_code == 429
+        error = error_of(response)
+        assert (
+            error["code"] == "rate_limited" and "VIDEOQ_API_SUBMITS_PER_MINUTE" in error["message"]
+        )
+        assert int(response.headers["retry-after"]) >= 1
+        assert await api.stored() == 3
+        await api.task_id(USER_B)  # another user has a limit of their own
+        # The CLI's own submits go through the service, which no API limit applies to.
+        await api.runtime.service.submit(VideoRequest.parse({"prompt": "from the CLI"}))
+
+
+async def test_active_tasks_and_image_bytes_are_quotas(tmp_path: Path, fake: FakeT8Star) -> None:
+    async for api in open_api(tmp_path, fake, api_active_tasks=2, api_image_bytes=40):
+        await api.task_id()
+        big = await api.generate({"prompt": "a fox", "images": ["https://x.test/" + "a" * 40]})
+        assert big.status_code == 429 and error_of(big)["code"] == "quota_exceeded"
+        assert "VIDEOQ_API_IMAGE_BYTES" in error_of(big)["message"]
+        await api.task_id()
+        response = await api.generate({"prompt": "a third"})
+        assert response.status_code == 429 and error_of(response)["code"] == "quota_exceeded"
+        assert "VIDEOQ_API_ACTIVE_TASKS" in error_of(response)["message"]
+        assert "retry-after" in response.headers and await api.stored() == 2

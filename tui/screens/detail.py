@@ -16,6 +16,7 @@ from textual.widgets import Footer, Static
 
 from core.models import Task, TaskEvent
 from core.service import TaskDetail
+from core.text import one_line, visible_lines
 from tui.render import describe_event, image_summary, relative
 from tui.state.task_cells import status_label
 from tui.widgets.status_header import STATUS_CLASSES
@@ -41,7 +42,7 @@ def field_lines(task: Task, now: datetime, style: Styler) -> list[tuple[str, str
         ("request", request),
         ("images", image_summary(task)),
         ("upstream id", escape(task.upstream_task_id or "-")),
-        ("upstream status", escape(task.upstream_status or "-")),
+        ("upstream status", escape(one_line(task.upstream_status) or "-")),
         ("polls", str(task.polls)),
         ("created", stamp(task.created_at, now)),
         ("queued", stamp(task.queued_at, now)),
@@ -164,7 +165,7 @@ class DetailScreen(ModalScreen[None]):
         width = max(len(label) for label, _ in fields)
         lines = [f"[dim]{label:>{width}}[/]  {value}" for label, value in fields]
         self.query_one("#detail-fields", Static).update("\n".join(lines))
-        self.query_one("#detail-prompt", Static).update(task.prompt)
+        self.query_one("#detail-prompt", Static).update(visible_lines(task.prompt))
         self.query_one("#detail-result", Static).update(result_markup(task, self._styled))
         self.query_one("#detail-history", Static).update(self._history_text())
 
@@ -180,5 +181,7 @@ def result_markup(task: Task, style: Styler) -> str:
         video = style("detail--video", "video")
         lines.append(f"{video}  {escape(task.video_url)}  [dim](y copies it, o opens it)[/]")
     if task.error_message:
-        lines.append(f"{style('detail--error', 'error')}  {escape(task.error_message)}")
+        lines.append(
+            f"{style('detail--error', 'error')}  {escape(visible_lines(task.error_message))}"
+        )
     return "\n".join(lines) or "[dim]no result yet[/]"

@@ -10,14 +10,14 @@ from collections import deque
 
 from textual.widgets import Collapsible, Log
 
-from tui.render import LOG_FORMAT, plural
+from tui.render import LOG_FORMAT, VisibleFormatter, plural
 
 PANEL_LINES = 1000
 # A full task id in a log line; the panel shows its first 8 characters, as the table does.
 TASK_ID = re.compile(r"\b([0-9a-f]{8})-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 
 
-class ShortIdFormatter(logging.Formatter):
+class ShortIdFormatter(VisibleFormatter):
     """The log format, with task ids cut to the table's short ids to fit narrow terminals."""
 
     def format(self, record: logging.LogRecord) -> str:
