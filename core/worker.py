@@ -251,13 +251,6 @@ class StepWorker:
             return DeliveryResult(503, retry_after=1.0, reason="previous poll not recorded yet")
         if task.status is not TaskStatus.RUNNING or seq != task.polls + 1:
             return ACK
-        busy = self._lease_held(task, "poll")
-        if busy is not None:
-            return busy
-        claimed = await self._claim(task, polls=task.polls)
-        if claimed is None:
-            return DeliveryResult(503, retry_after=1.0, reason="lost the poll claim")
-        task = claimed
         if task.next_poll_at is not None:
             late = (utcnow() - task.next_poll_at).total_seconds()
             self.stats.poll_lateness.observe(max(0.0, late))

@@ -142,6 +142,9 @@ async def cloud(
         "VIDEOQ_CONCURRENCY": "16",
         # The default: a step that outlives its timeout on a busy machine is submitted twice.
         "VIDEOQ_STEP_TIMEOUT": "30",
+        # Load, not quotas, is what these tests are about (tests/integration/test_http_api.py).
+        "VIDEOQ_API_SUBMITS_PER_MINUTE": "100000",
+        "VIDEOQ_API_ACTIVE_TASKS": "100000",
         **env,
     }
     serve = ServeProcess(clean_env(**settings), port, tmp_path / "serve.log")

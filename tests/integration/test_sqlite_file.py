@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from core import sqlite_file
+from core.errors import StoreError
 from core.queue.local_db import QueueDb
 from core.store.sqlite import SqliteStore
 
@@ -45,5 +46,7 @@ async def test_the_store_and_the_queue_open_the_file_the_same_way(tmp_path: Path
 
 
 def test_an_unopenable_path_fails_without_leaving_a_connection(tmp_path: Path) -> None:
-    with pytest.raises(sqlite3.OperationalError):
-        sqlite_file.connect(tmp_path / "no-such-dir" / "videoq.db", 1.0)
+    path = tmp_path / "no-such-dir" / "videoq.db"
+    with pytest.raises(StoreError, match="cannot open the SQLite file") as refused:
+        sqlite_file.connect(path, 1.0)
+    assert str(path) in refused.value.message

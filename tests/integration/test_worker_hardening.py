@@ -1,8 +1,7 @@
-"""The worker under faults of issue #11: rotated secrets, store trouble, copies of one poll."""
+"""The worker under faults of issue #11: rotated secrets and store trouble."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -17,7 +16,7 @@ from core.models import TaskStatus, VideoRequest, utcnow
 from core.reconciler import Reconciler
 from core.service import TaskService
 from core.upstream.t8star import T8StarUpstream
-from tests.engine import Engine, delivery, open_engine
+from tests.engine import Engine, open_engine
 from tests.fakes.t8star import DEFAULT_KEY, FakeT8Star, JobScript
 
 OLD_SECRET = "old-server-secret-0123456789abcdefghijkl"
@@ -93,23 +92,6 @@ async def test_a_running_task_whose_key_no_secret_opens_fails_at_once(
 def test_a_short_previous_secret_is_refused_by_its_place() -> None:
     with pytest.raises(ConfigError, match="VIDEOQ_SECRET_KEY_PREVIOUS entry 1"):
         KeyBox(NEW_SECRET, ["short"])
-
-
-# -- copies of one step ------------------------------------------------------------------------
-
-
-async def test_thirty_concurrent_copies_of_one_poll_call_upstream_once(
-    engine: Engine, fake: FakeT8Star
-) -> None:
-    fake.script_default(JobScript(polls=5))
-    task = await engine.submit()
-    await engine.deliver(engine.queue.take().message)
-    poll = engine.queue.take().message
-    results = await asyncio.gather(*(engine.worker.handle(delivery(poll)) for _ in range(30)))
-    assert len(fake.status_calls()) == 1
-    assert sum(result.ok for result in results) >= 1
-    after = await engine.task(task.id)
-    assert after.polls == 1 and after.step_lease_until is None
 
 
 # -- store trouble -----------------------------------------------------------------------------
