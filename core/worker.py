@@ -165,12 +165,12 @@ class StepWorker:
         wait = (task.step_lease_until - now).total_seconds()
         return DeliveryResult(503, retry_after=max(1.0, wait), reason=f"{step} in flight")
 
-    async def _claim(self, task: Task, polls: int | None = None) -> Task | None:
-        """Take the step lease by compare-and-set, so copies of one step call upstream once."""
+    async def _claim(self, task: Task) -> Task | None:
+        """Take the submit lease by compare-and-set, so copies of one submit call upstream once."""
         lease = utcnow() + timedelta(seconds=self.timing.submit_lease)
         return await self.store.update(
             task.id,
-            _expect(task, polls=polls, step_lease_until=task.step_lease_until),
+            _expect(task, step_lease_until=task.step_lease_until),
             {"step_lease_until": lease},
         )
 
