@@ -224,6 +224,9 @@ class LocalQueue:
 
     async def _dispatch(self, handler: DeliveryHandler, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            # Cleared before this round's awaits, so a wake-up (a stop, a publish, a freed
+            # slot) that arrives during them is still there when the round goes to sleep.
+            self._wake.clear()
             if time.monotonic() >= self._refresh_at:
                 # Notice what other processes published, however busy this one keeps us.
                 await self._refresh()
@@ -255,7 +258,6 @@ class LocalQueue:
 
     async def _sleep(self, seconds: float) -> None:
         """Wait for a wake-up, at most `seconds`."""
-        self._wake.clear()
         self._wake_at = -NEVER if self._saturated else self._clock() + seconds
         try:
             async with asyncio.timeout(seconds):

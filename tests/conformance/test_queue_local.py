@@ -233,6 +233,29 @@ async def test_a_full_dispatcher_takes_the_next_message_as_soon_as_a_slot_frees(
     await wait_until(lambda: [s.message_id for s in recorder.seen] == ids, "all three, in order")
 
 
+async def test_a_stop_asked_for_in_the_middle_of_a_round_is_not_slept_through(
+    open_harness: OpenHarness,
+) -> None:
+    # The stop arrives while the dispatcher awaits the store, before it goes to sleep for
+    # the (hour-long) poll interval; the wake-up it sends must survive until that sleep.
+    harness = await open_harness(poll_interval=3600.0)
+    db = harness.queue._db
+    next_due = db.next_due
+
+    looked = asyncio.Event()
+
+    async def stop_while_looking() -> float:
+        harness.request_stop()
+        looked.set()
+        return await next_due()
+
+    db.next_due = stop_while_looking  # type: ignore[method-assign]
+    await harness.start()
+    async with asyncio.timeout(5):
+        await looked.wait()
+        await harness.stop()
+
+
 async def test_a_handler_that_outlives_the_lease_is_abandoned_and_retried(
     open_harness: OpenHarness,
 ) -> None:
