@@ -293,6 +293,10 @@ class Task(BaseModel):
             images=images,
         )
 
+    def step_claimed(self, now: datetime) -> bool:
+        """Whether a delivery holds this task's step lease (a submit or a poll in flight)."""
+        return self.step_lease_until is not None and self.step_lease_until > now
+
     def public_dict(self) -> dict[str, Any]:
         """Every column a client may see (never the encrypted upstream key)."""
         return self.model_dump(mode="json", exclude={"upstream_key_ciphertext"})

@@ -60,13 +60,15 @@ class Reconciler:
             statuses=[TaskStatus.QUEUED], updated_before=cutoff, limit=BATCH
         )
         for task in queued:
-            if task.step_lease_until is None or task.step_lease_until < now:
+            if not task.step_claimed(now):
                 count += await self._resubmit(task, now)
         running = await self.store.list(
             statuses=[TaskStatus.RUNNING], updated_before=cutoff, limit=BATCH
         )
         for task in running:
-            if task.next_poll_at is None or task.next_poll_at < cutoff:
+            # A live claim is a poll in flight; one whose holder died expires and is taken here.
+            overdue = task.next_poll_at is None or task.next_poll_at < cutoff
+            if overdue and not task.step_claimed(now):
                 count += await self._repoll(task, now)
         self.republished += count
         return count
@@ -89,9 +91,8 @@ class Reconciler:
         # Count the lost poll as made, so the new one has a fresh sequence number (and
         # deduplication id) and the lost one, should it ever turn up, is stale.
         expect = Expect(frozenset({TaskStatus.RUNNING}), task.attempt, task.polls)
-        moved = await self.store.update(
-            task.id, expect, {"polls": task.polls + 1, "next_poll_at": now}
-        )
+        changes = {"polls": task.polls + 1, "next_poll_at": now, "step_lease_until": None}
+        moved = await self.store.update(task.id, expect, changes)
         if moved is None:
             return 0
         message = WorkMessage(

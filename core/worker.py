@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -123,15 +123,16 @@ class StepWorker:
 
     async def run_step(self, message: WorkMessage) -> DeliveryResult:
         """Run the step `message` names, if the task still wants it."""
+        held: list[Task] = []  # the poll claim this delivery took, released if the step fails
         try:
             async with asyncio.timeout(self.timing.step_timeout):
-                return await self._step(message)
+                return await self._step(message, held)
         except VideoqError as exc:
             # Store trouble too: the delivery is not lost, the queue brings it again later.
             log.warning(
                 "task %s: step failed, will be redelivered: %s", message.task_id, exc.message
             )
-            return DeliveryResult(503, reason=exc.message)
+            result = DeliveryResult(503, reason=exc.message)
         except TimeoutError:
             log.warning(
                 "task %s: %s step took over %.0fs, will be redelivered",
@@ -139,9 +140,12 @@ class StepWorker:
                 message.step,
                 self.timing.step_timeout,
             )
-            return DeliveryResult(503, reason="step timed out")
+            result = DeliveryResult(503, reason="step timed out")
+        for claimed in held:
+            await self._release_poll(claimed)
+        return result
 
-    async def _step(self, message: WorkMessage) -> DeliveryResult:
+    async def _step(self, message: WorkMessage, held: list[Task]) -> DeliveryResult:
         task = await self.store.get(message.task_id)
         if task is None or task.attempt != message.attempt or task.status.terminal:
             log.debug(
@@ -153,33 +157,60 @@ class StepWorker:
             return ACK
         if message.step == "submit":
             return await self._submit(task)
-        return await self._poll(task, message.seq)
+        return await self._poll(task, message.seq, held)
 
     # -- claims -------------------------------------------------------------------------------
 
-    def _lease_held(self, task: Task, step: str) -> DeliveryResult | None:
-        """Ask for redelivery while another delivery holds the task's step lease."""
+    def _submit_in_flight(self, task: Task) -> DeliveryResult | None:
+        """Ask for redelivery while another delivery holds the task's submit lease."""
         now = utcnow()
-        if task.step_lease_until is None or task.step_lease_until <= now:
+        if not task.step_claimed(now):
             return None
+        assert task.step_lease_until is not None
         wait = (task.step_lease_until - now).total_seconds()
-        return DeliveryResult(503, retry_after=max(1.0, wait), reason=f"{step} in flight")
+        return DeliveryResult(503, retry_after=max(1.0, wait), reason="submit in flight")
 
-    async def _claim(self, task: Task) -> Task | None:
-        """Take the submit lease by compare-and-set, so copies of one submit call upstream once."""
+    async def _claim(self, task: Task, polls: int | None = None) -> Task | None:
+        """Take the step lease by compare-and-set, so copies of one step call upstream once."""
         lease = utcnow() + timedelta(seconds=self.timing.submit_lease)
         return await self.store.update(
             task.id,
-            _expect(task, step_lease_until=task.step_lease_until),
+            _expect(task, polls=polls, step_lease_until=task.step_lease_until),
             {"step_lease_until": lease},
         )
+
+    async def _claim_poll(self, task: Task) -> Task | None:
+        """The task with this delivery's poll claim, or None when another copy holds the poll.
+
+        A copy that loses is acknowledged, not asked again: the holder publishes the next poll,
+        and a holder that dies leaves a lease that expires and the reconciler takes over. A 503
+        here would spend the queue's retries on a live chain and dead-letter it under load.
+        """
+        if task.step_claimed(utcnow()):
+            claimed = None
+        else:
+            claimed = await self._claim(task, polls=task.polls)
+        if claimed is None:
+            log.debug("task %s: poll %d in flight elsewhere, acknowledged", task.id, task.polls + 1)
+        return claimed
+
+    async def _release_poll(self, claimed: Task) -> None:
+        """Let the redelivery of a failed poll take the poll at once instead of at lease expiry."""
+        try:
+            await self.store.update(
+                claimed.id,
+                _expect(claimed, polls=claimed.polls, step_lease_until=claimed.step_lease_until),
+                {"step_lease_until": None},
+            )
+        except VideoqError as exc:
+            log.warning("task %s: poll claim left to expire: %s", claimed.id, exc.message)
 
     # -- submit -------------------------------------------------------------------------------
 
     async def _submit(self, task: Task) -> DeliveryResult:
         if task.status is not TaskStatus.QUEUED:
             return ACK
-        busy = self._lease_held(task, "submit")
+        busy = self._submit_in_flight(task)
         if busy is not None:
             return busy
         claimed = await self._claim(task)
@@ -191,7 +222,7 @@ class StepWorker:
             upstream_id = await self._call(upstream.submit(request, self._api_key(task)))
         except UpstreamError as exc:
             return await self._submit_failed(claimed, exc)
-        return await self._submitted(claimed, upstream_id)
+        return await _uncut(self._submitted(claimed, upstream_id))
 
     async def _submitted(self, task: Task, upstream_id: str) -> DeliveryResult:
         now = utcnow()
@@ -244,13 +275,18 @@ class StepWorker:
 
     # -- poll ---------------------------------------------------------------------------------
 
-    async def _poll(self, task: Task, seq: int) -> DeliveryResult:
+    async def _poll(self, task: Task, seq: int, held: list[Task]) -> DeliveryResult:
         if task.status is TaskStatus.RUNNING and seq == task.polls + 2:
             # The previous poll publishes this message before it writes its row; a short delay
             # can deliver it first. Ask again shortly rather than drop it as stale.
             return DeliveryResult(503, retry_after=1.0, reason="previous poll not recorded yet")
         if task.status is not TaskStatus.RUNNING or seq != task.polls + 1:
             return ACK
+        claimed = await self._claim_poll(task)
+        if claimed is None:
+            return ACK
+        held.append(claimed)
+        task = claimed
         if task.next_poll_at is not None:
             late = (utcnow() - task.next_poll_at).total_seconds()
             self.stats.poll_lateness.observe(max(0.0, late))
@@ -431,6 +467,20 @@ class StepWorker:
 def _expect(task: Task, **extra: Any) -> Expect:
     polls = extra.pop("polls", None)
     return Expect(frozenset({task.status}), task.attempt, polls, extra)
+
+
+async def _uncut(step: Coroutine[Any, Any, DeliveryResult]) -> DeliveryResult:
+    """Run `step` to its end even when the step timeout (or a stop) cancels the caller.
+
+    An accepted submit must be recorded: cut, it leaves a claimed queued row whose redelivery
+    submits the same prompt upstream again once the claim expires.
+    """
+    running = asyncio.ensure_future(step)
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        await asyncio.shield(running)
+        raise
 
 
 def _ms_since(started: float) -> float:

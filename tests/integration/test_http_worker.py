@@ -256,3 +256,18 @@ async def test_a_forced_stop_drops_the_step_in_flight_and_leaves_no_connection_o
         await wait_until(lambda: bool(queue.published), what="the step to finish")
         task = (await runtime.service.list())[0]
         assert task.status is TaskStatus.RUNNING and task.upstream_task_id
+
+
+async def test_thirty_concurrent_copies_of_one_poll_call_upstream_once(rig: Rig) -> None:
+    # A replayed poll must not amplify into upstream traffic; the copies that find the poll in
+    # flight are acknowledged (the holder publishes the next poll), so no retry is spent.
+    rig.fake.script_default(JobScript(polls=5))
+    task = await rig.runtime.service.submit(VideoRequest(prompt="a fox"))
+    assert (await rig.deliver(rig.queue.take().message)).status_code == 200
+    poll = rig.queue.take().message
+    answers = await asyncio.gather(*(rig.deliver(poll) for _ in range(30)))
+    assert [answer.status_code for answer in answers] == [200] * 30
+    assert len(rig.fake.status_calls()) == 1
+    after = await rig.runtime.store.get(task.id)
+    assert after is not None and after.polls == 1 and after.step_lease_until is None
+    assert [published.message.seq for published in rig.queue.published] == [2]

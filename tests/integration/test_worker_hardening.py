@@ -1,23 +1,28 @@
-"""The worker under faults of issue #11: rotated secrets and store trouble."""
+"""The worker under faults of issue #11: rotated secrets, store trouble, copies of one poll."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from core.crypto import KeyBox
 from core.errors import ConfigError
-from core.models import TaskStatus, VideoRequest, utcnow
+from core.models import Task, TaskEvent, TaskStatus, VideoRequest, utcnow
 from core.reconciler import Reconciler
 from core.service import TaskService
+from core.store import Expect
 from core.upstream.t8star import T8StarUpstream
-from tests.engine import Engine, open_engine
-from tests.fakes.t8star import DEFAULT_KEY, FakeT8Star, JobScript
+from tests.engine import Engine, delivery, open_engine
+from tests.fakes.t8star import DEFAULT_KEY, FakeT8Star, Fault, JobScript
+from tests.waiting import wait_until
 
 OLD_SECRET = "old-server-secret-0123456789abcdefghijkl"
 NEW_SECRET = "new-server-secret-0123456789abcdefghijkl"
@@ -92,6 +97,85 @@ async def test_a_running_task_whose_key_no_secret_opens_fails_at_once(
 def test_a_short_previous_secret_is_refused_by_its_place() -> None:
     with pytest.raises(ConfigError, match="VIDEOQ_SECRET_KEY_PREVIOUS entry 1"):
         KeyBox(NEW_SECRET, ["short"])
+
+
+# -- copies of one poll -----------------------------------------------------------------------
+
+
+async def test_a_poll_whose_holder_died_is_taken_over_once_its_claim_expires(
+    engine: Engine, fake: FakeT8Star
+) -> None:
+    fake.script_default(JobScript(polls=2))
+    task = await engine.submit()
+    await engine.deliver(engine.queue.take().message)
+    poll = engine.queue.take().message
+    fake.fault("status", Fault.slow(30.0))
+    holder = asyncio.create_task(engine.worker.handle(delivery(poll)))
+    await wait_until(lambda: len(fake.status_calls()) == 1, "the poll to reach T8Star")
+    holder.cancel()  # the holder dies mid-call: nothing releases its claim
+    with pytest.raises(asyncio.CancelledError):
+        await holder
+    fake.clear_faults()
+    # A copy (or the queue's redelivery) is acknowledged while the claim lives ...
+    [copy] = await engine.deliver(poll)
+    assert copy.ok and len(fake.status_calls()) == 1 and engine.queue.published == []
+    claimed = await engine.task(task.id)
+    assert claimed.step_lease_until is not None
+    reconciler = Reconciler(engine.store, engine.queue, grace=1.0)
+    assert await reconciler.run_once(utcnow() + timedelta(seconds=2)) == 0
+    # ... and once it expired the reconciler publishes the poll again and the chain goes on.
+    assert await reconciler.run_once(claimed.step_lease_until + timedelta(seconds=2)) == 1
+    await engine.drain()
+    done = await engine.task(task.id)
+    assert done.status is TaskStatus.SUCCEEDED and len(fake.status_calls()) == 3
+
+
+async def test_a_poll_cut_by_the_step_timeout_releases_its_claim(
+    engine: Engine, fake: FakeT8Star
+) -> None:
+    fake.script_default(JobScript(polls=2))
+    task = await engine.submit()
+    await engine.deliver(engine.queue.take().message)
+    poll = engine.queue.take().message
+    fake.fault("status", Fault.slow(30.0))
+    engine.worker.timing = replace(engine.worker.timing, step_timeout=0.5)
+    [timed_out] = await engine.deliver(poll)
+    assert timed_out.status == 503
+    assert (await engine.task(task.id)).step_lease_until is None
+    fake.clear_faults()
+    [redelivered] = await engine.deliver(poll)
+    assert redelivered.ok and len(fake.status_calls()) == 2
+    assert (await engine.task(task.id)).polls == 1
+
+
+# -- an accepted submit ------------------------------------------------------------------------
+
+
+async def test_the_step_timeout_does_not_cut_the_recording_of_an_accepted_submit(
+    engine: Engine, fake: FakeT8Star, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Cut, the row stays queued under its claim and is submitted upstream again at expiry.
+    task = await engine.submit()
+    message = engine.queue.take().message
+    engine.worker.timing = replace(engine.worker.timing, step_timeout=1.0)
+    step = asyncio.create_task(engine.worker.run_step(message))
+    record = engine.store.update
+
+    async def update_once_timed_out(
+        task_id: str, expect: Expect, changes: Mapping[str, Any], event: TaskEvent | None = None
+    ) -> Task | None:
+        if changes.get("status") is TaskStatus.RUNNING:
+            await wait_until(lambda: step.cancelling() > 0, "the step timeout to strike")
+        return await record(task_id, expect, changes, event)
+
+    monkeypatch.setattr(engine.store, "update", update_once_timed_out)
+    result = await step
+    assert result.status == 503 and result.reason == "step timed out"
+    running = await engine.task(task.id)
+    assert running.status is TaskStatus.RUNNING and running.upstream_task_id
+    assert running.step_lease_until is None
+    [again] = await engine.deliver(message)
+    assert again.ok and len(fake.submits()) == 1
 
 
 # -- store trouble -----------------------------------------------------------------------------
