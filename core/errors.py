@@ -47,6 +47,17 @@ class StoreError(VideoqError):
     code = "store_error"
 
 
+class RowUnreadable(StoreError):
+    """A stored row that does not decode as a task; `why` names what is wrong with it."""
+
+    code = "row_unreadable"
+
+    def __init__(self, task_id: str, why: str) -> None:
+        super().__init__(f"task {task_id}: its stored row cannot be read ({why})")
+        self.task_id = task_id
+        self.why = why
+
+
 class QueueError(VideoqError):
     """A message could not be published."""
 

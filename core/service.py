@@ -24,7 +24,7 @@ from core.models import (
     utcnow,
 )
 from core.queue import Queue
-from core.store import Expect, TaskStore
+from core.store import Expect, TaskPage, TaskStore
 
 if TYPE_CHECKING:
     from core.crypto import KeyBox  # cryptography loads only when a key box is built
@@ -191,7 +191,8 @@ class TaskService:
         statuses: Collection[TaskStatus] | None = None,
         user_id: str | None = None,
         limit: int = 100,
-    ) -> list[Task]:
+    ) -> TaskPage:
+        """Tasks newest first, and the rows set apart because they do not decode."""
         limit = max(1, min(limit, MAX_LIST_LIMIT))
         return await self.store.list(statuses=statuses, user_id=user_id, limit=limit)
 

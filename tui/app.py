@@ -14,7 +14,7 @@ import time
 import webbrowser
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
@@ -29,12 +29,13 @@ from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from core.config import Settings
 from core.demo import seed_demo
-from core.errors import VideoqError
+from core.errors import RowUnreadable, VideoqError
 from core.models import Task, TaskChange, TaskStatus, utcnow
 from core.queue import DispatchingQueue, dispatches_in_process
 from core.runtime import Runtime
 from core.store import FeedStatus
 from core.supervisor import supervise
+from core.text import one_line
 from tui.app_actions import DashboardActions
 from tui.commands import TaskCommands
 from tui.keys import APP_BINDINGS
@@ -62,6 +63,8 @@ class Snapshot:
 
     rows: list[Task]
     complete: bool
+    # Rows the snapshot set apart because they do not decode: shown, never silently dropped.
+    unreadable: list[RowUnreadable] = field(default_factory=list)
 
 
 @dataclass
@@ -120,6 +123,7 @@ class VideoqApp(DashboardActions):
         self._finished_per_minute = 0
         self._table: TaskTable | None = None
         self._other_workers = 0
+        self._unreadable: dict[str, RowUnreadable] = {}
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="header")
@@ -179,7 +183,8 @@ class VideoqApp(DashboardActions):
             if change.op == "SYNC":
                 # Subscribed first, so nothing that happens after this snapshot can be missed.
                 rows = await store.list(limit=SNAPSHOT_LIMIT)
-                self._receive(Snapshot(rows, complete=len(rows) < SNAPSHOT_LIMIT))
+                complete = len(rows) < SNAPSHOT_LIMIT
+                self._receive(Snapshot(rows, complete, rows.unreadable))
             else:
                 self._receive(change)
 
@@ -199,6 +204,7 @@ class VideoqApp(DashboardActions):
         for item in items:
             if isinstance(item, Snapshot):
                 changed |= self.book.load_snapshot(item.rows, complete=item.complete)
+                self._note_unreadable(item.unreadable)
                 synced = True
             elif (task_id := self.book.apply(item)) is not None:
                 changed.add(task_id)
@@ -218,6 +224,13 @@ class VideoqApp(DashboardActions):
         self.stats.events += len(items)
         self.stats.seconds += elapsed
         self.stats.slowest = max(self.stats.slowest, elapsed)
+
+    def _note_unreadable(self, rows: list[RowUnreadable]) -> None:
+        """Keep the snapshot's unreadable rows for the header; tell the operator of new ones."""
+        before, self._unreadable = self._unreadable, {row.task_id: row for row in rows}
+        for row in rows:
+            if row.task_id not in before:
+                self.notify(one_line(row.message), severity="warning", markup=False)
 
     def _after_change(self, changed: set[str]) -> None:
         if self._jump_to in changed and (row := self.table.index_of(self._jump_to)) is not None:
@@ -263,6 +276,7 @@ class VideoqApp(DashboardActions):
                 shown=self.table.row_count,
                 now=self.clock(),
                 other_workers=self._other_workers,
+                unreadable=len(self._unreadable),
             )
         )
 

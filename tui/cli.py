@@ -200,9 +200,16 @@ async def cmd_list(runtime: Runtime, args: argparse.Namespace) -> int:
     found = await runtime.service.list(statuses=statuses, limit=args.limit + 1)
     tasks, cut = found[: args.limit], len(found) > args.limit
     if args.json:
-        _print_json([task.public_dict() for task in tasks])
+        unreadable = [
+            {"id": row.task_id, "unreadable": True, "why": row.why} for row in found.unreadable
+        ]
+        _print_json([task.public_dict() for task in tasks] + unreadable)
     else:
-        print(render.task_table(tasks, shutil.get_terminal_size().columns))
+        width = shutil.get_terminal_size().columns
+        if tasks or not found.unreadable:
+            print(render.task_table(tasks, width))
+        for row in found.unreadable:
+            print(render.unreadable_line(row, width))
     if cut:
         note = f"showing the newest {args.limit}; more tasks match (raise --limit)"
         print(note, file=sys.stderr if args.json else sys.stdout)

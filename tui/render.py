@@ -8,6 +8,7 @@ from datetime import datetime
 
 from rich.cells import cell_len, set_cell_size
 
+from core.errors import RowUnreadable
 from core.models import Task, TaskEvent, TaskStatus, utcnow
 from core.text import one_line, visible_lines
 
@@ -105,6 +106,12 @@ def task_table(tasks: list[Task], width: int = 80) -> str:
             line += GAP + ellipsize(error, room - prompt_room)
         lines.append(line.rstrip())
     return "\n".join(lines)
+
+
+def unreadable_line(row: RowUnreadable, width: int = 80) -> str:
+    """A row `list` could not decode: its whole id (no prefix finds it) and what is wrong."""
+    start = f"{one_line(row.task_id)}{GAP}unreadable{GAP}"
+    return start + ellipsize(row.why, max(20, width - cell_len(start) - 1))
 
 
 def _list_cells(task: Task, wide: bool) -> list[str]:

@@ -10,7 +10,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from core.errors import StoreError
+from pydantic import ValidationError
+
+from core.errors import RowUnreadable
 from core.models import Task, TaskChange, TaskEvent, TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -86,8 +88,8 @@ class TaskStore(Protocol):
         updated_before: datetime | None = None,
         id_prefix: str | None = None,
         limit: int = 100,
-    ) -> builtins.list[Task]:
-        """Tasks newest first (by created_at), filtered.
+    ) -> TaskPage:
+        """Tasks newest first (by created_at), filtered; rows that do not decode are set apart.
 
         `id_prefix` keeps the tasks whose id starts with it; it may hold only lowercase hex
         digits and dashes (the characters of a task id).
@@ -128,16 +130,37 @@ class TaskStore(Protocol):
         ...
 
 
+class TaskPage(builtins.list[Task]):
+    """The tasks a list read, and beside them the rows it set apart because they do not decode."""
+
+    def __init__(self, tasks: Iterable[Task] = ()) -> None:
+        super().__init__(tasks)
+        self.unreadable: builtins.list[RowUnreadable] = []
+
+
+def unreadable_row(task_id: object, exc: ValueError) -> RowUnreadable:
+    """The error for a stored row that does not decode, naming its first bad field."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "the row"
+        return RowUnreadable(str(task_id), f"{field}: {first['msg']}")
+    return RowUnreadable(str(task_id), "its columns are not those of a task")
+
+
 def readable_tasks(
-    rows: Iterable[Any], decode: Callable[[Any], Task], feed: FeedStatus
-) -> builtins.list[Task]:
-    """The rows that decode as tasks; each that does not is logged, counted and skipped."""
-    tasks = []
+    rows: Iterable[Any],
+    decode: Callable[[Any], Task],
+    feed: FeedStatus,
+    into: TaskPage | None = None,
+) -> TaskPage:
+    """The rows that decode as tasks; each that does not is logged, counted and set apart."""
+    page = TaskPage() if into is None else into
     for row in rows:
         try:
-            tasks.append(decode(row))
-        except StoreError as exc:
+            page.append(decode(row))
+        except RowUnreadable as exc:
             # One bad row must not stop the reconciler or a list for every other task.
             feed.unreadable_rows += 1
+            page.unreadable.append(exc)
             logger.warning("%s; skipped", exc.message)
-    return tasks
+    return page

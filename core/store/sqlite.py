@@ -25,7 +25,14 @@ from pydantic import ValidationError
 
 from core.errors import StoreError
 from core.models import TASK_COLUMNS, Task, TaskChange, TaskEvent, TaskStatus
-from core.store import STORE_SET_COLUMNS, Expect, FeedState, FeedStatus, readable_tasks
+from core.store import (
+    STORE_SET_COLUMNS,
+    Expect,
+    FeedState,
+    FeedStatus,
+    TaskPage,
+    readable_tasks,
+)
 from core.store.sqlite_db import (
     EVENT_COLUMNS,
     ChangeRow,
@@ -181,10 +188,10 @@ class SqliteStore:
         updated_before: datetime | None = None,
         id_prefix: str | None = None,
         limit: int = 100,
-    ) -> builtins.list[Task]:
+    ) -> TaskPage:
         """Tasks newest first (by created_at, then id), filtered."""
         if (statuses is not None and not statuses) or limit <= 0:
-            return []
+            return TaskPage()
         wanted = sorted({TaskStatus(s).value for s in statuses}) if statuses is not None else None
         params: builtins.list[Any] = [*(wanted or ())]
         if user_id is not None:

@@ -21,11 +21,10 @@ from pathlib import Path
 from types import NoneType, UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import ValidationError
-
 from core import sqlite_file
 from core.errors import StoreError
 from core.models import TASK_COLUMNS, ChangeOp, Task, TaskEvent
+from core.store import unreadable_row
 
 logger = logging.getLogger(__name__)
 
@@ -189,8 +188,8 @@ def decode_task(row: tuple[Any, ...]) -> Task:
     values = dict(zip(TASK_COLUMNS, row, strict=True))
     try:
         return Task.model_validate(values)
-    except (ValueError, ValidationError) as exc:
-        raise StoreError(f"task {values['id']}: its stored row cannot be read") from exc
+    except ValueError as exc:
+        raise unreadable_row(values["id"], exc) from exc
 
 
 ChangeRow = tuple[ChangeOp, tuple[Any, ...]]

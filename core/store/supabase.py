@@ -25,7 +25,15 @@ from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 from core.errors import ConfigError, StoreError
 from core.models import TASK_COLUMNS, Task, TaskChange, TaskEvent, TaskStatus
-from core.store import STORE_SET_COLUMNS, Expect, FeedState, FeedStatus, readable_tasks
+from core.store import (
+    STORE_SET_COLUMNS,
+    Expect,
+    FeedState,
+    FeedStatus,
+    TaskPage,
+    readable_tasks,
+    unreadable_row,
+)
 from core.store.supabase_feed import FeedOptions, FeedSession, RawChange, session_failure
 
 logger = logging.getLogger(__name__)
@@ -104,10 +112,7 @@ def parse_task(row: Mapping[str, Any]) -> Task:
     try:
         task = Task.model_validate(row)
     except ValidationError as exc:
-        field = ".".join(str(part) for part in exc.errors()[0]["loc"])
-        raise StoreError(
-            f"task {row.get('id')}: Supabase returned a row videoq cannot read ({field})"
-        ) from exc
+        raise unreadable_row(row.get("id"), exc) from exc
     for name, value in task:
         if isinstance(value, datetime) and value.utcoffset():
             setattr(task, name, value.astimezone(UTC))
@@ -219,11 +224,12 @@ class SupabaseStore:
         updated_before: datetime | None = None,
         id_prefix: str | None = None,
         limit: int = 100,
-    ) -> list[Task]:
+    ) -> TaskPage:
         """Tasks newest first (by created_at), filtered; pages past Supabase's row cap."""
+        tasks = TaskPage()
         if (statuses is not None and not statuses) or limit <= 0:
-            return []
-        tasks: list[Task] = []
+            return tasks
+        read = 0  # rows, readable or not: the next page's offset
         while len(tasks) < limit:
             size = min(PAGE_SIZE, limit - len(tasks))
             query = self._db.table(TASKS).select("*")
@@ -236,9 +242,10 @@ class SupabaseStore:
             if id_prefix is not None:
                 query = query.like("id", f"{id_prefix}*")  # no wildcard can hide in a prefix
             query = query.order("created_at", desc=True).order("id", desc=True)
-            query = query.range(len(tasks), len(tasks) + size - 1)
+            query = query.range(read, read + size - 1)
             rows = (await self._execute(query, "listing tasks")).data
-            tasks.extend(readable_tasks(rows, parse_task, self.feed))
+            read += len(rows)
+            readable_tasks(rows, parse_task, self.feed, into=tasks)
             if len(rows) < size:
                 break
         return tasks

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+import sqlite3
 from collections import defaultdict
 from pathlib import Path
 
@@ -283,3 +285,17 @@ def test_a_store_path_that_cannot_be_opened_is_one_error_line(tmp_path: Path) ->
     assert done.returncode != 0
     assert done.stderr.startswith("videoq: error:") and done.stderr.count("\n") == 1, done.stderr
     assert str(blocker) in done.stderr and "is a file" in done.stderr
+
+
+def test_list_shows_a_row_that_cannot_be_decoded_as_unreadable(cli: Cli) -> None:
+    good = cli.ok("submit", "--prompt", "a good task").strip()
+    bad = cli.ok("submit", "--prompt", "a broken task").strip()
+    with contextlib.closing(sqlite3.connect(cli.db_path)) as db, db:
+        db.execute("UPDATE video_tasks SET status = 'lost' WHERE id = ?", (bad,))
+    text = cli.ok("list")
+    assert good[:8] in text and "a good task" in text
+    assert f"{bad}  unreadable  status: Input should be" in text
+    listed = cli.json("list")
+    assert [entry["id"] for entry in listed] == [good, bad]
+    assert listed[1]["unreadable"] is True and listed[1]["why"].startswith("status: ")
+    assert set(listed[1]) == {"id", "unreadable", "why"}

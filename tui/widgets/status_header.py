@@ -12,7 +12,7 @@ from textual.widgets import Static
 
 from core.models import TaskStatus
 from core.store import FeedState, FeedStatus
-from tui.render import age
+from tui.render import age, plural
 from tui.state.task_cells import STATUS_GLYPHS, status_label
 from tui.widgets.styled import styled
 
@@ -41,6 +41,8 @@ class HeaderInfo:
     shown: int
     now: datetime
     other_workers: int = 0
+    # Rows the last snapshot could not decode (`videoq list` names them).
+    unreadable: int = 0
 
 
 def plain(_: str, text: str) -> str:
@@ -90,6 +92,8 @@ def header_markup(info: HeaderInfo, style: Styler = plain, width: int = NARROW) 
         for status in TaskStatus
     )
     view = [counts, f"view [b]{info.view}[/] ({info.shown} shown)"]
+    if info.unreadable:
+        view.insert(0, style("header--warning", f"⚠ {plural(info.unreadable, 'unreadable row')}"))
     if info.search:
         view.append(f'filter [b]"{escape(info.search)}"[/]')
     if info.selected:
