@@ -27,6 +27,7 @@ from core.http import Service
 from core.http.auth import UserAuth
 from core.http.envelope import BodyLimits
 from core.runtime import Runtime
+from core.store import TaskStore
 from core.store.sqlite import SqliteStore
 from core.upstream import Upstream
 from core.worker import SigningKeys
@@ -95,9 +96,14 @@ async def in_process(
 
 
 def hand_runtime(
-    db_path: Path, sock: socket.socket, upstream: Upstream, **settings: Any
+    db_path: Path,
+    sock: socket.socket,
+    upstream: Upstream,
+    store: TaskStore | None = None,
+    **settings: Any,
 ) -> tuple[Runtime, HandQueue]:
-    """A runtime on SQLite whose queue only records (the test delivers), served at `sock`."""
+    """A runtime on SQLite (or `store`) whose queue only records (the test delivers), served
+    at `sock`."""
     defaults: dict[str, Any] = {
         "db_path": db_path,
         "public_url": f"http://127.0.0.1:{sock.getsockname()[1]}",
@@ -109,7 +115,7 @@ def hand_runtime(
     queue = HandQueue()
     key_box = KeyBox(SECRET_KEY) if config.secret_key else None
     keys = SigningKeys(KEY, NEXT_KEY, config.worker_url)
-    runtime = Runtime(config, SqliteStore(db_path), queue, upstream, keys, key_box)
+    runtime = Runtime(config, store or SqliteStore(db_path), queue, upstream, keys, key_box)
     return runtime, queue
 
 

@@ -23,6 +23,7 @@ GENERATIONS_PATH = "/v2/videos/generations"
 DEFAULT_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
 TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:_-]{7,127}$")
 MAX_REASON_CHARS = 300
+MAX_STATUS_CHARS = 64
 MAX_RETRY_AFTER = 3600.0
 
 _PERMANENT_WORDS = {400: "request", 401: "API key", 403: "access"}
@@ -206,7 +207,8 @@ def parse_status(payload: Any, api_key: str = "") -> UpstreamStatus:
     """Turn a status body into an UpstreamStatus, or raise a classified UpstreamError."""
     if not isinstance(payload, dict) or not isinstance(payload.get("status"), str):
         raise UpstreamError(_MALFORMED, transient=True, http_status=200)
-    raw = payload["status"].strip()
+    # Stored and shown as it came: no control character (a NUL is more than Postgres can hold).
+    raw = one_line(payload["status"], MAX_STATUS_CHARS)
     progress = parse_progress(payload.get("progress"))
     code = raw.upper()
     if code == SUCCESS:
@@ -246,8 +248,12 @@ def video_url_of(data: Any) -> str | None:
         return None
     for field in ("output", "video_url"):
         url = data.get(field)
-        if isinstance(url, str) and url.strip().lower().startswith(("https://", "http://")):
-            return url.strip()
+        if not isinstance(url, str):
+            continue
+        url = url.strip()
+        # A URL with a control character in it (a NUL) is not one to store or hand out.
+        if url.lower().startswith(("https://", "http://")) and url.isprintable():
+            return url
     return None
 
 

@@ -17,10 +17,12 @@ from core.errors import StoreError
 from core.http.envelope import BodyLimits
 from core.models import LOCAL_USER, TaskStatus, VideoRequest
 from core.runtime import Runtime
+from core.store.supabase import SupabaseStore
 from core.upstream.simulator import Simulator
 from core.upstream.t8star import T8StarUpstream
 from tests.cli import Cli
 from tests.engine import HandQueue
+from tests.fakes.supabase import FakeSupabase
 from tests.fakes.t8star import DEFAULT_KEY, FakeT8Star
 from tests.http_support import (
     JWT_SECRET,
@@ -156,6 +158,12 @@ async def test_an_expired_token_says_so(api: Api) -> None:
     assert "expired" in error_of(response)["message"]
 
 
+# Text PostgreSQL cannot hold: refused on every store alike, never a 503 on Supabase alone.
+NUL_CASES: list[tuple[dict[str, Any], str]] = [
+    ({"prompt": "a fox \u0000 snow"}, "prompt"),
+    ({"prompt": "a fox", "images": ["https://x.test/a\u0000.png"]}, "images"),
+    ({"prompt": "a fox", "model": "sora-2\u0000"}, "model"),
+]
 VALIDATION_CASES: list[tuple[dict[str, Any], str]] = [
     ({}, "prompt"),
     ({"prompt": "   "}, "prompt"),
@@ -171,9 +179,7 @@ VALIDATION_CASES: list[tuple[dict[str, Any], str]] = [
     ({"prompt": "a fox", "images": [f"https://x.test/{n}.png" for n in range(5)]}, "images"),
     ({"prompt": "a fox", "images": "https://x.test/a.png"}, "images"),
     ({"prompt": "a fox", "webhook": "https://x.test"}, "webhook"),
-    ({"prompt": "a fox \u0000 snow"}, "prompt"),
-    ({"prompt": "a fox", "images": ["https://x.test/a\u0000.png"]}, "images"),
-    ({"prompt": "a fox", "model": "sora-2\u0000"}, "model"),
+    *NUL_CASES,
 ]
 
 
@@ -510,3 +516,42 @@ async def test_active_tasks_and_image_bytes_are_quotas(tmp_path: Path, fake: Fak
         assert response.status_code == 429 and error_of(response)["code"] == "quota_exceeded"
         assert "VIDEOQ_API_ACTIVE_TASKS" in error_of(response)["message"]
         assert "retry-after" in response.headers and await api.stored() == 2
+
+
+# -- the same refusals on the Supabase store ------------------------------------------------------
+
+
+def _on_supabase(fake_supabase: FakeSupabase) -> SupabaseStore:
+    return SupabaseStore(fake_supabase.url, fake_supabase.service_role_key)
+
+
+@pytest.mark.parametrize(("body", "field"), NUL_CASES)
+async def test_a_nul_is_refused_naming_its_field_on_supabase_too(
+    tmp_path: Path, fake: FakeT8Star, empty_supabase: FakeSupabase, body: Any, field: str
+) -> None:
+    async for api in open_api(tmp_path, fake, store=_on_supabase(empty_supabase)):
+        response = await api.client.post(GENERATE, json=body, headers=bearer())
+        assert response.status_code == 422, response.text
+        error = error_of(response)
+        assert error["code"] == "invalid_request" and error["field"] == field
+        assert await api.stored() == 0 and api.queue.published == []
+
+
+async def test_the_per_user_limits_hold_on_supabase_too(
+    tmp_path: Path, fake: FakeT8Star, empty_supabase: FakeSupabase
+) -> None:
+    store = _on_supabase(empty_supabase)
+    async for api in open_api(tmp_path, fake, store=store, api_submits_per_minute=2):
+        await api.task_id()
+        await api.task_id()
+        response = await api.generate({"prompt": "one too many"})
+        assert response.status_code == 429 and error_of(response)["code"] == "rate_limited"
+        assert int(response.headers["retry-after"]) >= 1
+        await api.task_id(USER_B)
+    store = _on_supabase(empty_supabase)
+    async for api in open_api(tmp_path, fake, store=store, api_active_tasks=3):
+        await api.task_id()  # user A's third queued task; the fourth is one too many
+        response = await api.generate({"prompt": "a fourth active task"})
+        assert response.status_code == 429 and error_of(response)["code"] == "quota_exceeded"
+        assert "VIDEOQ_API_ACTIVE_TASKS" in error_of(response)["message"]
+        assert "retry-after" in response.headers and await api.stored() == 4  # and B's

@@ -357,3 +357,12 @@ def test_failure_reasons_are_short_single_lines_without_the_key() -> None:
     assert len(long) <= 300 and long.endswith("…") and "\n" not in long
     failed = parse_status({"status": "FAILURE", "fail_reason": "", "progress": "100%"})
     assert failed.fail_reason == "upstream reported failure without a reason"
+
+
+def test_a_status_or_video_url_with_control_characters_is_never_taken_raw() -> None:
+    # A NUL is more than PostgreSQL can store; an escape sequence would reach a terminal.
+    odd = parse_status({"status": "IN_\x00PROGRESS\x1b[2J" + "x" * 100})
+    assert odd.raw_status.startswith("IN_ PROGRESS [2J") and len(odd.raw_status) <= 64
+    data = {"output": "https://v.example/a\x00.mp4", "video_url": "https://v.example/b.mp4"}
+    done = parse_status({"status": "SUCCESS", "data": data})
+    assert done.video_url == "https://v.example/b.mp4"

@@ -19,8 +19,10 @@ from core.models import Task, TaskEvent, TaskStatus, VideoRequest, utcnow
 from core.reconciler import Reconciler
 from core.service import TaskService
 from core.store import Expect
+from core.store.supabase import SupabaseStore
 from core.upstream.t8star import T8StarUpstream
-from tests.engine import Engine, delivery, open_engine
+from core.worker import SigningKeys, StepWorker
+from tests.engine import FAST, KEY, NEXT_KEY, WORKER_URL, Engine, HandQueue, delivery, open_engine
 from tests.fakes.t8star import DEFAULT_KEY, FakeT8Star, Fault, JobScript
 from tests.waiting import wait_until
 
@@ -176,6 +178,34 @@ async def test_the_step_timeout_does_not_cut_the_recording_of_an_accepted_submit
     assert running.step_lease_until is None
     [again] = await engine.deliver(message)
     assert again.ok and len(fake.submits()) == 1
+
+
+# -- text Postgres cannot hold -----------------------------------------------------------------
+
+
+async def test_upstream_text_with_a_nul_is_stored_on_postgres_without_a_refusal(
+    supabase_store: SupabaseStore, fake: FakeT8Star
+) -> None:
+    # PostgreSQL refuses NUL in text (22P05): stored raw, every poll would answer 503 forever.
+    fake.script_default(JobScript(polls=2, outcome="failure", reason="bad \x00 frame \x1b[2J"))
+    fake.fault("status", Fault.status_value("IN_\x00PROGRESS"))
+    upstream = T8StarUpstream(fake.base_url, DEFAULT_KEY, timeout=httpx.Timeout(2.0))
+    await upstream.open()
+    queue = HandQueue()
+    keys = SigningKeys(KEY, NEXT_KEY, WORKER_URL)
+    worker = StepWorker(supabase_store, queue, {upstream.provider: upstream}, keys, FAST)
+    try:
+        task = await TaskService(supabase_store, queue).submit(VideoRequest(prompt="a fox"))
+        for _ in range(3):
+            result = await worker.handle(delivery(queue.take().message))
+            assert result.ok, result.reason
+    finally:
+        await upstream.close()
+    done = await supabase_store.get(task.id)
+    assert done is not None and done.status is TaskStatus.FAILED
+    assert done.error_message == "bad frame [2J"
+    polled = [event.upstream_status for event in await supabase_store.events(task.id)]
+    assert "IN_ PROGRESS" in polled and not any("\x00" in (text or "") for text in polled)
 
 
 # -- store trouble -----------------------------------------------------------------------------
