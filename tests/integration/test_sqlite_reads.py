@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from core.models import Task, TaskStatus, VideoRequest
 from core.store import Expect
 from core.store.sqlite import SqliteStore
+from core.upstream.simulator import Simulator
+from tests.http_support import bearer, hand_runtime, in_process, loopback_socket
 from tests.waiting import TIMEOUT
+
+GENERATE = "/api/v1/video/generate"
+TASKS = "/api/v1/video/tasks"
 
 HOLD_LOCK = """
 import sqlite3, sys
@@ -63,3 +70,50 @@ async def _reads_while_locked(
         holder.stdin.flush()
         holder.wait(TIMEOUT)
     return write
+
+
+async def test_get_tasks_answers_while_another_process_holds_the_write_lock(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "videoq.db"
+    sock = loopback_socket()
+    store = SqliteStore(path, busy_timeout=TIMEOUT * 4)
+    runtime, _ = hand_runtime(path, sock, Simulator(), store=store)
+    async with runtime, in_process(runtime, sock) as client:
+        generated = await client.post(GENERATE, json={"prompt": "a fox"}, headers=bearer())
+        task_id = generated.json()["data"]["task_id"]
+        with _holding_the_lock(path) as release:
+            write = asyncio.create_task(
+                store.update(task_id, Expect.of(TaskStatus.QUEUED), {"progress": 5})
+            )
+            await asyncio.sleep(0)  # the write is now queued on the store's writing thread
+            listed = await asyncio.wait_for(client.get(TASKS, headers=bearer()), TIMEOUT)
+            assert listed.status_code == 200
+            assert [task["id"] for task in listed.json()["data"]["tasks"]] == [task_id]
+            assert not write.done()
+            release()
+        updated = await write
+    assert updated is not None and updated.progress == 5
+
+
+@contextlib.contextmanager
+def _holding_the_lock(path: Path) -> Iterator[Callable[[], None]]:
+    """Another process holds the write lock of `path` until the yielded function is called."""
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+
+        def release() -> None:
+            if holder.poll() is None and holder.stdin is not None and not holder.stdin.closed:
+                holder.stdin.write("\n")
+                holder.stdin.close()
+                holder.wait(TIMEOUT)
+
+        try:
+            yield release
+        finally:
+            release()
