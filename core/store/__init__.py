@@ -147,6 +147,20 @@ def unreadable_row(task_id: object, exc: ValueError) -> RowUnreadable:
     return RowUnreadable(str(task_id), "its columns are not those of a task")
 
 
+def status_counts(rows: Iterable[tuple[str, int]]) -> dict[TaskStatus, int]:
+    """Tasks per status, every status present (0 when none).
+
+    A status no task can have belongs to a row that does not decode; lists show it as
+    unreadable, and here it must not break every count (the header, /metrics, --until-idle).
+    """
+    counts = dict.fromkeys(TaskStatus, 0)
+    known = {status.value: status for status in TaskStatus}
+    for status, count in rows:
+        if status in known:
+            counts[known[status]] += int(count)
+    return counts
+
+
 def readable_tasks(
     rows: Iterable[Any],
     decode: Callable[[Any], Task],

@@ -32,6 +32,7 @@ from core.store import (
     FeedStatus,
     TaskPage,
     readable_tasks,
+    status_counts,
 )
 from core.store.sqlite_db import (
     EVENT_COLUMNS,
@@ -264,10 +265,7 @@ class SqliteStore:
 
     async def count_by_status(self, user_id: str | None = None) -> dict[TaskStatus, int]:
         """Tasks per status, every status present (0 when there are none)."""
-        counts = dict.fromkeys(TaskStatus, 0)
-        for status, count in await self._read(self._open_reader.count_by_status, user_id):
-            counts[TaskStatus(status)] = count
-        return counts
+        return status_counts(await self._read(self._open_reader.count_by_status, user_id))
 
     # -- the live feed ----------------------------------------------------------------------
 

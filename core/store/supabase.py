@@ -32,6 +32,7 @@ from core.store import (
     FeedStatus,
     TaskPage,
     readable_tasks,
+    status_counts,
     unreadable_row,
 )
 from core.store.supabase_feed import FeedOptions, FeedSession, RawChange, session_failure
@@ -299,8 +300,7 @@ class SupabaseStore:
         response = await self._execute(
             self._db.rpc("videoq_count_by_status", params), "counting tasks"
         )
-        counts = {TaskStatus(row["status"]): int(row["tasks"]) for row in response.data}
-        return dict.fromkeys(TaskStatus, 0) | counts
+        return status_counts((row["status"], row["tasks"]) for row in response.data)
 
     async def changes(self) -> AsyncGenerator[TaskChange, None]:
         """Live changes from Realtime; SYNC first and again after every re-subscription.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sqlite3
 import subprocess
@@ -89,3 +90,15 @@ def test_the_worker_exits_non_zero_naming_a_store_that_takes_no_writes(
     assert code == 1 and "Traceback" not in text
     assert "videoq: error: the task store takes no writes" in text, text
     assert "read-only" in text or "cannot be written" in text
+
+
+def test_until_idle_runs_the_other_tasks_and_ends_past_an_unreadable_row(cli: Cli) -> None:
+    good = cli.ok("submit", "--prompt", "a good task").strip()
+    bad = cli.ok("submit", "--prompt", "a broken task").strip()
+    with contextlib.closing(sqlite3.connect(cli.db_path)) as db, db:
+        db.execute("UPDATE video_tasks SET status = 'lost' WHERE id = ?", (bad,))
+    done = cli.run("--no-ui", "--until-idle", timeout=TIMEOUT * 2)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    rows = {row["id"]: row for row in cli.json("list")}
+    assert rows[good]["status"] in {"succeeded", "failed"} and rows[bad]["unreadable"] is True

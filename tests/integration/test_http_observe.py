@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ from core.errors import StoreError
 from core.models import VideoRequest, WorkMessage
 from core.runtime import Runtime
 from core.supervisor import supervise
+from core.upstream.simulator import Simulator
 from core.upstream.t8star import T8StarUpstream
 from tests.engine import KEY
 from tests.fakes.qstash import DEV_CURRENT_SIGNING_KEY, DEV_TOKEN, FakeQStash
@@ -147,3 +150,18 @@ async def test_a_headless_worker_gives_up_on_a_store_that_takes_no_writes(tmp_pa
                 await asyncio.wait_for(worker, TIMEOUT)
         finally:
             subprocess.run(["chattr", "-i", *files], check=True)
+
+
+async def test_metrics_count_the_rows_a_list_could_not_decode(tmp_path: Path) -> None:
+    sock = loopback_socket()
+    runtime, _ = hand_runtime(tmp_path / "v.db", sock, Simulator())
+    async with runtime, in_process(runtime, sock) as client:
+        task = await runtime.service.submit(VideoRequest(prompt="a broken task"))
+        with contextlib.closing(sqlite3.connect(tmp_path / "v.db")) as db, db:
+            db.execute("UPDATE video_tasks SET status = 'lost' WHERE id = ?", (task.id,))
+        before = parse_metrics((await client.get("/metrics")).text)
+        listed = await runtime.service.list()
+        after = parse_metrics((await client.get("/metrics")).text)
+    assert before["videoq_store_unreadable_rows_total"] == 0
+    assert [row.task_id for row in listed.unreadable] == [task.id] and listed == []
+    assert after["videoq_store_unreadable_rows_total"] == 1
