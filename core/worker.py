@@ -39,14 +39,14 @@ class WorkerTiming:
 
     schedule: PollSchedule = field(default_factory=PollSchedule)
     deadline: float = 2700.0
-    # Real seconds one step may take; a submit claim outlives it so that no second delivery
-    # submits while the first may still be talking to the upstream.
+    # Real seconds one step may take; a step claim outlives it so that no second delivery
+    # submits (or polls) while the first may still be talking to the upstream.
     step_timeout: float = 30.0
     # Extra factor on the upstream's own speedup, for tests that run real HTTP fakes fast.
     speedup: float = 1.0
 
     @property
-    def submit_lease(self) -> float:
+    def step_lease(self) -> float:
         return step_lease(self.step_timeout)
 
 
@@ -172,7 +172,7 @@ class StepWorker:
 
     async def _claim(self, task: Task, polls: int | None = None) -> Task | None:
         """Take the step lease by compare-and-set, so copies of one step call upstream once."""
-        lease = utcnow() + timedelta(seconds=self.timing.submit_lease)
+        lease = utcnow() + timedelta(seconds=self.timing.step_lease)
         return await self.store.update(
             task.id,
             _expect(task, polls=polls, step_lease_until=task.step_lease_until),
