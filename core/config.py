@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
-from platformdirs import user_data_dir
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 DEFAULT_T8STAR_URL = "https://ai.t8star.cn"
 WORKER_PATH = "/api/v1/internal/video-worker"
@@ -14,6 +14,8 @@ JWKS_PATH = "/auth/v1/.well-known/jwks.json"
 
 
 def default_db_path() -> Path:
+    from platformdirs import user_data_dir  # only when VIDEOQ_DB is unset
+
     return Path(user_data_dir("videoq", appauthor=False)) / "videoq.db"
 
 
@@ -26,16 +28,34 @@ def _env(name: str) -> AliasChoices:
     return AliasChoices(name, name.lower())
 
 
-class Settings(BaseSettings):
-    """Every knob of videoq; each field's docstring is its documentation."""
+def read_environment(env_file: str | Path | None = ".env") -> dict[str, str]:
+    """The environment over the `.env` file, names lower-cased (names are case-insensitive)."""
+    found: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        from dotenv import dotenv_values  # only when there is a file to read
 
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        extra="ignore",
-        populate_by_name=True,
-        use_attribute_docstrings=True,
-        validate_default=True,
-    )
+        found.update((k.lower(), v) for k, v in dotenv_values(env_file).items() if v is not None)
+    found.update((k.lower(), v) for k, v in os.environ.items())
+    return found
+
+
+class Settings(BaseModel):
+    """Every knob of videoq; each field's docstring is its documentation.
+
+    `Settings()` reads the environment and `.env` (the environment wins; keyword arguments win
+    over both). A plain pydantic model with this small reader, not pydantic-settings: that
+    package imports every source it has (cloud vaults, TOML, YAML, a CLI parser) on import, which
+    cost every command about half of `import httpx` in start-up time (docs/benchmarks.md).
+    """
+
+    # No use_attribute_docstrings: reading them parses this file's source at every start-up, and
+    # nothing at run time needs them (docs/settings.md is the reader's copy).
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, validate_default=True)
+
+    def __init__(self, _env_file: str | Path | None = ".env", **values: Any) -> None:
+        found = read_environment(_env_file)
+        from_env = {name: found[env] for name, env in _ENV_NAMES.items() if env in found}
+        super().__init__(**(from_env | values))
 
     db_path: Path = Field(default_factory=default_db_path, validation_alias=_env("VIDEOQ_DB"))
     """SQLite file of the embedded store and queue (default: videoq.db in the user data dir)."""
@@ -236,3 +256,10 @@ class Settings(BaseSettings):
     @property
     def uses_supabase(self) -> bool:
         return self.store_backend == "supabase"
+
+
+# Each field's variable, lower-cased as read_environment gives them: its alias is its one home.
+_ENV_NAMES = {
+    name: str(field.validation_alias.choices[0]).lower()  # type: ignore[union-attr]
+    for name, field in Settings.model_fields.items()
+}

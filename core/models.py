@@ -125,6 +125,8 @@ _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 _DATA_URL = re.compile(r"^data:image/[a-z0-9.+-]+;base64,[A-Za-z0-9+/=\s]+$", re.IGNORECASE)
 
 
+# Every model here builds its validator on first use (defer_build), not at import: a command
+# that never validates a request or a message does not pay for building their schemas.
 class VideoRequest(BaseModel):
     """What a user asks the upstream to generate (validated before anything is stored).
 
@@ -132,7 +134,7 @@ class VideoRequest(BaseModel):
     its defaults come from the provider the request names.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
     # Left out, these four take the provider's defaults (`_provider_defaults` fills them in
@@ -230,7 +232,7 @@ def invalid_request_from(exc: ValidationError) -> InvalidRequest:
 class Task(BaseModel):
     """One row of `video_tasks`."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     id: str
     user_id: str = LOCAL_USER
@@ -311,7 +313,7 @@ EventKind = Literal["transition", "poll", "action", "submit"]
 class TaskEvent(BaseModel):
     """One row of the append-only `task_events` history."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     task_id: str
     kind: EventKind
@@ -333,7 +335,7 @@ Step = Literal["submit", "poll"]
 class WorkMessage(BaseModel):
     """The body of a queue message: which step of which attempt of which task, and nothing else."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
     task_id: Annotated[str, Field(min_length=1, max_length=64)]
     attempt: Annotated[int, Field(ge=1)]

@@ -16,20 +16,25 @@ import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from core.config import Settings
 from core.errors import InvalidRequest, VideoqError
 from core.models import ACTIVE, TaskStatus, VideoRequest, utcnow
-from core.runtime import Runtime
 from core.service import MAX_LIST_LIMIT
 from tui import cli_tools, render
 
+if TYPE_CHECKING:
+    # Start-up: only what parsing and the settings need is imported at the top of this module;
+    # the adapters, the worker, the HTTP service and the dashboard load inside the handler that
+    # uses them (see the dispatch table, COMMANDS).
+    from core.runtime import Runtime
+
 log = logging.getLogger("videoq")
 
-Command = Callable[[Runtime, argparse.Namespace], Awaitable[int]]
+Command = Callable[["Runtime", argparse.Namespace], Awaitable[int]]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _with_runtime(settings: Settings, command: Command, args: argparse.Namespace) -> int:
+    from core.runtime import Runtime
+
     async with Runtime.from_settings(settings) as runtime:
         return await command(runtime, args)
 
@@ -290,6 +297,13 @@ def _confirmed() -> bool:
     return input("Retry them? [y/N] ").strip().lower() in ("y", "yes")
 
 
+# The dispatch table of the commands that run on a Runtime (main dispatches the rest: the
+# cli_tools commands, which take the settings only, then schema, serve and the dashboard).
+# Start-up rule, kept by tests/integration/test_startup.py: a handler imports what only it needs
+# inside its body (as cmd_worker does), never at the top of this module, which every command
+# pays for. A new command: a parser in build_parser, an `async def cmd_name(runtime, args)`
+# here, and its entry below; if it must not load the store or the queue, dispatch it in main
+# before the Runtime is built, as schema and serve are.
 COMMANDS: dict[str, Command] = {
     "submit": cmd_submit,
     "list": cmd_list,

@@ -10,7 +10,6 @@ from typing import Any
 
 from core.config import Settings
 from core.models import Task, TaskStatus
-from core.upstream import DEFAULT_PROVIDER, provider_for
 from tui.render import short_id
 
 SHELLS = ("bash", "zsh", "fish")
@@ -21,6 +20,8 @@ ID_LIMIT = 50
 def script(parser: argparse.ArgumentParser, shell: str) -> str:
     """The completion script for `shell`: commands, flags, statuses, models and task ids."""
     import shtab
+
+    from core.upstream import DEFAULT_PROVIDER, provider_for
 
     for action in _actions(parser):
         if "--status" in action.option_strings:

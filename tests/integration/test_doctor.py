@@ -346,6 +346,17 @@ async def test_a_project_without_the_realtime_publication_fails_that_check(
     assert "videoq schema" in results["realtime publication"].fix
 
 
+async def test_a_service_role_that_may_not_insert_fails_only_the_write_check(
+    tmp_path: Path, project: FakeSupabase
+) -> None:
+    results = await checks_after(
+        "revoke insert on table public.video_tasks from service_role", tmp_path, project
+    )
+    assert failing(results) == {"service role write"}
+    detail = results["service role write"].detail
+    assert detail.startswith("role service_role cannot insert into video_tasks: 42501")
+
+
 async def test_a_project_without_the_schema_fails_the_schema_checks(
     tmp_path: Path, project: FakeSupabase
 ) -> None:
