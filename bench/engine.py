@@ -1,10 +1,18 @@
 """End-to-end throughput of the embedded pipeline: SQLite store, local queue, fast simulator.
 
     uv run python bench/engine.py [--tasks 1000] [--concurrency 32] [--speed 20000]
+    uv run python bench/engine.py --workload W [--tasks 2000] [--concurrency 32] [--json]
 
-Submits N tasks, runs the worker until none is queued or running, and prints a table: tasks/s,
-worker CPU per step, peak RSS, and the latency from a store write to the `changes()` event in a
-second process that tails the same file.
+The default run submits N tasks, runs the worker until none is queued or running, and prints a
+table: tasks/s, worker CPU per step, peak RSS, and the latency from a store write to the
+`changes()` event in a second process that tails the same file.
+
+`--workload W` is issue #10's workload, the one bench/peers.py compares with other queues: N
+tasks (2,000), each one submit and three polls, every poll a delayed message with the smallest
+delay (the upstream's clock runs a million times faster), an upstream that answers at once, and
+the task's row written durably on every step; submitter and worker in this one process. It prints
+steps/s, CPU ms per step and peak RSS (`--json`: one JSON line; `workload_w()` returns the same
+dict to a caller that imports this file).
 """
 
 from __future__ import annotations
@@ -19,13 +27,20 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.config import Settings  # noqa: E402
 from core.demo import demo_requests  # noqa: E402
+from core.models import VideoRequest  # noqa: E402
 from core.runtime import Runtime  # noqa: E402
-from core.supervisor import supervise  # noqa: E402
+from core.supervisor import active_count, supervise  # noqa: E402
+from core.upstream import UpstreamState, UpstreamStatus  # noqa: E402
+
+W_POLLS = 3
+W_SPEEDUP = 1e6
+"""How much faster W's upstream clock runs: the worker's poll delays shrink to microseconds."""
 
 SUBSCRIBER = """
 import asyncio, json, sys, time
@@ -101,18 +116,99 @@ async def run(args: argparse.Namespace, db_path: Path) -> dict[str, float]:
     }
 
 
+class InstantUpstream:
+    """W's upstream: accepts at once and says SUCCESS on the third poll of each job."""
+
+    name = "instant"
+    provider = "t8star"
+    speedup = W_SPEEDUP
+
+    def __init__(self) -> None:
+        self.polls: dict[str, int] = {}
+
+    def describe(self) -> str:
+        return "instant upstream (workload W)"
+
+    async def open(self) -> None:
+        """Nothing to open."""
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+    async def submit(self, request: VideoRequest, api_key: str | None = None) -> str:
+        upstream_id = f"w{len(self.polls)}"
+        self.polls[upstream_id] = 0
+        return upstream_id
+
+    async def status(self, upstream_task_id: str, api_key: str | None = None) -> UpstreamStatus:
+        done = self.polls[upstream_task_id] = self.polls[upstream_task_id] + 1
+        if done >= W_POLLS:
+            return UpstreamStatus(
+                UpstreamState.SUCCEEDED, "SUCCESS", 100, video_url="https://example.com/v.mp4"
+            )
+        return UpstreamStatus(UpstreamState.RUNNING, "IN_PROGRESS", done * 30)
+
+
+async def workload_w(db_path: Path, tasks: int = 2000, concurrency: int = 32) -> dict[str, Any]:
+    """Run W once on a fresh file at `db_path`; steps/s, CPU ms per step, peak RSS and counts."""
+    settings = Settings(
+        db_path=db_path, concurrency=concurrency, reconcile_interval=60.0, task_deadline=1e12
+    )
+    built = Runtime.from_settings(settings)
+    upstream = InstantUpstream()
+    runtime = Runtime(settings, built.store, built.queue, upstream, built.keys)
+    requests = demo_requests(tasks)
+    async with runtime:
+        stop = asyncio.Event()
+        started, cpu_started = time.perf_counter(), time.process_time()
+        worker = asyncio.create_task(supervise(runtime, stop))
+        for request in requests:
+            await runtime.service.submit(request, actor="bench")
+        while await active_count(runtime):
+            await asyncio.sleep(0.01)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        stop.set()
+        await worker
+        steps = sum(runtime.worker.stats.deliveries.values())
+        counts = await runtime.store.count_by_status()
+    return {
+        "system": "videoq",
+        "config": f"one process, sqlite + local queue, concurrency {concurrency}",
+        "tasks": tasks,
+        "succeeded": counts["succeeded"],
+        "steps": steps,
+        "seconds": elapsed,
+        "steps_per_s": steps / elapsed,
+        "cpu_ms_per_step": cpu * 1000 / max(steps, 1),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--workload", choices=["W"], help="issue #10's workload W")
+    parser.add_argument("--tasks", type=int, help="tasks (default 1000; W: 2000)")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--speed", type=float, default=20000.0, help="simulator speed")
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        result = asyncio.run(run(args, Path(tmp) / "bench.db"))
+        db_path = Path(tmp) / "bench.db"
+        if args.workload == "W":
+            result = asyncio.run(workload_w(db_path, args.tasks or 2000, args.concurrency))
+        else:
+            args.tasks = args.tasks or 1000
+            result = asyncio.run(run(args, db_path))
+    if args.json:
+        print(json.dumps(result))
+        return
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {sys.platform}")
     print(f"{'metric':<24}{'value':>12}")
     print("-" * 36)
     for name, value in result.items():
+        if isinstance(value, str):
+            print(f"{name:<24}{value}")
+            continue
         shown = f"{value:,.0f}" if isinstance(value, int) or value >= 100 else f"{value:,.2f}"
         print(f"{name:<24}{shown:>12}")
 
