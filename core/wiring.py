@@ -66,13 +66,14 @@ def _local_queue(settings: Settings, flow_control_key: str) -> tuple[Queue, Sign
     from core.retry import RetryPolicy
 
     del flow_control_key  # one process calls the upstream with bounded concurrency already
-    # Local deliveries are signed and verified inside one process, so a fresh key per process
-    # keeps the worker's path identical to the cloud's without any key to configure.
+    # Local deliveries never leave the process, so they go unsigned (the supervisor hands them
+    # to StepWorker.handle_local). The worker endpoint of `videoq serve` still verifies every
+    # HTTP delivery, against a fresh key per process that nothing outside it holds.
     key = "sig_" + secrets.token_urlsafe(24)
     _db_folder(settings)
     queue = LocalQueue(
         settings.db_path,
-        signing_key=key,
+        signing_key=None,
         destination=settings.worker_url,
         retry=RetryPolicy(retries=8, base=1.0, factor=2.0, cap=300.0),
         concurrency=settings.concurrency,

@@ -3,9 +3,10 @@
 Messages live in the `queue_*` tables of the task database (see `local_db`). A dispatcher
 claims due messages with a lease in one atomic UPDATE, so several processes can share one file:
 a message is never delivered by two of them at once, and the lease of a process killed
-mid-delivery expires and the message is delivered again. Each delivery carries the headers and
-a fresh signature exactly as QStash sends them, so the worker's path is the same as in the
-cloud, and its answer is acted on the way QStash acts on an HTTP status.
+mid-delivery expires and the message is delivered again. Each delivery carries the headers
+QStash sends (with a fresh signature when the queue has a signing key; the embedded default has
+none, its deliveries never leave the process), and its answer is acted on the way QStash acts on
+an HTTP status.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class LocalQueue:
         self,
         path: Path | str,
         *,
-        signing_key: str,
+        signing_key: str | None,
         destination: str,
         retry: RetryPolicy,
         concurrency: int,
@@ -313,9 +314,6 @@ class LocalQueue:
     # -- one delivery -----------------------------------------------------------------------
 
     async def _deliver(self, handler: DeliveryHandler, claim: Claim) -> None:
-        # Only a dispatching process signs: one-shot commands that publish skip PyJWT's import.
-        from core import signing
-
         if claim.retried > self.retry.retries:
             # Its earlier leases expired unanswered (a crashed process) more often than allowed.
             await self._settle(
@@ -323,12 +321,18 @@ class LocalQueue:
             )
             return
         headers = {
-            "Upstash-Signature": signing.sign(claim.body, self.signing_key, self.destination),
             "Upstash-Message-Id": claim.id,
             "Upstash-Retried": str(claim.retried),
             "Content-Type": "application/json",
             "User-Agent": "Upstash-QStash",
         }
+        if self.signing_key is not None:
+            # Only a dispatching process signs: one-shot commands that publish skip PyJWT.
+            from core import signing
+
+            headers["Upstash-Signature"] = signing.sign(
+                claim.body, self.signing_key, self.destination
+            )
         try:
             # Like QStash's response timeout: a later answer would race a redelivery.
             async with asyncio.timeout(self.lease * 0.9):

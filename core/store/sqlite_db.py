@@ -23,9 +23,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import ValidationError
 
-from core import sqlite_file
 from core.errors import StoreError
-from core.models import TASK_COLUMNS, ChangeOp, Task, TaskEvent
+from core.models import TASK_COLUMNS, ChangeOp, Task, TaskEvent, TaskStatus
 
 logger = logging.getLogger(__name__)
 
@@ -184,13 +183,41 @@ def list_sql(statuses: int | None, user: bool, updated_before: bool, id_range: b
     return f"SELECT {_SELECT} FROM video_tasks{clause} ORDER BY created_at DESC, id DESC LIMIT ?"
 
 
+def _decoder(name: str) -> Any:
+    """How one column's stored value becomes the Task field's value (None stays None)."""
+    kind = _KINDS[name]
+    if name == "status":
+        return TaskStatus
+    if kind == "time":
+        return datetime.fromisoformat
+    if kind == "bool":
+        return bool
+    return None
+
+
+_DECODERS: tuple[tuple[str, Any], ...] = tuple((name, _decoder(name)) for name in TASK_COLUMNS)
+_STORED_TYPES = {"text": str, "int": int, "bool": int, "time": str, "json": str, "float": float}
+_TYPES = tuple(_STORED_TYPES[_KINDS[name]] for name in TASK_COLUMNS)
+
+
 def decode_task(row: tuple[Any, ...]) -> Task:
-    """A `video_tasks` row (columns in TASK_COLUMNS order) as a Task."""
-    values = dict(zip(TASK_COLUMNS, row, strict=True))
+    """A `video_tasks` row (columns in TASK_COLUMNS order) as a Task.
+
+    Rows this module wrote are built without pydantic's validation (the hot path reads one per
+    step); a row with a value of an unexpected type (another writer, a hand edit) is validated.
+    """
     try:
-        return Task.model_validate(values)
+        if all(
+            value is None or type(value) is kind for value, kind in zip(row, _TYPES, strict=True)
+        ):
+            values = {
+                name: value if decode is None or value is None else decode(value)
+                for (name, decode), value in zip(_DECODERS, row, strict=True)
+            }
+            return Task.model_construct(**values)
+        return Task.model_validate(dict(zip(TASK_COLUMNS, row, strict=True)))
     except (ValueError, ValidationError) as exc:
-        raise StoreError(f"task {values['id']}: its stored row cannot be read") from exc
+        raise StoreError(f"task {row[0]}: its stored row cannot be read") from exc
 
 
 ChangeRow = tuple[ChangeOp, tuple[Any, ...]]
@@ -200,16 +227,12 @@ class Database:
     """The synchronous side; every method runs on the store's one thread."""
 
     def __init__(
-        self, path: Path, origin: str, busy_timeout: float, *, prepare: bool = True
+        self, db: sqlite3.Connection, path: Path, origin: str, *, prepare: bool = True
     ) -> None:
         self.origin = origin
-        self.db = sqlite_file.connect(path, busy_timeout, cached_statements=512)
-        try:
-            if prepare:  # the reading connection opens a file its writing twin prepared
-                self._prepare(path)
-        except BaseException:
-            self.db.close()
-            raise
+        self.db = db
+        if prepare:  # the reading connection opens a file its writing twin prepared
+            self._prepare(path)
         self.data_version = -1
         self.next_prune = time.monotonic() + PRUNE_EVERY
 
@@ -252,13 +275,6 @@ class Database:
         self.db.close()
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[None]:
-        with self._transaction():
-            yield
-        if time.monotonic() >= self.next_prune:
-            self.prune()
-
-    @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
         # IMMEDIATE takes the write lock up front: a CAS never upgrades a read lock mid-way.
         self.db.execute("BEGIN IMMEDIATE")
@@ -270,14 +286,15 @@ class Database:
             raise
         self.db.execute("COMMIT")
 
+    # The writes below run inside the writer's group transaction (SqliteWriter.write).
+
     def insert(
         self, task_id: str, values: list[Any], event: list[Any] | None, images: tuple[str, ...]
     ) -> tuple[Any, ...]:
         try:
-            with self._write():
-                row = self.db.execute(_INSERT, values).fetchone()
-                self.db.executemany(_INSERT_IMAGE, [(task_id, *item) for item in enumerate(images)])
-                self._logged(task_id, "INSERT", event)
+            row = self.db.execute(_INSERT, values).fetchone()
+            self.db.executemany(_INSERT_IMAGE, [(task_id, *item) for item in enumerate(images)])
+            self._logged(task_id, "INSERT", event)
         except sqlite3.IntegrityError as exc:
             raise StoreError(f"task {task_id}: a task with this id already exists") from exc
         return row
@@ -288,10 +305,9 @@ class Database:
     def update(
         self, task_id: str, sql: str, params: list[Any], event: list[Any] | None
     ) -> tuple[Any, ...] | None:
-        with self._write():
-            row = self.db.execute(sql, params).fetchone()
-            if row is not None:
-                self._logged(task_id, "UPDATE", event)
+        row = self.db.execute(sql, params).fetchone()
+        if row is not None:
+            self._logged(task_id, "UPDATE", event)
         return row
 
     def _logged(self, task_id: str, op: str, event: list[Any] | None) -> None:
@@ -300,11 +316,8 @@ class Database:
         self.db.execute(_LOG, (task_id, op, self.origin, time.time()))
 
     def probe_write(self) -> None:
-        """Commit one small real write (an update that matches nothing writes no page)."""
-        with self._transaction():
-            self.db.execute(
-                "INSERT OR REPLACE INTO store_probe (id, at) VALUES (1, ?)", (time.time(),)
-            )
+        """One small real write (an update that matches nothing writes no page)."""
+        self.db.execute("INSERT OR REPLACE INTO store_probe (id, at) VALUES (1, ?)", (time.time(),))
 
     def get(self, task_id: str) -> tuple[Any, ...] | None:
         return self.db.execute(_GET, (task_id,)).fetchone()
@@ -313,8 +326,7 @@ class Database:
         return self.db.execute(sql, params).fetchall()
 
     def add_event(self, event: list[Any]) -> None:
-        with self._write():
-            self.db.execute(_INSERT_EVENT, event)
+        self.db.execute(_INSERT_EVENT, event)
 
     def events(self, task_id: str) -> list[tuple[Any, ...]]:
         sql = f"SELECT {', '.join(EVENT_COLUMNS)} FROM task_events WHERE task_id = ? ORDER BY id"
@@ -359,9 +371,4 @@ class Database:
     def prune(self) -> None:
         """Forget change_log rows past their retention (every live feed has read them)."""
         self.next_prune = time.monotonic() + PRUNE_EVERY
-        try:
-            with self._transaction():
-                self.db.execute(_PRUNE, (time.time() - CHANGE_LOG_RETENTION,))
-        except sqlite3.Error as exc:
-            # The write that got us here has committed; pruning can wait for the next turn.
-            logger.warning("change log not pruned, will try again: %s", exc)
+        self.db.execute(_PRUNE, (time.time() - CHANGE_LOG_RETENTION,))
