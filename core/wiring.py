@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import secrets
+import sys
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
@@ -11,6 +12,7 @@ from core.config import Settings
 from core.errors import ConfigError
 from core.queue import Queue
 from core.signing_keys import SigningKeys
+from core.steps import SeparateWrites, StepWrites
 from core.store import TaskStore
 from core.upstream import Upstream
 
@@ -134,6 +136,18 @@ def build_store(settings: Settings) -> TaskStore:
 def build_upstream(settings: Settings) -> Upstream:
     """The upstream adapter VIDEOQ_UPSTREAM names (default: from the keys present)."""
     return choose(UPSTREAMS, "VIDEOQ_UPSTREAM", settings.upstream_backend)(settings)
+
+
+def step_writes(store: TaskStore, queue: Queue) -> StepWrites:
+    """How the worker writes a step's row and next message: in one transaction when the store
+    and the queue are one SQLite file (`core.sqlite_steps`), else as two writes."""
+    # Both adapters' modules are loaded when both are in use: nothing to import otherwise.
+    if "core.store.sqlite" in sys.modules and "core.queue.local" in sys.modules:
+        from core.sqlite_steps import joined
+
+        if (together := joined(store, queue)) is not None:
+            return together
+    return SeparateWrites(store, queue)
 
 
 def build_queue(settings: Settings, flow_control_key: str) -> tuple[Queue, SigningKeys]:

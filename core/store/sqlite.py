@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -77,6 +78,17 @@ class _Subscriber:
             await self.ready.wait()
         items, self.items = self.items, []
         return items
+
+
+@dataclass(slots=True)
+class PreparedUpdate:
+    """One compare-and-set, ready to run on the writer's thread."""
+
+    task_id: str
+    columns: tuple[str, ...]
+    sql: str
+    params: builtins.list[Any]
+    event: builtins.list[Any] | None
 
 
 class SqliteStore:
@@ -223,6 +235,20 @@ class SqliteStore:
 
         STORE_SET_COLUMNS belong to the store: naming them in `changes` does nothing.
         """
+        prepared = self.prepare_update(task_id, expect, changes, event)
+        if prepared is None:
+            return None
+        row = await self._write(self.apply_update, prepared)
+        return self.updated(task_id, row)
+
+    def prepare_update(
+        self,
+        task_id: str,
+        expect: Expect,
+        changes: Mapping[str, Any],
+        event: TaskEvent | None = None,
+    ) -> PreparedUpdate | None:
+        """The statement and values of `update()`; None when `expect` can match no row."""
         check_columns(changes, "changes")
         check_columns(expect.extra, "expect.extra")
         if not expect.statuses:
@@ -237,8 +263,14 @@ class SqliteStore:
         params += [encode_time(datetime.now(UTC)), task_id, *statuses]
         params += [value for value in (expect.attempt, expect.polls) if value is not None]
         params += [encode(name, expect.extra[name]) for name in extra]
-        events = _event_values(event, task_id)
-        row = await self._write(self._open_db.update, task_id, sql, params, events)
+        return PreparedUpdate(task_id, columns, sql, params, _event_values(event, task_id))
+
+    def apply_update(self, prepared: PreparedUpdate) -> tuple[Any, ...] | None:
+        """Run a prepared update on the writer's thread, inside its group transaction."""
+        return self._open_db.update(prepared.task_id, prepared.sql, prepared.params, prepared.event)
+
+    def updated(self, task_id: str, row: tuple[Any, ...] | None) -> Task | None:
+        """The committed row of an update as a Task (told to the feed), or None if it missed."""
         if row is None:
             logger.debug("task %s: compare-and-set did not apply", task_id)
             return None
@@ -378,6 +410,13 @@ class SqliteStore:
                 # The write that got us here has committed; pruning can wait for the next turn.
                 logger.warning("change log not pruned, will try again: %s", exc.message)
         return result
+
+    async def run_write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn` on the writer's thread in its next group transaction (StoreError on failure).
+
+        For writes that span the store's and the queue's tables (`core.sqlite_steps`).
+        """
+        return await self._write(fn, *args)
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn` on the reading connection's thread."""

@@ -1,0 +1,95 @@
+"""StepWrites: how a step writes its task's row together with the task's next queue message.
+
+Where the store and the queue are one SQLite file (`core.sqlite_steps`), both commit in one
+transaction. Elsewhere (`SeparateWrites`) they are two writes, in the order that is safe for
+each step: a poll publishes before it writes (a message for a task that moved on is harmless,
+a write without its message would stall the task); a submit writes first (it must not publish
+for a task that was cancelled meanwhile) and leaves a lost publish to the reconciler.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from core.errors import QueueError
+from core.models import Task, TaskEvent, WorkMessage
+from core.queue import Queue
+from core.store import Expect, TaskStore
+
+log = logging.getLogger(__name__)
+
+
+class StepWrites(Protocol):
+    """Writes a step's row and publishes its next message."""
+
+    async def poll_next(
+        self,
+        task_id: str,
+        expect: Expect,
+        changes: Mapping[str, Any],
+        event: TaskEvent,
+        message: WorkMessage,
+        delay: float,
+    ) -> Task | None:
+        """Publish `message` after `delay` and apply `changes` with its id as `message_id`.
+
+        Returns the new row, or None when the row no longer matched `expect`.
+        """
+        ...
+
+    async def started(
+        self,
+        task_id: str,
+        expect: Expect,
+        changes: Mapping[str, Any],
+        event: TaskEvent,
+        message: WorkMessage,
+        delay: float,
+    ) -> Task | None:
+        """Apply `changes` and, when they applied, publish `message` after `delay`.
+
+        A publish that fails after the write is logged, not raised: the reconciler makes it.
+        """
+        ...
+
+
+class SeparateWrites:
+    """A store and a queue that share no transaction: two writes, the safe one first."""
+
+    def __init__(self, store: TaskStore, queue: Queue) -> None:
+        self.store = store
+        self.queue = queue
+
+    async def poll_next(
+        self,
+        task_id: str,
+        expect: Expect,
+        changes: Mapping[str, Any],
+        event: TaskEvent,
+        message: WorkMessage,
+        delay: float,
+    ) -> Task | None:
+        message_id = await self.queue.publish(message, delay)
+        return await self.store.update(
+            task_id, expect, {**changes, "message_id": message_id}, event
+        )
+
+    async def started(
+        self,
+        task_id: str,
+        expect: Expect,
+        changes: Mapping[str, Any],
+        event: TaskEvent,
+        message: WorkMessage,
+        delay: float,
+    ) -> Task | None:
+        task = await self.store.update(task_id, expect, changes, event)
+        if task is not None:
+            try:
+                await self.queue.publish(message, delay)
+            except QueueError as exc:
+                log.warning("task %s: %s not published, the reconciler will: %s",
+                            task_id, message.step, exc.message)  # fmt: skip
+        return task
