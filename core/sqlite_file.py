@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +15,11 @@ from typing import Any, TypeVar
 from core.errors import StoreError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+CHECKPOINT_EVERY = 1.0
+"""Seconds between WAL checkpoints of a busy writer (SQLite's own would run on every ~1,000th
+page, on the committing thread, with an fsync)."""
 
 
 def connect(path: Path, busy_timeout: float, *, cached_statements: int = 128) -> sqlite3.Connection:
@@ -68,6 +75,11 @@ class SqliteWriter:
         self._executor: ThreadPoolExecutor | None = None
         self._writes: deque[_Op] = deque()
         self._flushing = False
+        # Checkpoints run on a thread and connection of their own, off the committing path.
+        self._checkpointer: ThreadPoolExecutor | None = None
+        self._checkpoint_db: sqlite3.Connection | None = None
+        self._checkpoint_at = 0.0
+        self._checkpointing = False
 
     @property
     def is_open(self) -> bool:
@@ -104,12 +116,48 @@ class SqliteWriter:
         if executor is None:
             return
         loop = asyncio.get_running_loop()
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            await loop.run_in_executor(checkpointer, self._close_checkpointer)
+            checkpointer.shutdown(wait=True)
         await loop.run_in_executor(executor, self._disconnect)
         executor.shutdown(wait=True)
         self._fail_waiting()
 
+    def _maybe_checkpoint(self) -> None:
+        """Copy the WAL into the file at most every CHECKPOINT_EVERY seconds, off this path."""
+        now = time.monotonic()
+        if self._checkpointing or now < self._checkpoint_at or self._executor is None:
+            return
+        self._checkpoint_at = now + CHECKPOINT_EVERY
+        self._checkpointing = True
+        if self._checkpointer is None:
+            self._checkpointer = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="videoq-checkpoint"
+            )
+        self._checkpointer.submit(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        try:
+            if self._checkpoint_db is None:
+                self._checkpoint_db = connect(self.path, self.busy_timeout, cached_statements=4)
+            # PASSIVE never waits for (nor holds up) a writer; what it leaves, the next one takes.
+            self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            log.warning("%s: WAL checkpoint failed, will try again: %s", self.path, exc)
+        finally:
+            self._checkpointing = False
+
+    def _close_checkpointer(self) -> None:
+        db, self._checkpoint_db = self._checkpoint_db, None
+        if db is not None:
+            db.close()
+
     def _connect(self) -> sqlite3.Connection:
-        return connect(self.path, self.busy_timeout, cached_statements=512)
+        db = connect(self.path, self.busy_timeout, cached_statements=512)
+        # No checkpoint after our commits: `_checkpoint` does them on its own thread.
+        db.execute("PRAGMA wal_autocheckpoint = 0")
+        return db
 
     def _disconnect(self) -> None:
         db, self._db = self._db, None
@@ -189,6 +237,7 @@ class SqliteWriter:
         else:
             self._flushing = False
             self._fail_waiting()
+        self._maybe_checkpoint()
 
     def _fail_waiting(self) -> None:
         while self._writes:

@@ -179,7 +179,8 @@ class LocalQueue:
             raise QueueError(f"task {message.task_id}: delay must be a finite number of seconds")
         now = self._clock()
         deliver_at = now + max(0.0, delay)
-        message_id = f"msg_{self._ids.getrandbits(128):032x}"
+        # Time first, so new ids land at the right edge of the primary key's B-tree.
+        message_id = f"msg_{int(now * 1e6):014x}{self._ids.getrandbits(64):016x}"
         row = (message_id, message.dedup_id, message.to_bytes(), deliver_at, now)
         return row, now - self.dedup_window
 

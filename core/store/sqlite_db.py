@@ -78,9 +78,9 @@ CREATE TABLE IF NOT EXISTS video_tasks (id TEXT PRIMARY KEY NOT NULL, {", ".join
 CREATE INDEX IF NOT EXISTS video_tasks_created ON video_tasks (created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS video_tasks_status ON video_tasks (status, created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS video_tasks_user ON video_tasks (user_id, created_at DESC, id DESC);
-CREATE INDEX IF NOT EXISTS video_tasks_status_updated ON video_tasks (status, updated_at);
+DROP INDEX IF EXISTS video_tasks_status_updated;
 CREATE TABLE IF NOT EXISTS task_events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, {", ".join(_columns_sql(TaskEvent))});
+    id INTEGER PRIMARY KEY, {", ".join(_columns_sql(TaskEvent))});
 CREATE INDEX IF NOT EXISTS task_events_task ON task_events (task_id, id);
 CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS task_images (task_id TEXT NOT NULL, position INTEGER NOT NULL,
@@ -88,6 +88,11 @@ CREATE TABLE IF NOT EXISTS task_images (task_id TEXT NOT NULL, position INTEGER 
 CREATE TABLE IF NOT EXISTS change_log (seq INTEGER PRIMARY KEY AUTOINCREMENT,
     task_id TEXT NOT NULL, op TEXT NOT NULL, origin TEXT NOT NULL, at REAL NOT NULL);
 """  # noqa: E501
+# Write amplification: every step rewrites updated_at, so an index on it (the reconciler's
+# filter, which reads only active tasks through video_tasks_status) cost a B-tree write per step
+# and is dropped; task_events ids need only grow, not AUTOINCREMENT's sqlite_sequence write
+# (files made before keep theirs). change_log keeps AUTOINCREMENT: its tailers must never see
+# a seq used twice, even after a prune emptied it.
 # Tasks per owner and status, kept by triggers in the writing transaction, so counting reads a
 # few rows instead of scanning the table. Made (and filled from the table) once per file.
 _COUNTS = (
