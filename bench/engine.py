@@ -154,6 +154,24 @@ class InstantUpstream:
         return UpstreamStatus(UpstreamState.RUNNING, "IN_PROGRESS", done * 30)
 
 
+async def submit_and_finish(
+    runtime: Runtime, requests: list[VideoRequest], check_every: float
+) -> tuple[float, float, float]:
+    """Submit while the worker runs, until no task is active: (seconds, CPU s, submit seconds)."""
+    stop = asyncio.Event()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    worker = asyncio.create_task(supervise(runtime, stop))
+    for request in requests:
+        await runtime.service.submit(request, actor="bench")
+    submitted = time.perf_counter() - started
+    while await active_count(runtime):
+        await asyncio.sleep(check_every)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    stop.set()
+    await worker
+    return elapsed, cpu, submitted
+
+
 async def workload_w(db_path: Path, tasks: int = 2000, concurrency: int = 32) -> dict[str, Any]:
     """Run W once on a fresh file at `db_path`; steps/s, CPU ms per step, peak RSS and counts."""
     settings = Settings(
@@ -164,16 +182,7 @@ async def workload_w(db_path: Path, tasks: int = 2000, concurrency: int = 32) ->
     runtime = Runtime(settings, built.store, built.queue, upstream, built.keys)
     requests = demo_requests(tasks)
     async with runtime:
-        stop = asyncio.Event()
-        started, cpu_started = time.perf_counter(), time.process_time()
-        worker = asyncio.create_task(supervise(runtime, stop))
-        for request in requests:
-            await runtime.service.submit(request, actor="bench")
-        while await active_count(runtime):
-            await asyncio.sleep(0.01)
-        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-        stop.set()
-        await worker
+        elapsed, cpu, _ = await submit_and_finish(runtime, requests, check_every=0.01)
         steps = sum(runtime.worker.stats.deliveries.values())
         counts = await runtime.store.count_by_status()
     return {
@@ -247,17 +256,7 @@ async def lateness_run(
     lateness = Lateness()
     runtime.worker.stats.poll_lateness = lateness  # type: ignore[assignment]
     async with runtime:
-        stop = asyncio.Event()
-        started, cpu_started = time.perf_counter(), time.process_time()
-        worker = asyncio.create_task(supervise(runtime, stop))
-        for _ in range(tasks):
-            await runtime.service.submit(request, actor="bench")
-        submitted = time.perf_counter() - started
-        while await active_count(runtime):
-            await asyncio.sleep(0.25)
-        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-        stop.set()
-        await worker
+        elapsed, cpu, submitted = await submit_and_finish(runtime, [request] * tasks, 0.25)
         steps = sum(runtime.worker.stats.deliveries.values())
     return {
         "tasks": tasks,

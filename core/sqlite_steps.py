@@ -8,14 +8,13 @@ expects it, and a compare-and-set that misses takes its message back.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from core.models import Task, TaskEvent, WorkMessage
+from core.models import Task
 from core.queue.local import LocalQueue
 from core.queue.local_db import publish_row
 from core.sqlite_file import Undo
-from core.store import Expect
+from core.steps import NextStep
 from core.store.sqlite import PreparedUpdate, SqliteStore
 
 _Outcome = tuple[tuple[Any, ...] | None, str, bool]
@@ -30,52 +29,26 @@ class SqliteStepWrites:
         self.store = store
         self.queue = queue
 
-    async def poll_next(
-        self,
-        task_id: str,
-        expect: Expect,
-        changes: Mapping[str, Any],
-        event: TaskEvent,
-        message: WorkMessage,
-        delay: float,
-    ) -> Task | None:
-        return await self._together(task_id, expect, changes, event, message, delay, True)
+    async def poll_next(self, step: NextStep) -> Task | None:
+        return await self._together(step, record_id=True)
 
-    async def started(
-        self,
-        task_id: str,
-        expect: Expect,
-        changes: Mapping[str, Any],
-        event: TaskEvent,
-        message: WorkMessage,
-        delay: float,
-    ) -> Task | None:
-        return await self._together(task_id, expect, changes, event, message, delay, False)
+    async def started(self, step: NextStep) -> Task | None:
+        return await self._together(step, record_id=False)
 
-    async def _together(
-        self,
-        task_id: str,
-        expect: Expect,
-        changes: Mapping[str, Any],
-        event: TaskEvent,
-        message: WorkMessage,
-        delay: float,
-        record_id: bool,
-    ) -> Task | None:
-        if record_id:
-            changes = {**changes, "message_id": ""}  # the placeholder the publish fills in
-        prepared = self.store.prepare_update(task_id, expect, changes, event)
+    async def _together(self, step: NextStep, *, record_id: bool) -> Task | None:
+        changes = {**step.changes, "message_id": ""} if record_id else step.changes
+        # The empty message_id is a placeholder: the publish in the same transaction fills it.
+        prepared = self.store.prepare_update(step.task_id, step.expect, changes, step.event)
         if prepared is None:
             return None
-        row, cutoff = self.queue.prepare_publish(message, delay)
+        row, cutoff = self.queue.prepare_publish(step.message, step.delay)
         id_at = prepared.columns.index("message_id") if record_id else None
         stored_row, message_id, stored = await self.store.run_write(
             self._write, prepared, row, cutoff, id_at
         )
-        if stored_row is None:
-            return self.store.updated(task_id, None)
-        self.queue.published(message, row, message_id, stored)
-        return self.store.updated(task_id, stored_row)
+        if stored_row is not None:
+            self.queue.published(step.message, row, message_id, stored)
+        return self.store.updated(step.task_id, stored_row)
 
     def _write(
         self, prepared: PreparedUpdate, row: tuple[Any, ...], cutoff: float, id_at: int | None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from core.errors import QueueError
@@ -21,34 +22,30 @@ from core.store import Expect, TaskStore
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class NextStep:
+    """A step's compare-and-set of its task's row, and the task's next message."""
+
+    task_id: str
+    expect: Expect
+    changes: Mapping[str, Any]
+    event: TaskEvent
+    message: WorkMessage
+    delay: float
+
+
 class StepWrites(Protocol):
     """Writes a step's row and publishes its next message."""
 
-    async def poll_next(
-        self,
-        task_id: str,
-        expect: Expect,
-        changes: Mapping[str, Any],
-        event: TaskEvent,
-        message: WorkMessage,
-        delay: float,
-    ) -> Task | None:
-        """Publish `message` after `delay` and apply `changes` with its id as `message_id`.
+    async def poll_next(self, step: NextStep) -> Task | None:
+        """Publish the message and apply the changes with its id as `message_id`.
 
         Returns the new row, or None when the row no longer matched `expect`.
         """
         ...
 
-    async def started(
-        self,
-        task_id: str,
-        expect: Expect,
-        changes: Mapping[str, Any],
-        event: TaskEvent,
-        message: WorkMessage,
-        delay: float,
-    ) -> Task | None:
-        """Apply `changes` and, when they applied, publish `message` after `delay`.
+    async def started(self, step: NextStep) -> Task | None:
+        """Apply the changes and, when they applied, publish the message.
 
         A publish that fails after the write is logged, not raised: the reconciler makes it.
         """
@@ -62,34 +59,17 @@ class SeparateWrites:
         self.store = store
         self.queue = queue
 
-    async def poll_next(
-        self,
-        task_id: str,
-        expect: Expect,
-        changes: Mapping[str, Any],
-        event: TaskEvent,
-        message: WorkMessage,
-        delay: float,
-    ) -> Task | None:
-        message_id = await self.queue.publish(message, delay)
-        return await self.store.update(
-            task_id, expect, {**changes, "message_id": message_id}, event
-        )
+    async def poll_next(self, step: NextStep) -> Task | None:
+        message_id = await self.queue.publish(step.message, step.delay)
+        changes = {**step.changes, "message_id": message_id}
+        return await self.store.update(step.task_id, step.expect, changes, step.event)
 
-    async def started(
-        self,
-        task_id: str,
-        expect: Expect,
-        changes: Mapping[str, Any],
-        event: TaskEvent,
-        message: WorkMessage,
-        delay: float,
-    ) -> Task | None:
-        task = await self.store.update(task_id, expect, changes, event)
+    async def started(self, step: NextStep) -> Task | None:
+        task = await self.store.update(step.task_id, step.expect, step.changes, step.event)
         if task is not None:
             try:
-                await self.queue.publish(message, delay)
+                await self.queue.publish(step.message, step.delay)
             except QueueError as exc:
                 log.warning("task %s: %s not published, the reconciler will: %s",
-                            task_id, message.step, exc.message)  # fmt: skip
+                            step.task_id, step.message.step, exc.message)  # fmt: skip
         return task

@@ -22,7 +22,7 @@ from core.models import Task, TaskEvent, TaskStatus, WorkMessage, end_changes, u
 from core.queue import Delivery, DeliveryResult, Queue
 from core.schedule import PollSchedule
 from core.signing_keys import SigningKeys
-from core.steps import SeparateWrites, StepWrites
+from core.steps import NextStep, SeparateWrites, StepWrites
 from core.store import Expect, TaskStore
 from core.text import one_line
 from core.upstream import Upstream, UpstreamState, UpstreamStatus, expected_timing, provider_for
@@ -211,19 +211,21 @@ class StepWorker:
         delay = first / self._speedup(task)
         poll = WorkMessage(task_id=task.id, attempt=task.attempt, step="poll", seq=1)
         running = await self.steps.started(
-            task.id,
-            _expect(task, step_lease_until=task.step_lease_until),
-            {
-                "status": TaskStatus.RUNNING,
-                "upstream_task_id": upstream_id,
-                "upstream_status": provider_for(task.provider).submitted_status,
-                "started_at": now,
-                "step_lease_until": None,
-                "next_poll_at": now + timedelta(seconds=delay),
-            },
-            history.transition(task, TaskStatus.RUNNING, detail=f"upstream task {upstream_id}"),
-            poll,
-            delay,
+            NextStep(
+                task.id,
+                _expect(task, step_lease_until=task.step_lease_until),
+                {
+                    "status": TaskStatus.RUNNING,
+                    "upstream_task_id": upstream_id,
+                    "upstream_status": provider_for(task.provider).submitted_status,
+                    "started_at": now,
+                    "step_lease_until": None,
+                    "next_poll_at": now + timedelta(seconds=delay),
+                },
+                history.transition(task, TaskStatus.RUNNING, detail=f"upstream task {upstream_id}"),
+                poll,
+                delay,
+            )
         )
         if running is None:
             log.info(
@@ -342,8 +344,8 @@ class StepWorker:
         )
         changes["next_poll_at"] = utcnow() + timedelta(seconds=delay)
         changes["step_lease_until"] = None
-        expect = _expect(task, polls=task.polls)
-        if await self.steps.poll_next(task.id, expect, changes, event, message, delay) is None:
+        step = NextStep(task.id, _expect(task, polls=task.polls), changes, event, message, delay)
+        if await self.steps.poll_next(step) is None:
             log.debug("task %s: changed while polling", task.id)
 
     # -- shared -------------------------------------------------------------------------------

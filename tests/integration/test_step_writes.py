@@ -13,7 +13,7 @@ from core.errors import StoreError
 from core.models import Task, TaskEvent, TaskStatus, WorkMessage
 from core.runtime import Runtime
 from core.sqlite_steps import SqliteStepWrites
-from core.steps import SeparateWrites
+from core.steps import NextStep, SeparateWrites
 from core.store import Expect
 from tests.conformance.store_contract import new_task
 
@@ -53,8 +53,9 @@ async def test_the_embedded_store_and_queue_write_steps_in_one_transaction(
     assert isinstance(runtime.steps, SqliteStepWrites)
     task = await running_task(runtime)
 
+    expect = Expect(frozenset({RUNNING}), polls=0)
     written = await runtime.steps.poll_next(
-        task.id, Expect(frozenset({RUNNING}), polls=0), {"polls": 1}, event(task), poll(task, 2), 0
+        NextStep(task.id, expect, {"polls": 1}, event(task), poll(task, 2), 0)
     )
 
     assert written is not None and written.polls == 1
@@ -66,11 +67,13 @@ async def test_a_compare_and_set_that_misses_takes_its_message_back(
 ) -> None:
     task = await running_task(runtime)
 
+    stale = Expect(frozenset({RUNNING}), polls=7)
     missed = await runtime.steps.poll_next(
-        task.id, Expect(frozenset({RUNNING}), polls=7), {"polls": 8}, event(task), poll(task, 9), 0
+        NextStep(task.id, stale, {"polls": 8}, event(task), poll(task, 9), 0)
     )
+    queued = Expect(frozenset({TaskStatus.QUEUED}))
     started = await runtime.steps.started(
-        task.id, Expect(frozenset({TaskStatus.QUEUED})), {}, event(task), poll(task, 1), 0
+        NextStep(task.id, queued, {}, event(task), poll(task, 1), 0)
     )
 
     assert missed is None and started is None
@@ -83,8 +86,9 @@ async def test_a_row_write_that_fails_publishes_nothing(runtime: Runtime, tmp_pa
 
     with pytest.raises(StoreError):
         # provider is NOT NULL: the update fails inside the transaction, after the publish.
+        broken = {"provider": None}
         await runtime.steps.started(
-            task.id, Expect(frozenset({RUNNING})), {"provider": None}, event(task), poll(task, 1), 0
+            NextStep(task.id, Expect(frozenset({RUNNING})), broken, event(task), poll(task, 1), 0)
         )
 
     assert queued_ids(tmp_path / "v.db") == []
