@@ -62,7 +62,7 @@ class SqliteWriter:
     transaction (one thread hop and one commit for many writes), each in its own savepoint so
     that one failing write does not take the others with it; a write's future resolves only once
     its transaction has committed. The task store and the local queue of one process share one
-    writer when they use the same file (`core.wiring.share_sqlite_file`), so a step's row and its
+    writer when they use the same file (`core.wiring.step_writes`), so a step's row and its
     next message commit in one transaction and never fight over the file's write lock.
     Opened and closed once per user: the connection closes with its last user.
     """

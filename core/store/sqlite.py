@@ -1,10 +1,12 @@
 """The TaskStore port on SQLite: one WAL-mode file, compare-and-set writes, a tailed change log.
 
-Every SQLite call runs on one dedicated thread, so the event loop never waits on the disk or on
-a lock another process holds. Writes made through this instance reach its subscribers directly;
-writes by other processes (or other instances) reach them through `change_log`, which the feed
-tails every few tens of milliseconds while anyone is subscribed (a `PRAGMA data_version` check
-first, so an idle file costs next to nothing). The local queue keeps its own tables in the file.
+Writes run on a `SqliteWriter`'s thread (group commit; the local queue's too when both use the
+file), reads on a reading thread, so the event loop never waits on a lock another process
+holds; only `get` reads one row on the loop's thread, giving up at once on a busy file. Writes
+made through this instance reach its subscribers directly; writes by other processes (or other
+instances) reach them through `change_log`, which the feed tails every few tens of milliseconds
+while anyone is subscribed (a `PRAGMA data_version` check first, so an idle file costs next to
+nothing). The local queue keeps its own tables in the file.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ class SqliteStore:
         writer: SqliteWriter | None = None,
     ) -> None:
         self.path = Path(path)
-        # Shared with the local queue when both use one file (core.wiring.share_sqlite_file).
+        # Shared with the local queue when both use one file (core.wiring.step_writes).
         self.writer = writer or SqliteWriter(self.path, busy_timeout)
         self.feed = FeedStatus()
         self._busy_timeout = busy_timeout
