@@ -1,10 +1,22 @@
 """End-to-end throughput of the embedded pipeline: SQLite store, local queue, fast simulator.
 
     uv run python bench/engine.py [--tasks 1000] [--concurrency 32] [--speed 20000]
+    uv run python bench/engine.py --workload W [--tasks 2000] [--concurrency 32] [--json]
 
-Submits N tasks, runs the worker until none is queued or running, and prints a table: tasks/s,
-worker CPU per step, peak RSS, and the latency from a store write to the `changes()` event in a
-second process that tails the same file.
+The default run submits N tasks, runs the worker until none is queued or running, and prints a
+table: tasks/s, worker CPU per step, peak RSS, and the latency from a store write to the
+`changes()` event in a second process that tails the same file.
+
+`--workload lateness` keeps 10,000 jobs of 30-90 s in flight at once, polled on the real
+schedule (`--speed` scales the upstream's clock; 1 by default, a run of a few minutes), and
+prints p50/p99/max poll lateness (delivery time minus the poll's due time) and peak RSS.
+
+`--workload W` is issue #10's workload, the one bench/peers.py compares with other queues: N
+tasks (2,000), each one submit and three polls, every poll a delayed message with the smallest
+delay (the upstream's clock runs a million times faster), an upstream that answers at once, and
+the task's row written durably on every step; submitter and worker in this one process. It prints
+steps/s, CPU ms per step and peak RSS (`--json`: one JSON line; `workload_w()` returns the same
+dict to a caller that imports this file).
 """
 
 from __future__ import annotations
@@ -13,19 +25,27 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.config import Settings  # noqa: E402
 from core.demo import demo_requests  # noqa: E402
+from core.models import TaskStatus, VideoRequest  # noqa: E402
 from core.runtime import Runtime  # noqa: E402
-from core.supervisor import supervise  # noqa: E402
+from core.supervisor import active_count, supervise  # noqa: E402
+from core.upstream import UpstreamState, UpstreamStatus  # noqa: E402
+
+W_POLLS = 3
+W_SPEEDUP = 1e6
+"""How much faster W's upstream clock runs: the worker's poll delays shrink to microseconds."""
 
 SUBSCRIBER = """
 import asyncio, json, sys, time
@@ -87,8 +107,8 @@ async def run(args: argparse.Namespace, db_path: Path) -> dict[str, float]:
         counts = await runtime.store.count_by_status()
     return {
         "tasks": args.tasks,
-        "succeeded": counts["succeeded"],
-        "failed": counts["failed"],
+        "succeeded": counts[TaskStatus.SUCCEEDED],
+        "failed": counts[TaskStatus.FAILED],
         "submit_per_s": args.tasks / (submitted - started),
         "tasks_per_s": args.tasks / elapsed,
         "steps": steps,
@@ -101,18 +121,198 @@ async def run(args: argparse.Namespace, db_path: Path) -> dict[str, float]:
     }
 
 
+class InstantUpstream:
+    """W's upstream: accepts at once and says SUCCESS on the third poll of each job."""
+
+    name = "instant"
+    provider = "t8star"
+    speedup = W_SPEEDUP
+
+    def __init__(self) -> None:
+        self.polls: dict[str, int] = {}
+
+    def describe(self) -> str:
+        return "instant upstream (workload W)"
+
+    async def open(self) -> None:
+        """Nothing to open."""
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+    async def submit(self, request: VideoRequest, api_key: str | None = None) -> str:
+        upstream_id = f"w{len(self.polls)}"
+        self.polls[upstream_id] = 0
+        return upstream_id
+
+    async def status(self, upstream_task_id: str, api_key: str | None = None) -> UpstreamStatus:
+        done = self.polls[upstream_task_id] = self.polls[upstream_task_id] + 1
+        if done >= W_POLLS:
+            return UpstreamStatus(
+                UpstreamState.SUCCEEDED, "SUCCESS", 100, video_url="https://example.com/v.mp4"
+            )
+        return UpstreamStatus(UpstreamState.RUNNING, "IN_PROGRESS", done * 30)
+
+
+async def submit_and_finish(
+    runtime: Runtime, requests: list[VideoRequest], check_every: float, parallel: int = 1
+) -> tuple[float, float, float]:
+    """Submit while the worker runs, until no task is active: (seconds, CPU s, submit seconds).
+
+    `parallel` submits go at once (their writes then share commits).
+    """
+    stop = asyncio.Event()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    worker = asyncio.create_task(supervise(runtime, stop))
+    for first in range(0, len(requests), parallel):
+        batch = requests[first : first + parallel]
+        await asyncio.gather(*(runtime.service.submit(one, actor="bench") for one in batch))
+    submitted = time.perf_counter() - started
+    while await active_count(runtime):
+        await asyncio.sleep(check_every)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    stop.set()
+    await worker
+    return elapsed, cpu, submitted
+
+
+async def workload_w(db_path: Path, tasks: int = 2000, concurrency: int = 32) -> dict[str, Any]:
+    """Run W once on a fresh file at `db_path`; steps/s, CPU ms per step, peak RSS and counts."""
+    settings = Settings(
+        db_path=db_path, concurrency=concurrency, reconcile_interval=60.0, task_deadline=1e12
+    )
+    built = Runtime.from_settings(settings)
+    upstream = InstantUpstream()
+    runtime = Runtime(settings, built.store, built.queue, upstream, built.keys)
+    requests = demo_requests(tasks)
+    async with runtime:
+        elapsed, cpu, _ = await submit_and_finish(runtime, requests, check_every=0.01)
+        steps = sum(runtime.worker.stats.deliveries.values())
+        counts = await runtime.store.count_by_status()
+    return {
+        "system": "videoq",
+        "config": f"one process, sqlite + local queue, concurrency {concurrency}",
+        "tasks": tasks,
+        "succeeded": counts[TaskStatus.SUCCEEDED],
+        "steps": steps,
+        "seconds": elapsed,
+        "steps_per_s": steps / elapsed,
+        "cpu_ms_per_step": cpu * 1000 / max(steps, 1),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+class TimedUpstream:
+    """The lateness run's upstream: each job takes 30-90 s of its clock, `speedup` x real time."""
+
+    name = "timed"
+    provider = "t8star"
+
+    def __init__(self, speedup: float, seed: int = 10) -> None:
+        self.speedup = speedup
+        self.jobs: dict[str, tuple[float, float]] = {}
+        self._random = random.Random(seed)
+
+    def describe(self) -> str:
+        return f"timed upstream (jobs of 30-90 s, speed x{self.speedup:g})"
+
+    async def open(self) -> None:
+        """Nothing to open."""
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+    async def submit(self, request: VideoRequest, api_key: str | None = None) -> str:
+        upstream_id = f"j{len(self.jobs)}"
+        self.jobs[upstream_id] = (time.time(), self._random.uniform(30.0, 90.0))
+        return upstream_id
+
+    async def status(self, upstream_task_id: str, api_key: str | None = None) -> UpstreamStatus:
+        started, seconds = self.jobs[upstream_task_id]
+        done = (time.time() - started) * self.speedup / seconds
+        if done >= 1.0:
+            return UpstreamStatus(
+                UpstreamState.SUCCEEDED, "SUCCESS", 100, video_url="https://example.com/v.mp4"
+            )
+        return UpstreamStatus(UpstreamState.RUNNING, "IN_PROGRESS", max(1, int(done * 100)))
+
+
+class Lateness:
+    """Stands in for the worker's poll-lateness histogram and keeps every value."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def observe(self, value: float) -> None:
+        self.values.append(value)
+
+
+async def lateness_run(
+    db_path: Path, tasks: int = 10_000, concurrency: int = 32, speed: float = 1.0
+) -> dict[str, Any]:
+    """`tasks` jobs in flight at once, polled on the real schedule; p50/p99 poll lateness, RSS."""
+    settings = Settings(
+        db_path=db_path, concurrency=concurrency, reconcile_interval=60.0, task_deadline=1e12
+    )
+    built = Runtime.from_settings(settings)
+    runtime = Runtime(settings, built.store, built.queue, TimedUpstream(speed), built.keys)
+    request = VideoRequest.parse({"prompt": "a fox in the snow", "duration": 10})
+    lateness = Lateness()
+    runtime.worker.stats.poll_lateness = lateness  # type: ignore[assignment]
+    async with runtime:
+        # 64 submits at a time: all the jobs are in flight within seconds, as in a burst.
+        elapsed, cpu, submitted = await submit_and_finish(runtime, [request] * tasks, 0.25, 64)
+        steps = sum(runtime.worker.stats.deliveries.values())
+    return {
+        "tasks": tasks,
+        "speed": speed,
+        "submit_seconds": submitted,
+        "seconds": elapsed,
+        "steps": steps,
+        "polls": len(lateness.values),
+        "lateness_p50_s": percentile(lateness.values, 0.50),
+        "lateness_p99_s": percentile(lateness.values, 0.99),
+        "lateness_max_s": max(lateness.values),
+        "cpu_ms_per_step": cpu * 1000 / max(steps, 1),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument(
+        "--workload",
+        choices=["W", "lateness"],
+        help="issue #10's workload W, or the lateness run (10,000 jobs of 30-90 s in flight)",
+    )
+    parser.add_argument("--tasks", type=int, help="tasks (default 1000; W: 2000; lateness: 10000)")
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--speed", type=float, default=20000.0, help="simulator speed")
+    parser.add_argument(
+        "--speed", type=float, help="upstream clock speed (default 20000; lateness: 1)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        result = asyncio.run(run(args, Path(tmp) / "bench.db"))
+        db_path = Path(tmp) / "bench.db"
+        if args.workload == "W":
+            result = asyncio.run(workload_w(db_path, args.tasks or 2000, args.concurrency))
+        elif args.workload == "lateness":
+            result = asyncio.run(
+                lateness_run(db_path, args.tasks or 10_000, args.concurrency, args.speed or 1.0)
+            )
+        else:
+            args.tasks, args.speed = args.tasks or 1000, args.speed or 20000.0
+            result = asyncio.run(run(args, db_path))
+    if args.json:
+        print(json.dumps(result))
+        return
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {sys.platform}")
     print(f"{'metric':<24}{'value':>12}")
     print("-" * 36)
     for name, value in result.items():
+        if isinstance(value, str):
+            print(f"{name:<24}{value}")
+            continue
         shown = f"{value:,.0f}" if isinstance(value, int) or value >= 100 else f"{value:,.2f}"
         print(f"{name:<24}{shown:>12}")
 

@@ -12,9 +12,10 @@ from core.queue import Queue
 from core.reconciler import Reconciler
 from core.service import TaskService
 from core.signing_keys import SigningKeys
+from core.steps import StepWrites
 from core.store import TaskStore
 from core.upstream import Upstream, provider_for
-from core.wiring import build_queue, build_store, build_upstream
+from core.wiring import build_queue, build_store, build_upstream, step_writes
 
 if TYPE_CHECKING:
     from core.crypto import KeyBox
@@ -33,8 +34,11 @@ class Runtime:
     key_box: KeyBox | None = None
     service: TaskService = field(init=False)
     reconciler: Reconciler = field(init=False)
+    steps: StepWrites = field(init=False)
 
     def __post_init__(self) -> None:
+        # Before anything opens: a store and a queue on one SQLite file share its writer.
+        self.steps = step_writes(self.store, self.queue)
         speedup = self.upstream.speedup * self.settings.speedup
         self.service = TaskService(self.store, self.queue, self.key_box)
         grace = max(3 * self.settings.poll_max_interval / speedup, 2.0)
@@ -53,7 +57,9 @@ class Runtime:
             speedup=self.settings.speedup,
         )
         upstreams = {self.upstream.provider: self.upstream}
-        return StepWorker(self.store, self.queue, upstreams, self.keys, timing, self.key_box)
+        return StepWorker(
+            self.store, self.queue, upstreams, self.keys, timing, self.key_box, self.steps
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 from core.errors import StoreError
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+CHECKPOINT_EVERY = 1.0
+"""Seconds between WAL checkpoints of a busy writer (SQLite's own would run on every ~1,000th
+page, on the committing thread, with an fsync)."""
 
 
 def connect(path: Path, busy_timeout: float, *, cached_statements: int = 128) -> sqlite3.Connection:
@@ -21,7 +35,212 @@ def connect(path: Path, busy_timeout: float, *, cached_statements: int = 128) ->
         db.execute("PRAGMA journal_mode = WAL")
         # WAL with NORMAL survives a crashed process; only a power cut may lose the last commits.
         db.execute("PRAGMA synchronous = NORMAL")
+        # 16 MiB of page cache (the default is 2 MiB): the hot indexes stay in memory.
+        db.execute("PRAGMA cache_size = -16384")
     except BaseException:
         db.close()
         raise
     return db
+
+
+class Undo(Exception):  # noqa: N818 - not an error: a write that decided to take itself back
+    """Raised by a grouped write to roll back only its own changes and still answer `value`."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__("write undone")
+        self.value = value
+
+
+_Op = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
+_Outcome = tuple["asyncio.Future[Any]", BaseException | None, Any]
+
+
+class SqliteWriter:
+    """One writing connection to the file, on one thread, with group commit.
+
+    Writes submitted while an earlier batch is being committed go together in the next
+    transaction (one thread hop and one commit for many writes), each in its own savepoint so
+    that one failing write does not take the others with it; a write's future resolves only once
+    its transaction has committed. The task store and the local queue of one process share one
+    writer when they use the same file (`core.wiring.step_writes`), so a step's row and its
+    next message commit in one transaction and never fight over the file's write lock.
+    Opened and closed once per user: the connection closes with its last user.
+    """
+
+    def __init__(self, path: Path, busy_timeout: float) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self.users = 0
+        self._db: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._writes: deque[_Op] = deque()
+        self._flushing = False
+        # Checkpoints run on a thread and connection of their own, off the committing path.
+        self._checkpointer: ThreadPoolExecutor | None = None
+        self._checkpoint_db: sqlite3.Connection | None = None
+        self._checkpoint_at = 0.0
+        self._checkpointing = False
+
+    @property
+    def is_open(self) -> bool:
+        return self._executor is not None
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The connection, for functions that run on the writer's thread (raises once closed)."""
+        if self._db is None:
+            raise sqlite3.OperationalError("the database connection is closed")
+        return self._db
+
+    async def open(self) -> None:
+        """Start the thread and connect, unless another user of this writer already has."""
+        self.users += 1
+        if self._executor is not None:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoq-sqlite")
+        try:
+            self._db = await self.call(self._connect)
+        except BaseException:
+            self.users -= 1
+            await self._shutdown()
+            raise
+
+    async def close(self) -> None:
+        """Let go of this user's share; the last one closes the connection and the thread."""
+        self.users = max(0, self.users - 1)
+        if self.users == 0:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        loop = asyncio.get_running_loop()
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            await loop.run_in_executor(checkpointer, self._close_checkpointer)
+            checkpointer.shutdown(wait=True)
+        await loop.run_in_executor(executor, self._disconnect)
+        executor.shutdown(wait=True)
+        self._fail_waiting()
+
+    def _maybe_checkpoint(self) -> None:
+        """Copy the WAL into the file at most every CHECKPOINT_EVERY seconds, off this path."""
+        now = time.monotonic()
+        if self._checkpointing or now < self._checkpoint_at or self._executor is None:
+            return
+        self._checkpoint_at = now + CHECKPOINT_EVERY
+        self._checkpointing = True
+        if self._checkpointer is None:
+            self._checkpointer = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="videoq-checkpoint"
+            )
+        self._checkpointer.submit(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        try:
+            if self._checkpoint_db is None:
+                self._checkpoint_db = connect(self.path, self.busy_timeout, cached_statements=4)
+            # PASSIVE never waits for (nor holds up) a writer; what it leaves, the next one takes.
+            self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            log.warning("%s: WAL checkpoint failed, will try again: %s", self.path, exc)
+        finally:
+            self._checkpointing = False
+
+    def _close_checkpointer(self) -> None:
+        db, self._checkpoint_db = self._checkpoint_db, None
+        if db is not None:
+            db.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = connect(self.path, self.busy_timeout, cached_statements=512)
+        # No checkpoint after our commits: `_checkpoint` does them on its own thread.
+        db.execute("PRAGMA wal_autocheckpoint = 0")
+        return db
+
+    def _disconnect(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            db.close()
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` on the thread, outside any batch (it manages its own transaction)."""
+        if self._executor is None:
+            raise sqlite3.OperationalError("the database connection is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` on the thread inside the next group transaction; its committed result."""
+        if self._executor is None:
+            raise sqlite3.OperationalError("the database connection is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._writes.append((fn, args, future))
+        if not self._flushing:
+            self._flushing = True
+            self._executor.submit(self._flush, loop)
+        return await future
+
+    # -- on the thread ----------------------------------------------------------------------
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch: list[_Op] = []
+        while self._writes:
+            batch.append(self._writes.popleft())
+        try:
+            outcomes = self._commit(batch)
+        except Exception as exc:  # every waiter must hear back, whatever went wrong
+            outcomes = [(op[2], exc, None) for op in batch]
+        try:
+            loop.call_soon_threadsafe(self._resolve, loop, outcomes)
+        except RuntimeError:
+            pass  # the loop is gone: nobody is waiting any more
+
+    def _commit(self, batch: list[_Op]) -> list[_Outcome]:
+        db = self.connection
+        outcomes: list[_Outcome] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for fn, args, future in batch:
+                db.execute("SAVEPOINT op")
+                try:
+                    outcomes.append((future, None, fn(*args)))
+                except Undo as undo:
+                    db.execute("ROLLBACK TO op")
+                    outcomes.append((future, None, undo.value))
+                except Exception as exc:
+                    if not db.in_transaction:
+                        raise  # SQLite rolled the whole batch back (disk full, I/O error)
+                    db.execute("ROLLBACK TO op")
+                    outcomes.append((future, exc, None))
+                db.execute("RELEASE op")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return outcomes
+
+    # -- back on the loop -------------------------------------------------------------------
+
+    def _resolve(self, loop: asyncio.AbstractEventLoop, outcomes: list[_Outcome]) -> None:
+        for future, error, value in outcomes:
+            if future.done():
+                continue  # its caller was cancelled; the write happened all the same
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)
+        if self._writes and self._executor is not None:
+            self._executor.submit(self._flush, loop)
+        else:
+            self._flushing = False
+            self._fail_waiting()
+        self._maybe_checkpoint()
+
+    def _fail_waiting(self) -> None:
+        while self._writes:
+            future = self._writes.popleft()[2]
+            if not future.done():
+                future.set_exception(sqlite3.OperationalError("the database connection is closed"))

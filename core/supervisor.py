@@ -38,7 +38,8 @@ async def supervise(
         raise ConfigError("with QSTASH_TOKEN set, deliveries arrive over HTTP: run `videoq serve`")
     settings = runtime.settings
     jobs = [
-        asyncio.create_task(queue.run(runtime.worker.handle, stop), name="dispatcher"),
+        # In-process deliveries skip the signature: they never cross a network.
+        asyncio.create_task(queue.run(runtime.worker.handle_local, stop), name="dispatcher"),
         asyncio.create_task(
             runtime.reconciler.run(stop, settings.reconcile_interval), name="reconciler"
         ),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import secrets
+import sys
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
@@ -11,6 +12,7 @@ from core.config import Settings
 from core.errors import ConfigError
 from core.queue import Queue
 from core.signing_keys import SigningKeys
+from core.steps import SeparateWrites, StepWrites
 from core.store import TaskStore
 from core.upstream import Upstream
 
@@ -66,13 +68,14 @@ def _local_queue(settings: Settings, flow_control_key: str) -> tuple[Queue, Sign
     from core.retry import RetryPolicy
 
     del flow_control_key  # one process calls the upstream with bounded concurrency already
-    # Local deliveries are signed and verified inside one process, so a fresh key per process
-    # keeps the worker's path identical to the cloud's without any key to configure.
+    # Local deliveries never leave the process, so they go unsigned (the supervisor hands them
+    # to StepWorker.handle_local). The worker endpoint of `videoq serve` still verifies every
+    # HTTP delivery, against a fresh key per process that nothing outside it holds.
     key = "sig_" + secrets.token_urlsafe(24)
     _db_folder(settings)
     queue = LocalQueue(
         settings.db_path,
-        signing_key=key,
+        signing_key=None,
         destination=settings.worker_url,
         retry=RetryPolicy(retries=8, base=1.0, factor=2.0, cap=300.0),
         concurrency=settings.concurrency,
@@ -133,6 +136,18 @@ def build_store(settings: Settings) -> TaskStore:
 def build_upstream(settings: Settings) -> Upstream:
     """The upstream adapter VIDEOQ_UPSTREAM names (default: from the keys present)."""
     return choose(UPSTREAMS, "VIDEOQ_UPSTREAM", settings.upstream_backend)(settings)
+
+
+def step_writes(store: TaskStore, queue: Queue) -> StepWrites:
+    """How the worker writes a step's row and next message: in one transaction when the store
+    and the queue are one SQLite file (`core.sqlite_steps`), else as two writes."""
+    # Both adapters' modules are loaded when both are in use: nothing to import otherwise.
+    if "core.store.sqlite" in sys.modules and "core.queue.local" in sys.modules:
+        from core.sqlite_steps import joined
+
+        if (together := joined(store, queue)) is not None:
+            return together
+    return SeparateWrites(store, queue)
 
 
 def build_queue(settings: Settings, flow_control_key: str) -> tuple[Queue, SigningKeys]:

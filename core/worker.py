@@ -16,12 +16,13 @@ from pydantic import ValidationError
 from core import history, signing
 from core.config import step_lease
 from core.crypto import KeyBox, KeyUnreadable
-from core.errors import QueueError, SignatureError, UpstreamError, VideoqError
+from core.errors import SignatureError, UpstreamError, VideoqError
 from core.metrics import latency_histogram
 from core.models import Task, TaskEvent, TaskStatus, WorkMessage, end_changes, utcnow
 from core.queue import Delivery, DeliveryResult, Queue
 from core.schedule import PollSchedule
 from core.signing_keys import SigningKeys
+from core.steps import NextStep, SeparateWrites, StepWrites
 from core.store import Expect, TaskStore
 from core.text import one_line
 from core.upstream import Upstream, UpstreamState, UpstreamStatus, expected_timing, provider_for
@@ -86,9 +87,12 @@ class StepWorker:
         keys: SigningKeys,
         timing: WorkerTiming | None = None,
         key_box: KeyBox | None = None,
+        steps: StepWrites | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
+        # A step's row and its next message: one transaction where store and queue allow it.
+        self.steps = steps or SeparateWrites(store, queue)
         # The adapter of each provider; a task's `provider` picks the one that runs its steps.
         self.upstreams = dict(upstreams)
         self.keys = keys
@@ -111,6 +115,14 @@ class StepWorker:
             log.warning("refused a delivery: %s", exc.message)
             self.stats.count("unauthorized")
             return DeliveryResult(401, reason=exc.message)
+        return await self.handle_local(delivery)
+
+    async def handle_local(self, delivery: Delivery) -> DeliveryResult:
+        """Run the step of a delivery that never left this process (the local queue's).
+
+        Nothing to verify: the body comes from our own file, not from a network peer; every
+        delivery that arrives over HTTP goes through `handle`, which checks its signature.
+        """
         try:
             message = WorkMessage.from_bytes(delivery.body)
         except ValidationError:
@@ -228,18 +240,23 @@ class StepWorker:
         now = utcnow()
         first = self.timing.schedule.first_delay(expected_timing(task.request()))
         delay = first / self._speedup(task)
-        running = await self.store.update(
-            task.id,
-            _expect(task, step_lease_until=task.step_lease_until),
-            {
-                "status": TaskStatus.RUNNING,
-                "upstream_task_id": upstream_id,
-                "upstream_status": provider_for(task.provider).submitted_status,
-                "started_at": now,
-                "step_lease_until": None,
-                "next_poll_at": now + timedelta(seconds=delay),
-            },
-            history.transition(task, TaskStatus.RUNNING, detail=f"upstream task {upstream_id}"),
+        poll = WorkMessage(task_id=task.id, attempt=task.attempt, step="poll", seq=1)
+        running = await self.steps.started(
+            NextStep(
+                task.id,
+                _expect(task, step_lease_until=task.step_lease_until),
+                {
+                    "status": TaskStatus.RUNNING,
+                    "upstream_task_id": upstream_id,
+                    "upstream_status": provider_for(task.provider).submitted_status,
+                    "started_at": now,
+                    "step_lease_until": None,
+                    "next_poll_at": now + timedelta(seconds=delay),
+                },
+                history.transition(task, TaskStatus.RUNNING, detail=f"upstream task {upstream_id}"),
+                poll,
+                delay,
+            )
         )
         if running is None:
             log.info(
@@ -249,9 +266,6 @@ class StepWorker:
             )
             return ACK
         log.info("task %s: queued -> running (upstream task %s)", task.id, upstream_id)
-        await self._publish_quietly(
-            WorkMessage(task_id=task.id, attempt=task.attempt, step="poll", seq=1), delay
-        )
         return ACK
 
     async def _submit_failed(self, task: Task, exc: UpstreamError) -> DeliveryResult:
@@ -361,18 +375,13 @@ class StepWorker:
     async def _schedule_poll(
         self, task: Task, delay: float, changes: dict[str, Any], event: TaskEvent
     ) -> None:
-        # Publish before the write: a poll has no side effect upstream, so a message for a task
-        # that moved on meanwhile is harmless, while a write without its message would stall.
         message = WorkMessage(
             task_id=task.id, attempt=task.attempt, step="poll", seq=task.polls + 2
         )
         changes["next_poll_at"] = utcnow() + timedelta(seconds=delay)
         changes["step_lease_until"] = None
-        changes["message_id"] = await self.queue.publish(message, delay)
-        if (
-            await self.store.update(task.id, _expect(task, polls=task.polls), changes, event)
-            is None
-        ):
+        step = NextStep(task.id, _expect(task, polls=task.polls), changes, event, message, delay)
+        if await self.steps.poll_next(step) is None:
             log.debug("task %s: changed while polling", task.id)
 
     # -- shared -------------------------------------------------------------------------------
@@ -426,17 +435,6 @@ class StepWorker:
         finally:
             self.stats.upstream_calls += 1
             self.stats.upstream_latency.observe(time.perf_counter() - started)
-
-    async def _publish_quietly(self, message: WorkMessage, delay: float) -> None:
-        try:
-            await self.queue.publish(message, delay)
-        except QueueError as exc:
-            log.warning(
-                "task %s: %s not published, the reconciler will: %s",
-                message.task_id,
-                message.step,
-                exc.message,
-            )
 
     def _upstream(self, task: Task) -> Upstream:
         upstream = self.upstreams.get(task.provider)

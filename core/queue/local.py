@@ -3,9 +3,10 @@
 Messages live in the `queue_*` tables of the task database (see `local_db`). A dispatcher
 claims due messages with a lease in one atomic UPDATE, so several processes can share one file:
 a message is never delivered by two of them at once, and the lease of a process killed
-mid-delivery expires and the message is delivered again. Each delivery carries the headers and
-a fresh signature exactly as QStash sends them, so the worker's path is the same as in the
-cloud, and its answer is acted on the way QStash acts on an HTTP status.
+mid-delivery expires and the message is delivered again. Each delivery carries the headers
+QStash sends (with a fresh signature when the queue has a signing key; the embedded default has
+none, its deliveries never leave the process), and its answer is acted on the way QStash acts on
+an HTTP status.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from core.queue.local_db import (
     QueuedMessage,
 )
 from core.retry import DAY, RetryPolicy
+from core.sqlite_file import SqliteWriter
 
 __all__ = ["LocalQueue", "QueueStats", "QueuedMessage"]
 
@@ -86,7 +88,7 @@ class LocalQueue:
         self,
         path: Path | str,
         *,
-        signing_key: str,
+        signing_key: str | None,
         destination: str,
         retry: RetryPolicy,
         concurrency: int,
@@ -96,6 +98,7 @@ class LocalQueue:
         poll_interval: float = 0.25,
         busy_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
+        writer: SqliteWriter | None = None,
     ) -> None:
         if concurrency < 1 or lease <= 0:
             raise QueueError("the local queue needs a concurrency of 1 or more and a lease > 0")
@@ -113,7 +116,7 @@ class LocalQueue:
         self._clock = clock
         self._owner = secrets.token_hex(6)
         self._claims = 0
-        self._db = QueueDb(self.path, busy_timeout)
+        self._db = QueueDb(self.path, busy_timeout, writer)
         # Message ids need to be unique, not secret: a seeded PRNG spares a syscall per publish.
         self._ids = random.Random(secrets.randbits(128))
         self._inflight: dict[asyncio.Task[None], Claim] = {}
@@ -127,6 +130,24 @@ class LocalQueue:
         self._beat_at = 0.0
         # While paused, nothing new is claimed; deliveries in flight finish as usual.
         self.paused = False
+
+    @property
+    def writer(self) -> SqliteWriter:
+        """The connection's writer, which the task store shares when it uses the same file."""
+        return self._db.writer
+
+    @property
+    def is_open(self) -> bool:
+        return self._db.is_open
+
+    def share_writer(self, writer: SqliteWriter) -> None:
+        """Write through `writer` (the task store's, on this file) instead of a writer of its own.
+
+        Only before `open`: then a step's row and its next message can commit together.
+        """
+        if self._db.is_open:
+            raise QueueError("the local queue is open already: share its writer before opening")
+        self._db = QueueDb(self.path, self.busy_timeout, writer)
 
     def describe(self) -> str:
         """Where messages are kept, for logs and the dashboard header."""
@@ -147,13 +168,27 @@ class LocalQueue:
 
     async def publish(self, message: WorkMessage, delay: float = 0.0) -> str:
         """Store `message` to be delivered after `delay` seconds; a duplicate gets the first id."""
+        row, cutoff = self.prepare_publish(message, delay)
+        return self.published(message, row, *await self._db.publish(row, cutoff))
+
+    def prepare_publish(
+        self, message: WorkMessage, delay: float = 0.0
+    ) -> tuple[tuple[Any, ...], float]:
+        """The queue_messages row of a publish, and the dedup cutoff (`local_db.publish_row`)."""
         if not math.isfinite(delay):
             raise QueueError(f"task {message.task_id}: delay must be a finite number of seconds")
         now = self._clock()
         deliver_at = now + max(0.0, delay)
-        message_id = f"msg_{self._ids.getrandbits(128):032x}"
+        # Time first, so new ids land at the right edge of the primary key's B-tree.
+        message_id = f"msg_{int(now * 1e6):014x}{self._ids.getrandbits(64):016x}"
         row = (message_id, message.dedup_id, message.to_bytes(), deliver_at, now)
-        message_id, stored = await self._db.publish(row, now - self.dedup_window)
+        return row, now - self.dedup_window
+
+    def published(
+        self, message: WorkMessage, row: tuple[Any, ...], message_id: str, stored: bool
+    ) -> str:
+        """Count a committed publish and wake the dispatcher for it; the message's id."""
+        deliver_at = row[3]
         if not stored:
             self.counts.deduplicated += 1
             log.debug("task %s: %s was already published as %s", message.task_id,
@@ -313,9 +348,6 @@ class LocalQueue:
     # -- one delivery -----------------------------------------------------------------------
 
     async def _deliver(self, handler: DeliveryHandler, claim: Claim) -> None:
-        # Only a dispatching process signs: one-shot commands that publish skip PyJWT's import.
-        from core import signing
-
         if claim.retried > self.retry.retries:
             # Its earlier leases expired unanswered (a crashed process) more often than allowed.
             await self._settle(
@@ -323,12 +355,18 @@ class LocalQueue:
             )
             return
         headers = {
-            "Upstash-Signature": signing.sign(claim.body, self.signing_key, self.destination),
             "Upstash-Message-Id": claim.id,
             "Upstash-Retried": str(claim.retried),
             "Content-Type": "application/json",
             "User-Agent": "Upstash-QStash",
         }
+        if self.signing_key is not None:
+            # Only a dispatching process signs: one-shot commands that publish skip PyJWT.
+            from core import signing
+
+            headers["Upstash-Signature"] = signing.sign(
+                claim.body, self.signing_key, self.destination
+            )
         try:
             # Like QStash's response timeout: a later answer would race a redelivery.
             async with asyncio.timeout(self.lease * 0.9):

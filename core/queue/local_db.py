@@ -1,24 +1,21 @@
 """LocalQueue's SQLite side: the `queue_*` tables, on one thread, with group commit.
 
-Every call runs on one dedicated thread, so the event loop never waits on the disk. Writes
-submitted while an earlier batch is being written are committed together in the next
-transaction (one thread hop and one commit for many publishes and outcomes), each in its own
-savepoint so that one failing write does not take the others with it.
+Every call runs on the thread of a `SqliteWriter` (core/sqlite_file.py), so the event loop never
+waits on the disk. Writes submitted while an earlier batch is being written are committed
+together in the next transaction, each in its own savepoint so that one failing write does not
+take the others with it. The writer is the task store's when both use one file.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from core import sqlite_file
 from core.errors import QueueError
+from core.sqlite_file import SqliteWriter
 
 T = TypeVar("T")
 NEVER = float("inf")
@@ -100,44 +97,39 @@ class Claim:
     token: str
 
 
-_Op = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
-
-
 class QueueDb:
-    """The queue tables in one SQLite file, reached through one thread."""
+    """The queue tables in one SQLite file, reached through one writer thread."""
 
-    def __init__(self, path: Path, busy_timeout: float) -> None:
+    def __init__(self, path: Path, busy_timeout: float, writer: SqliteWriter | None = None) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
-        self._db: sqlite3.Connection | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._writes: deque[_Op] = deque()
-        self._flushing = False
+        # Shared with the task store when both use one file (see SqliteWriter).
+        self.writer = writer or SqliteWriter(path, busy_timeout)
+        self._opened = False
 
     async def open(self) -> None:
         """Start the thread, connect, and create the tables if they are missing."""
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoq-queue")
-        await self._on_thread(self._connect)
+        if self._opened:
+            return
+        await self.writer.open()
+        self._opened = True
+        await self._on_thread(self._create_tables)
 
     async def close(self) -> None:
-        """Close the connection and stop the thread; writes still waiting fail."""
-        executor = self._executor
-        if executor is None:
-            return
-        await self._on_thread(self._disconnect)
-        self._executor = None
-        executor.shutdown(wait=True)
-        self._fail_waiting()
+        """Let go of the connection (the last user of the writer closes it)."""
+        if self._opened:
+            self._opened = False
+            await self.writer.close()
 
     @property
     def is_open(self) -> bool:
-        return self._executor is not None
+        return self._opened and self.writer.is_open
 
     # -- the calls LocalQueue makes ---------------------------------------------------------
 
     async def publish(self, row: tuple[Any, ...], dedup_cutoff: float) -> tuple[str, bool]:
         """Insert `row` unless its dedup id was published after the cutoff: (id, inserted)."""
-        return await self._write(_publish, row, dedup_cutoff)
+        return await self._write(publish_row, row, dedup_cutoff)
 
     async def claim(
         self, token: str, now: float, until: float, limit: int
@@ -175,113 +167,35 @@ class QueueDb:
         sql = "SELECT count(*) FROM queue_messages WHERE state = 'pending'"
         return int((await self._read(_fetch_all, sql, ()))[0][0])
 
-    # -- on the thread ----------------------------------------------------------------------
-
-    def _connect(self) -> None:
-        db = sqlite_file.connect(self.path, self.busy_timeout)
-        try:
-            db.executescript(_SCHEMA)
-        except BaseException:
-            db.close()
-            raise
-        self._db = db
-
-    def _disconnect(self) -> None:
-        db, self._db = self._db, None
-        if db is not None:
-            db.close()
-
-    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch: list[_Op] = []
-        while self._writes:
-            batch.append(self._writes.popleft())
-        try:
-            outcomes = self._commit(batch)
-        except Exception as exc:  # every waiter must hear back, whatever went wrong
-            outcomes = [(op[2], exc, None) for op in batch]
-        try:
-            loop.call_soon_threadsafe(self._resolve, loop, outcomes)
-        except RuntimeError:
-            pass  # the loop is gone: nobody is waiting any more
-
-    def _commit(self, batch: list[_Op]) -> list[tuple[asyncio.Future[Any], Exception | None, Any]]:
-        db = self._require()
-        outcomes: list[tuple[asyncio.Future[Any], Exception | None, Any]] = []
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for fn, args, future in batch:
-                db.execute("SAVEPOINT op")
-                try:
-                    outcomes.append((future, None, fn(db, *args)))
-                except sqlite3.Error as exc:
-                    db.execute("ROLLBACK TO op")
-                    outcomes.append((future, exc, None))
-                db.execute("RELEASE op")
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        return outcomes
-
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _resolve(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        outcomes: list[tuple[asyncio.Future[Any], Exception | None, Any]],
-    ) -> None:
-        for future, error, value in outcomes:
-            if future.done():
-                continue  # its caller was cancelled; the write happened all the same
-            if error is not None:
-                future.set_exception(_queue_error(error))
-            else:
-                future.set_result(value)
-        if self._writes and self._executor is not None:
-            self._executor.submit(self._flush, loop)
-        else:
-            self._flushing = False
-            self._fail_waiting()
-
-    def _fail_waiting(self) -> None:
-        while self._writes:
-            future = self._writes.popleft()[2]
-            if not future.done():
-                future.set_exception(QueueError("the local queue was closed"))
+    def _create_tables(self) -> None:
+        self.writer.connection.executescript(_SCHEMA)
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._executor is None:
+        if not self._opened:
             raise QueueError("the local queue is not open")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._writes.append((fn, args, future))
-        if not self._flushing:
-            self._flushing = True
-            self._executor.submit(self._flush, loop)
-        return await future
+        try:
+            return await self.writer.write(self._with_db, fn, args)
+        except sqlite3.Error as exc:
+            raise _queue_error(exc) from exc
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._on_thread(self._with_db, fn, args)
 
     async def _on_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._executor is None:
+        if not self._opened:
             raise QueueError("the local queue is not open")
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            return await self.writer.call(fn, *args)
         except sqlite3.Error as exc:
             raise _queue_error(exc) from exc
 
     def _with_db(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        return fn(self._require(), *args)
-
-    def _require(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise sqlite3.OperationalError("the queue database is closed")
-        return self._db
+        return fn(self.writer.connection, *args)
 
 
-def _publish(db: sqlite3.Connection, row: tuple[Any, ...], cutoff: float) -> tuple[str, bool]:
+def publish_row(db: sqlite3.Connection, row: tuple[Any, ...], cutoff: float) -> tuple[str, bool]:
     message_id, dedup_id, _, _, published_at = row
     found = db.execute(
         "SELECT message_id FROM queue_dedup WHERE dedup_id = ? AND published_at > ?",

@@ -1,30 +1,35 @@
 """The TaskStore port on SQLite: one WAL-mode file, compare-and-set writes, a tailed change log.
 
-Every SQLite call runs on one dedicated thread, so the event loop never waits on the disk or on
-a lock another process holds. Writes made through this instance reach its subscribers directly;
-writes by other processes (or other instances) reach them through `change_log`, which the feed
-tails every few tens of milliseconds while anyone is subscribed (a `PRAGMA data_version` check
-first, so an idle file costs next to nothing). The local queue keeps its own tables in the file.
+Writes run on a `SqliteWriter`'s thread (group commit; the local queue's too when both use the
+file), reads on a reading thread, so the event loop never waits on a lock another process
+holds; only `get` reads one row on the loop's thread, giving up at once on a busy file. Writes
+made through this instance reach its subscribers directly; writes by other processes (or other
+instances) reach them through `change_log`, which the feed tails every few tens of milliseconds
+while anyone is subscribed (a `PRAGMA data_version` check first, so an idle file costs next to
+nothing). The local queue keeps its own tables in the file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
-import functools
 import logging
 import sqlite3
+import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from core import sqlite_file
 from core.errors import StoreError
 from core.models import TASK_COLUMNS, Task, TaskChange, TaskEvent, TaskStatus
+from core.sqlite_file import SqliteWriter
 from core.store import (
     STORE_SET_COLUMNS,
     Expect,
@@ -36,6 +41,7 @@ from core.store import (
 )
 from core.store.sqlite_db import (
     EVENT_COLUMNS,
+    GET,
     ChangeRow,
     Database,
     check_columns,
@@ -51,6 +57,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 _SYNC = TaskChange("SYNC")
 _LIVE = "sqlite: local file"
+_HERE_BUSY_TIMEOUT = 0.01
+"""Seconds a read on the loop's thread may wait for a busy file before the reader takes it."""
 
 
 class _Subscriber:
@@ -85,6 +93,17 @@ class _Subscriber:
         return items
 
 
+@dataclass(slots=True)
+class PreparedUpdate:
+    """One compare-and-set, ready to run on the writer's thread."""
+
+    task_id: str
+    columns: tuple[str, ...]
+    sql: str
+    params: builtins.list[Any]
+    event: builtins.list[Any] | None
+
+
 class SqliteStore:
     """Tasks in one SQLite file; the embedded default."""
 
@@ -95,15 +114,20 @@ class SqliteStore:
         busy_timeout: float = 10.0,
         poll_interval: float = 0.025,
         buffer_limit: int = 10_000,
+        writer: SqliteWriter | None = None,
     ) -> None:
         self.path = Path(path)
+        # Shared with the local queue when both use one file (core.wiring.step_writes).
+        self.writer = writer or SqliteWriter(self.path, busy_timeout)
         self.feed = FeedStatus()
         self._busy_timeout = busy_timeout
         self._poll_interval = poll_interval
         self._buffer_limit = buffer_limit
         self._origin = uuid.uuid4().hex
         self._db: Database | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._holds_writer = False
+        # Point reads on the loop's thread (`get`), opened on first use.
+        self._here: sqlite3.Connection | None = None
         # Reads have their own connection and thread: under WAL they never wait for a write
         # lock, so a write queued behind another process's lock does not hold them up.
         self._reader: Database | None = None
@@ -118,20 +142,16 @@ class SqliteStore:
 
     async def open(self) -> None:
         """Open the file on the store's own thread and create the tables if they are missing."""
-        if self._executor is not None:
+        if self._read_executor is not None:
             return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoq-store")
+        self._read_executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="videoq-store-read"
+        )
         try:
-            self._db = await self._call(Database, self.path, self._origin, self._busy_timeout)
-            self._read_executor = ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="videoq-store-read"
-            )
-            self._reader = await self._read(
-                functools.partial(Database, prepare=False),
-                self.path,
-                self._origin,
-                self._busy_timeout,
-            )
+            await self._run(self.writer.open)
+            self._holds_writer = True
+            self._db = await self._call(self._prepared)
+            self._reader = await self._read(self._reading)
         except BaseException:
             await self._shutdown()
             raise
@@ -143,23 +163,35 @@ class SqliteStore:
         for subscriber in self._subscribers:
             subscriber.close()
         await self._stop_tailer()
-        if self._executor is None:
+        if self._read_executor is None:
             return
         await self._shutdown()
         self._set_feed(FeedState.OFFLINE, "sqlite: closed")
 
+    def _prepared(self) -> Database:
+        """The writing side, on the writer's connection, with the tables made (writer thread)."""
+        return Database(self.writer.connection, self.path, self._origin)
+
+    def _reading(self) -> Database:
+        """The reading side on a connection of its own (reader thread)."""
+        db = sqlite_file.connect(self.path, self._busy_timeout, cached_statements=512)
+        return Database(db, self.path, self._origin, prepare=False)
+
     async def _shutdown(self) -> None:
-        """Close both connections on their threads and stop the threads."""
-        loop = asyncio.get_running_loop()
-        for db_name, executor_name in (("_reader", "_read_executor"), ("_db", "_executor")):
-            db, executor = getattr(self, db_name), getattr(self, executor_name)
-            setattr(self, db_name, None)
-            setattr(self, executor_name, None)
-            if executor is None:
-                continue
-            if db is not None:
-                await loop.run_in_executor(executor, db.close)
+        """Close the reading connection and let go of the writer."""
+        here, self._here = self._here, None
+        if here is not None:
+            here.close()
+        reader, executor = self._reader, self._read_executor
+        self._reader, self._read_executor = None, None
+        if executor is not None:
+            if reader is not None:
+                await asyncio.get_running_loop().run_in_executor(executor, reader.close)
             executor.shutdown(wait=True)
+        self._db = None
+        if self._holds_writer:
+            self._holds_writer = False
+            await self.writer.close()
 
     # -- reads and writes -------------------------------------------------------------------
 
@@ -169,7 +201,7 @@ class SqliteStore:
         """Store a new task (its first history event and its images) in one transaction."""
         values = [encode(name, getattr(task, name)) for name in TASK_COLUMNS]
         events = _event_values(event, task.id)
-        row = await self._call(self._open_db.insert, task.id, values, events, tuple(images))
+        row = await self._write(self._open_db.insert, task.id, values, events, tuple(images))
         stored = decode_task(row)
         self._publish(TaskChange("INSERT", stored))
         return stored
@@ -178,8 +210,25 @@ class SqliteStore:
         return await self._call(self._open_db.images, task_id)
 
     async def get(self, task_id: str) -> Task | None:
-        row = await self._read(self._open_reader.get, task_id)
+        try:
+            row = self._get_here(task_id)
+        except sqlite3.Error:
+            # Busy (another process is recovering the file) or not our thread: the reader's.
+            row = await self._read(self._open_reader.get, task_id)
         return decode_task(row) if row is not None else None
+
+    def _get_here(self, task_id: str) -> tuple[Any, ...] | None:
+        """One row by its key, read on the loop's thread.
+
+        Under WAL a read takes no lock a writer holds, and this one looks at a few cached pages:
+        cheaper than the two thread hops of the reader. It never waits long for a busy file.
+        """
+        if self._here is None:
+            if self._read_executor is None:
+                raise StoreError(f"the task store {self.path} is not open")
+            self._here = sqlite_file.connect(self.path, _HERE_BUSY_TIMEOUT, cached_statements=16)
+        row: tuple[Any, ...] | None = self._here.execute(GET, (task_id,)).fetchone()
+        return row
 
     async def list(
         self,
@@ -221,6 +270,20 @@ class SqliteStore:
 
         STORE_SET_COLUMNS belong to the store: naming them in `changes` does nothing.
         """
+        prepared = self.prepare_update(task_id, expect, changes, event)
+        if prepared is None:
+            return None
+        row = await self._write(self.apply_update, prepared)
+        return self.updated(task_id, row)
+
+    def prepare_update(
+        self,
+        task_id: str,
+        expect: Expect,
+        changes: Mapping[str, Any],
+        event: TaskEvent | None = None,
+    ) -> PreparedUpdate | None:
+        """The statement and values of `update()`; None when `expect` can match no row."""
         check_columns(changes, "changes")
         check_columns(expect.extra, "expect.extra")
         if not expect.statuses:
@@ -235,8 +298,14 @@ class SqliteStore:
         params += [encode_time(datetime.now(UTC)), task_id, *statuses]
         params += [value for value in (expect.attempt, expect.polls) if value is not None]
         params += [encode(name, expect.extra[name]) for name in extra]
-        events = _event_values(event, task_id)
-        row = await self._call(self._open_db.update, task_id, sql, params, events)
+        return PreparedUpdate(task_id, columns, sql, params, _event_values(event, task_id))
+
+    def apply_update(self, prepared: PreparedUpdate) -> tuple[Any, ...] | None:
+        """Run a prepared update on the writer's thread, inside its group transaction."""
+        return self._open_db.update(prepared.task_id, prepared.sql, prepared.params, prepared.event)
+
+    def updated(self, task_id: str, row: tuple[Any, ...] | None) -> Task | None:
+        """The committed row of an update as a Task (told to the feed), or None if it missed."""
         if row is None:
             logger.debug("task %s: compare-and-set did not apply", task_id)
             return None
@@ -247,7 +316,7 @@ class SqliteStore:
     async def add_event(self, event: TaskEvent) -> None:
         values = _event_values(event, event.task_id)
         assert values is not None
-        await self._call(self._open_db.add_event, values)
+        await self._write(self._open_db.add_event, values)
 
     async def events(self, task_id: str) -> builtins.list[TaskEvent]:
         """The task's history, oldest first."""
@@ -261,7 +330,7 @@ class SqliteStore:
 
     async def probe_write(self) -> None:
         """Commit a write to the probe table, as /healthz asks."""
-        await self._call(self._open_db.probe_write)
+        await self._write(self._open_db.probe_write)
 
     async def count_by_status(self, user_id: str | None = None) -> dict[TaskStatus, int]:
         """Tasks per status, every status present (0 when there are none)."""
@@ -359,20 +428,41 @@ class SqliteStore:
         return self._reader
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn` on the writing connection's thread."""
-        return await self._run(self._executor, fn, *args)
+        """Run `fn` on the writing connection's thread, outside the group transaction."""
+        return await self._run(self.writer.call, fn, *args)
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run the write `fn` in the writer's next group transaction, then prune if it is time."""
+        result = await self._run(self.writer.write, fn, *args)
+        db = self._db
+        if db is not None and time.monotonic() >= db.next_prune:
+            try:
+                await self._run(self.writer.write, db.prune)
+            except StoreError as exc:
+                # The write that got us here has committed; pruning can wait for the next turn.
+                logger.warning("change log not pruned, will try again: %s", exc.message)
+        return result
+
+    async def run_write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn` on the writer's thread in its next group transaction (StoreError on failure).
+
+        For writes that span the store's and the queue's tables (`core.sqlite_steps`).
+        """
+        return await self._write(fn, *args)
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn` on the reading connection's thread."""
-        return await self._run(self._read_executor, fn, *args)
-
-    async def _run(
-        self, executor: ThreadPoolExecutor | None, fn: Callable[..., T], *args: Any
-    ) -> T:
+        executor = self._read_executor
         if executor is None:
             raise StoreError(f"the task store {self.path} is not open")
+        return await self._run(asyncio.get_running_loop().run_in_executor, executor, fn, *args)
+
+    async def _run(self, how: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Await `how(*args)`, with SQLite's errors turned into StoreErrors that say what failed."""
+        if self._read_executor is None:
+            raise StoreError(f"the task store {self.path} is not open")
         try:
-            return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+            return await how(*args)
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StoreError(

@@ -21,9 +21,8 @@ from pathlib import Path
 from types import NoneType, UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
-from core import sqlite_file
 from core.errors import StoreError
-from core.models import TASK_COLUMNS, ChangeOp, Task, TaskEvent
+from core.models import TASK_COLUMNS, ChangeOp, Task, TaskEvent, TaskStatus
 from core.store import unreadable_row
 
 logger = logging.getLogger(__name__)
@@ -78,9 +77,9 @@ CREATE TABLE IF NOT EXISTS video_tasks (id TEXT PRIMARY KEY NOT NULL, {", ".join
 CREATE INDEX IF NOT EXISTS video_tasks_created ON video_tasks (created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS video_tasks_status ON video_tasks (status, created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS video_tasks_user ON video_tasks (user_id, created_at DESC, id DESC);
-CREATE INDEX IF NOT EXISTS video_tasks_status_updated ON video_tasks (status, updated_at);
+DROP INDEX IF EXISTS video_tasks_status_updated;
 CREATE TABLE IF NOT EXISTS task_events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, {", ".join(_columns_sql(TaskEvent))});
+    id INTEGER PRIMARY KEY, {", ".join(_columns_sql(TaskEvent))});
 CREATE INDEX IF NOT EXISTS task_events_task ON task_events (task_id, id);
 CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS task_images (task_id TEXT NOT NULL, position INTEGER NOT NULL,
@@ -88,6 +87,31 @@ CREATE TABLE IF NOT EXISTS task_images (task_id TEXT NOT NULL, position INTEGER 
 CREATE TABLE IF NOT EXISTS change_log (seq INTEGER PRIMARY KEY AUTOINCREMENT,
     task_id TEXT NOT NULL, op TEXT NOT NULL, origin TEXT NOT NULL, at REAL NOT NULL);
 """  # noqa: E501
+# Write amplification: every step rewrites updated_at, so an index on it (the reconciler's
+# filter, which reads only active tasks through video_tasks_status) cost a B-tree write per step
+# and is dropped; task_events ids need only grow, not AUTOINCREMENT's sqlite_sequence write
+# (files made before keep theirs). change_log keeps AUTOINCREMENT: its tailers must never see
+# a seq used twice, even after a prune emptied it.
+# Tasks per owner and status, kept by triggers in the writing transaction, so counting reads a
+# few rows instead of scanning the table. Made (and filled from the table) once per file.
+_COUNTS = (
+    """CREATE TABLE task_counts (user_id TEXT NOT NULL, status TEXT NOT NULL,
+    tasks INTEGER NOT NULL, PRIMARY KEY (user_id, status)) WITHOUT ROWID""",
+    "INSERT INTO task_counts SELECT user_id, status, count(*) FROM video_tasks GROUP BY 1, 2",
+    """CREATE TRIGGER task_counts_insert AFTER INSERT ON video_tasks BEGIN
+    INSERT INTO task_counts VALUES (new.user_id, new.status, 1)
+        ON CONFLICT DO UPDATE SET tasks = tasks + 1;
+END""",
+    """CREATE TRIGGER task_counts_delete AFTER DELETE ON video_tasks BEGIN
+    UPDATE task_counts SET tasks = tasks - 1 WHERE user_id = old.user_id AND status = old.status;
+END""",
+    """CREATE TRIGGER task_counts_update AFTER UPDATE OF status, user_id ON video_tasks
+WHEN old.status IS NOT new.status OR old.user_id IS NOT new.user_id BEGIN
+    UPDATE task_counts SET tasks = tasks - 1 WHERE user_id = old.user_id AND status = old.status;
+    INSERT INTO task_counts VALUES (new.user_id, new.status, 1)
+        ON CONFLICT DO UPDATE SET tasks = tasks + 1;
+END""",
+)
 # Columns added since the first release: (definition, backfill) to add them to an older file.
 _ADDED_COLUMNS: dict[str, tuple[str, str | None]] = {
     # Earlier versions marked an own-key attempt only by this note on the event that queued it.
@@ -119,7 +143,7 @@ _INSERT_EVENT = (
 )
 _INSERT_IMAGE = "INSERT INTO task_images (task_id, position, data) VALUES (?, ?, ?)"
 _IMAGES = "SELECT data FROM task_images WHERE task_id = ? ORDER BY position"
-_GET = f"SELECT {_SELECT} FROM video_tasks WHERE id = ?"
+GET = f"SELECT {_SELECT} FROM video_tasks WHERE id = ?"
 _LOG = "INSERT INTO change_log (task_id, op, origin, at) VALUES (?, ?, ?, ?)"
 _TAIL = f"""SELECT c.task_id, c.op, {", ".join(f"t.{name}" for name in TASK_COLUMNS)}
 FROM change_log AS c JOIN video_tasks AS t ON t.id = c.task_id
@@ -183,13 +207,41 @@ def list_sql(statuses: int | None, user: bool, updated_before: bool, id_range: b
     return f"SELECT {_SELECT} FROM video_tasks{clause} ORDER BY created_at DESC, id DESC LIMIT ?"
 
 
+def _decoder(name: str) -> Any:
+    """How one column's stored value becomes the Task field's value (None stays None)."""
+    kind = _KINDS[name]
+    if name == "status":
+        return TaskStatus
+    if kind == "time":
+        return datetime.fromisoformat
+    if kind == "bool":
+        return bool
+    return None
+
+
+_DECODERS: tuple[tuple[str, Any], ...] = tuple((name, _decoder(name)) for name in TASK_COLUMNS)
+_STORED_TYPES = {"text": str, "int": int, "bool": int, "time": str, "json": str, "float": float}
+_TYPES = tuple(_STORED_TYPES[_KINDS[name]] for name in TASK_COLUMNS)
+
+
 def decode_task(row: tuple[Any, ...]) -> Task:
-    """A `video_tasks` row (columns in TASK_COLUMNS order) as a Task."""
-    values = dict(zip(TASK_COLUMNS, row, strict=True))
+    """A `video_tasks` row (columns in TASK_COLUMNS order) as a Task.
+
+    Rows this module wrote are built without pydantic's validation (the hot path reads one per
+    step); a row with a value of an unexpected type (another writer, a hand edit) is validated.
+    """
     try:
-        return Task.model_validate(values)
+        if all(
+            value is None or type(value) is kind for value, kind in zip(row, _TYPES, strict=True)
+        ):
+            values = {
+                name: value if decode is None or value is None else decode(value)
+                for (name, decode), value in zip(_DECODERS, row, strict=True)
+            }
+            return Task.model_construct(**values)
+        return Task.model_validate(dict(zip(TASK_COLUMNS, row, strict=True)))
     except ValueError as exc:
-        raise unreadable_row(values["id"], exc) from exc
+        raise unreadable_row(row[0], exc) from exc
 
 
 ChangeRow = tuple[ChangeOp, tuple[Any, ...]]
@@ -199,16 +251,12 @@ class Database:
     """The synchronous side; every method runs on the store's one thread."""
 
     def __init__(
-        self, path: Path, origin: str, busy_timeout: float, *, prepare: bool = True
+        self, db: sqlite3.Connection, path: Path, origin: str, *, prepare: bool = True
     ) -> None:
         self.origin = origin
-        self.db = sqlite_file.connect(path, busy_timeout, cached_statements=512)
-        try:
-            if prepare:  # the reading connection opens a file its writing twin prepared
-                self._prepare(path)
-        except BaseException:
-            self.db.close()
-            raise
+        self.db = db
+        if prepare:  # the reading connection opens a file its writing twin prepared
+            self._prepare(path)
         self.data_version = -1
         self.next_prune = time.monotonic() + PRUNE_EVERY
 
@@ -218,11 +266,26 @@ class Database:
             self._move_images()
         for column in sorted(set(_ADDED_COLUMNS) - self._columns()):
             self._add_column(column)
+        if not self._has_table("task_counts"):
+            self._keep_counts()
         if missing := sorted(set(TASK_COLUMNS) - self._columns()):
             raise StoreError(
                 f"the task database {path} was made by another videoq version "
                 f"(no column {', '.join(missing)}); move it away to start afresh"
             )
+
+    def _has_table(self, name: str) -> bool:
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        return self.db.execute(sql, (name,)).fetchone() is not None
+
+    def _keep_counts(self) -> None:
+        """Make the kept counts of a file that has none yet, filled from its tasks."""
+        with self._transaction():
+            if self._has_table("task_counts"):
+                return  # another process opening the same file made them first
+            for statement in _COUNTS:
+                self.db.execute(statement)
+        logger.debug("task database: counts by status are kept from now on")
 
     def _add_column(self, column: str) -> None:
         """Bring a file made by an earlier videoq up to date with one added column."""
@@ -251,13 +314,6 @@ class Database:
         self.db.close()
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[None]:
-        with self._transaction():
-            yield
-        if time.monotonic() >= self.next_prune:
-            self.prune()
-
-    @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
         # IMMEDIATE takes the write lock up front: a CAS never upgrades a read lock mid-way.
         self.db.execute("BEGIN IMMEDIATE")
@@ -269,14 +325,15 @@ class Database:
             raise
         self.db.execute("COMMIT")
 
+    # The writes below run inside the writer's group transaction (SqliteWriter.write).
+
     def insert(
         self, task_id: str, values: list[Any], event: list[Any] | None, images: tuple[str, ...]
     ) -> tuple[Any, ...]:
         try:
-            with self._write():
-                row = self.db.execute(_INSERT, values).fetchone()
-                self.db.executemany(_INSERT_IMAGE, [(task_id, *item) for item in enumerate(images)])
-                self._logged(task_id, "INSERT", event)
+            row = self.db.execute(_INSERT, values).fetchone()
+            self.db.executemany(_INSERT_IMAGE, [(task_id, *item) for item in enumerate(images)])
+            self._logged(task_id, "INSERT", event)
         except sqlite3.IntegrityError as exc:
             raise StoreError(f"task {task_id}: a task with this id already exists") from exc
         return row
@@ -287,10 +344,9 @@ class Database:
     def update(
         self, task_id: str, sql: str, params: list[Any], event: list[Any] | None
     ) -> tuple[Any, ...] | None:
-        with self._write():
-            row = self.db.execute(sql, params).fetchone()
-            if row is not None:
-                self._logged(task_id, "UPDATE", event)
+        row = self.db.execute(sql, params).fetchone()
+        if row is not None:
+            self._logged(task_id, "UPDATE", event)
         return row
 
     def _logged(self, task_id: str, op: str, event: list[Any] | None) -> None:
@@ -299,31 +355,28 @@ class Database:
         self.db.execute(_LOG, (task_id, op, self.origin, time.time()))
 
     def probe_write(self) -> None:
-        """Commit one small real write (an update that matches nothing writes no page)."""
-        with self._transaction():
-            self.db.execute(
-                "INSERT OR REPLACE INTO store_probe (id, at) VALUES (1, ?)", (time.time(),)
-            )
+        """One small real write (an update that matches nothing writes no page)."""
+        self.db.execute("INSERT OR REPLACE INTO store_probe (id, at) VALUES (1, ?)", (time.time(),))
 
     def get(self, task_id: str) -> tuple[Any, ...] | None:
-        return self.db.execute(_GET, (task_id,)).fetchone()
+        return self.db.execute(GET, (task_id,)).fetchone()
 
     def select(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         return self.db.execute(sql, params).fetchall()
 
     def add_event(self, event: list[Any]) -> None:
-        with self._write():
-            self.db.execute(_INSERT_EVENT, event)
+        self.db.execute(_INSERT_EVENT, event)
 
     def events(self, task_id: str) -> list[tuple[Any, ...]]:
         sql = f"SELECT {', '.join(EVENT_COLUMNS)} FROM task_events WHERE task_id = ? ORDER BY id"
         return self.db.execute(sql, (task_id,)).fetchall()
 
     def count_by_status(self, user_id: str | None) -> list[tuple[str, int]]:
+        # The kept counts (task_counts): a few rows per owner, however many tasks there are.
         if user_id is None:
-            sql = "SELECT status, count(*) FROM video_tasks GROUP BY status"
+            sql = "SELECT status, sum(tasks) FROM task_counts GROUP BY status"
             return self.db.execute(sql).fetchall()
-        sql = "SELECT status, count(*) FROM video_tasks WHERE user_id = ? GROUP BY status"
+        sql = "SELECT status, tasks FROM task_counts WHERE user_id = ?"
         return self.db.execute(sql, (user_id,)).fetchall()
 
     def last_seq(self) -> int:
@@ -358,9 +411,4 @@ class Database:
     def prune(self) -> None:
         """Forget change_log rows past their retention (every live feed has read them)."""
         self.next_prune = time.monotonic() + PRUNE_EVERY
-        try:
-            with self._transaction():
-                self.db.execute(_PRUNE, (time.time() - CHANGE_LOG_RETENTION,))
-        except sqlite3.Error as exc:
-            # The write that got us here has committed; pruning can wait for the next turn.
-            logger.warning("change log not pruned, will try again: %s", exc)
+        self.db.execute(_PRUNE, (time.time() - CHANGE_LOG_RETENTION,))

@@ -245,6 +245,22 @@ class StoreContract:
         }
         assert mine == dict.fromkeys(TaskStatus, 0) | {QUEUED: 1}
 
+    async def test_counts_follow_every_transition_and_ignore_writes_that_miss(
+        self, store: TaskStore
+    ) -> None:
+        # The counts are kept as the rows change, not counted from them: every kind of write.
+        first = await store.insert(new_task(user_id="ann"))
+        second = await store.insert(new_task(user_id="ann"))
+        await store.update(first.id, Expect(frozenset({QUEUED})), {"status": RUNNING})
+        await store.update(first.id, Expect(frozenset({RUNNING})), {"status": FAILED})
+        await store.update(first.id, Expect(frozenset({QUEUED})), {"status": RUNNING})  # misses
+        await store.update(second.id, Expect(frozenset({QUEUED})), {"progress": 5})  # no move
+
+        expected = dict.fromkeys(TaskStatus, 0) | {QUEUED: 1, FAILED: 1}
+        assert await store.count_by_status() == expected
+        assert await store.count_by_status(user_id="ann") == expected
+        assert await store.count_by_status(user_id="bob") == dict.fromkeys(TaskStatus, 0)
+
     # -- compare-and-set --------------------------------------------------------------------
 
     async def test_cas_applies_when_the_row_matches(self, store: TaskStore) -> None:

@@ -178,3 +178,22 @@ async def test_processes_opening_an_old_file_at_once_all_get_the_column(tmp_path
         await asyncio.gather(*(store.close() for store in stores))
 
     assert all([task.own_key for task in found] == [False, True] for found in rows)
+
+
+async def test_a_file_of_the_first_release_counts_its_tasks_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(FIRST_RELEASE.read_text())
+        stored = dict(db.execute("SELECT status, count(*) FROM video_tasks GROUP BY status"))
+    db.close()
+
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        counts = await store.count_by_status()
+    finally:
+        await store.close()
+
+    assert stored and counts == dict.fromkeys(TaskStatus, 0) | {
+        TaskStatus(status): count for status, count in stored.items()
+    }

@@ -1,0 +1,105 @@
+"""A step's row and its next message: one transaction when the store and the queue share a file."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from core.config import Settings
+from core.errors import StoreError
+from core.models import Task, TaskEvent, TaskStatus, WorkMessage
+from core.runtime import Runtime
+from core.sqlite_steps import SqliteStepWrites
+from core.steps import NextStep, SeparateWrites
+from core.store import Expect
+from tests.conformance.store_contract import new_task
+
+RUNNING = TaskStatus.RUNNING
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
+    """The embedded runtime (SQLite store, local queue on one file), opened."""
+    settings = Settings(_env_file=None, db_path=tmp_path / "v.db")  # type: ignore[call-arg]
+    async with Runtime.from_settings(settings) as opened:
+        yield opened
+
+
+def poll(task: Task, seq: int) -> WorkMessage:
+    return WorkMessage(task_id=task.id, attempt=task.attempt, step="poll", seq=seq)
+
+
+def queued_ids(path: Path) -> list[str]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT id FROM queue_messages ORDER BY deliver_at").fetchall()
+    db.close()
+    return [row[0] for row in rows]
+
+
+async def running_task(runtime: Runtime) -> Task:
+    return await runtime.store.insert(new_task(status=RUNNING, upstream_task_id="up-1"))
+
+
+def event(task: Task) -> TaskEvent:
+    return TaskEvent(task_id=task.id, kind="poll", attempt=task.attempt, actor="worker")
+
+
+async def test_the_embedded_store_and_queue_write_steps_in_one_transaction(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    assert isinstance(runtime.steps, SqliteStepWrites)
+    task = await running_task(runtime)
+
+    expect = Expect(frozenset({RUNNING}), polls=0)
+    written = await runtime.steps.poll_next(
+        NextStep(task.id, expect, {"polls": 1}, event(task), poll(task, 2), 0)
+    )
+
+    assert written is not None and written.polls == 1
+    assert queued_ids(tmp_path / "v.db") == [written.message_id]
+
+
+async def test_a_compare_and_set_that_misses_takes_its_message_back(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    task = await running_task(runtime)
+
+    stale = Expect(frozenset({RUNNING}), polls=7)
+    missed = await runtime.steps.poll_next(
+        NextStep(task.id, stale, {"polls": 8}, event(task), poll(task, 9), 0)
+    )
+    queued = Expect(frozenset({TaskStatus.QUEUED}))
+    started = await runtime.steps.started(
+        NextStep(task.id, queued, {}, event(task), poll(task, 1), 0)
+    )
+
+    assert missed is None and started is None
+    assert queued_ids(tmp_path / "v.db") == []
+    assert runtime.queue.counts.published == 0  # type: ignore[attr-defined]
+
+
+async def test_a_row_write_that_fails_publishes_nothing(runtime: Runtime, tmp_path: Path) -> None:
+    task = await running_task(runtime)
+
+    with pytest.raises(StoreError):
+        # provider is NOT NULL: the update fails inside the transaction, after the publish.
+        broken = {"provider": None}
+        await runtime.steps.started(
+            NextStep(task.id, Expect(frozenset({RUNNING})), broken, event(task), poll(task, 1), 0)
+        )
+
+    assert queued_ids(tmp_path / "v.db") == []
+    assert await runtime.store.get(task.id) == task
+
+
+def test_stores_and_queues_on_different_files_write_separately(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, db_path=tmp_path / "v.db")  # type: ignore[call-arg]
+    built = Runtime.from_settings(settings)
+    other = Runtime.from_settings(settings.model_copy(update={"db_path": tmp_path / "w.db"}))
+
+    mixed = Runtime(settings, built.store, other.queue, built.upstream, built.keys)
+
+    assert isinstance(mixed.steps, SeparateWrites)
