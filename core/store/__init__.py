@@ -11,13 +11,17 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from core.errors import StoreError
-from core.models import Task, TaskChange, TaskEvent, TaskStatus
+from core.models import TERMINAL, Task, TaskChange, TaskEvent, TaskStatus
 
 logger = logging.getLogger(__name__)
 
 STORE_SET_COLUMNS = frozenset({"id", "created_at", "updated_at", "version"})
 """Columns an update cannot change: the id and creation time are fixed at insert, and the store
 itself bumps `version` and `updated_at` on every write (a trigger on Supabase)."""
+
+
+PRUNE_BATCH = 500
+"""Tasks deleted per transaction by `prune`, so a large prune never holds the store for long."""
 
 
 class FeedState(StrEnum):
@@ -116,6 +120,17 @@ class TaskStore(Protocol):
 
     async def count_by_status(self, user_id: str | None = None) -> dict[TaskStatus, int]: ...
 
+    async def prune(
+        self, before: datetime, statuses: Collection[TaskStatus], *, dry_run: bool = False
+    ) -> dict[TaskStatus, int]:
+        """Delete the finished tasks in `statuses` last written before `before`, with their
+        history and images; return how many went per status (with `dry_run`, would go).
+
+        `statuses` must all be terminal (ValueError otherwise): queued and running tasks are
+        never pruned. Every status is a key of the result, 0 when none went.
+        """
+        ...
+
     async def probe_write(self) -> None:
         """Commit a write that changes no task; raises StoreError when the store takes none."""
         ...
@@ -126,6 +141,14 @@ class TaskStore(Protocol):
         A generator, so a caller that stops early closes it (`contextlib.aclosing`) to unsubscribe.
         """
         ...
+
+
+def prunable(statuses: Collection[TaskStatus]) -> builtins.list[TaskStatus]:
+    """The statuses a prune may delete, sorted; ValueError names any that is not finished."""
+    unfinished = sorted(set(statuses) - TERMINAL)
+    if unfinished:
+        raise ValueError(f"only finished tasks are pruned, not {', '.join(unfinished)} ones")
+    return sorted(statuses)
 
 
 def readable_tasks(
