@@ -12,7 +12,7 @@ import pytest
 
 from core.errors import StoreError
 from core.models import TaskStatus
-from core.store import Expect, FeedState
+from core.store import Expect, FeedState, sqlite_db
 from core.store.sqlite import SqliteStore
 from tests.conformance.store_contract import StoreContract, new_task
 
@@ -178,3 +178,47 @@ async def test_processes_opening_an_old_file_at_once_all_get_the_column(tmp_path
         await asyncio.gather(*(store.close() for store in stores))
 
     assert all([task.own_key for task in found] == [False, True] for found in rows)
+
+
+class _Clock:
+    """Stands in for the `time` module of the store's database side: time passes when told."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+async def test_the_change_log_stays_bounded_under_sustained_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(sqlite_db, "time", clock)
+    store = SqliteStore(tmp_path / "videoq.db")
+    await store.open()
+    task = await store.insert(new_task())
+    per_second, seconds = 2, 3 * int(sqlite_db.CHANGE_LOG_RETENTION)
+    bound = per_second * (sqlite_db.CHANGE_LOG_RETENTION + sqlite_db.PRUNE_EVERY) + per_second
+    largest = 0
+    try:
+        for second in range(seconds):
+            for n in range(per_second):
+                progress = (second * per_second + n) % 100
+                assert await store.update(
+                    task.id, Expect.of(TaskStatus.QUEUED), {"progress": progress}
+                )
+            clock.now += 1.0
+            largest = max(largest, _rows(tmp_path / "videoq.db", "change_log"))
+    finally:
+        await store.close()
+    # Three retentions' worth of writes, yet the log never held much more than one.
+    assert per_second * sqlite_db.CHANGE_LOG_RETENTION <= largest <= bound
+
+
+def _rows(path: Path, table: str) -> int:
+    with sqlite3.connect(path) as db:
+        return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
