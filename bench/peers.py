@@ -102,23 +102,26 @@ class Window:
 # -- videoq --------------------------------------------------------------------------------------
 
 
-def three_poll_upstream(base: Any) -> Any:
-    """A simulator that answers SUCCEEDED at the third poll of a job (RUNNING before)."""
+def answer_on_the_third_poll() -> dict[str, int]:
+    """Make the simulator answer SUCCEEDED at a job's third poll (RUNNING before), at once.
+
+    Patched on the class, in this child process only, so it holds however the runtime builds
+    its upstream. Returns the poll count per upstream job.
+    """
     from core.upstream import UpstreamState, UpstreamStatus
+    from core.upstream.simulator import Simulator
 
-    class ThreePolls(type(base)):  # type: ignore[misc]
-        def __init__(self) -> None:
-            super().__init__(base.speedup, failure_rate=0.0)
-            self.polls: dict[str, int] = {}
+    polls: dict[str, int] = {}
 
-        async def status(self, upstream_task_id: str, api_key: str | None = None) -> Any:
-            polls = self.polls[upstream_task_id] = self.polls.get(upstream_task_id, 0) + 1
-            if polls < POLLS:
-                return UpstreamStatus(UpstreamState.RUNNING, "IN_PROGRESS", 33 * polls)
-            url = f"https://simulator.videoq.invalid/{upstream_task_id}.mp4"
-            return UpstreamStatus(UpstreamState.SUCCEEDED, "SUCCESS", 100, video_url=url)
+    async def status(self: Any, upstream_task_id: str, api_key: str | None = None) -> Any:
+        polls[upstream_task_id] = count = polls.get(upstream_task_id, 0) + 1
+        if count < POLLS:
+            return UpstreamStatus(UpstreamState.RUNNING, "IN_PROGRESS", 33 * count)
+        url = f"https://simulator.videoq.invalid/{upstream_task_id}.mp4"
+        return UpstreamStatus(UpstreamState.SUCCEEDED, "SUCCESS", 100, video_url=url)
 
-    return ThreePolls()
+    Simulator.status = status  # type: ignore[method-assign]
+    return polls
 
 
 async def run_videoq(tasks: int, workdir: Path, window: Window) -> None:
@@ -136,8 +139,8 @@ async def run_videoq(tasks: int, workdir: Path, window: Window) -> None:
         reconcile_interval=5.0,
         task_deadline=1e7,  # the simulated clock runs fast; our own queueing time does not
     )
+    polls = answer_on_the_third_poll()
     async with Runtime.from_settings(settings) as runtime:
-        runtime.upstream = upstream = three_poll_upstream(runtime.upstream)
         stop = asyncio.Event()
         finished = asyncio.create_task(_all_finished(runtime.store, tasks, stop))
         await asyncio.sleep(0)  # the feed subscribes before the first submit
@@ -146,7 +149,7 @@ async def run_videoq(tasks: int, workdir: Path, window: Window) -> None:
             await runtime.service.submit(request, actor="bench")
         await supervise(runtime, stop)
         await finished
-        window.finish(tasks + sum(upstream.polls.values()))
+        window.finish(tasks + sum(polls.values()))
         counts = await runtime.store.count_by_status()
     assert counts["succeeded"] == tasks, counts
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -149,6 +157,26 @@ def prunable(statuses: Collection[TaskStatus]) -> builtins.list[TaskStatus]:
     if unfinished:
         raise ValueError(f"only finished tasks are pruned, not {', '.join(unfinished)} ones")
     return sorted(statuses)
+
+
+StatusCounts = Callable[..., Awaitable[Iterable[tuple[str, int]]]]
+
+
+async def prune_in_batches(
+    statuses: Collection[TaskStatus], count: StatusCounts, delete: StatusCounts, dry_run: bool
+) -> dict[TaskStatus, int]:
+    """A store's `prune`: `count(statuses)` for a dry run, else `delete(statuses, PRUNE_BATCH)`
+    until a batch comes back short; both give (status, tasks) pairs, statuses as text."""
+    wanted = [status.value for status in prunable(statuses)]
+    counts = dict.fromkeys(TaskStatus, 0)
+    if not wanted:
+        return counts
+    while True:
+        batch = list(await (count(wanted) if dry_run else delete(wanted, PRUNE_BATCH)))
+        for status, tasks in batch:
+            counts[TaskStatus(status)] += tasks
+        if dry_run or sum(tasks for _, tasks in batch) < PRUNE_BATCH:
+            return counts
 
 
 def readable_tasks(

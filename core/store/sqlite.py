@@ -26,12 +26,11 @@ from pydantic import ValidationError
 from core.errors import StoreError
 from core.models import TASK_COLUMNS, Task, TaskChange, TaskEvent, TaskStatus
 from core.store import (
-    PRUNE_BATCH,
     STORE_SET_COLUMNS,
     Expect,
     FeedState,
     FeedStatus,
-    prunable,
+    prune_in_batches,
     readable_tasks,
 )
 from core.store.sqlite_db import (
@@ -274,22 +273,14 @@ class SqliteStore:
         self, before: datetime, statuses: Collection[TaskStatus], *, dry_run: bool = False
     ) -> dict[TaskStatus, int]:
         """Delete finished tasks last written before `before`, a batch per transaction."""
-        wanted = [status.value for status in prunable(statuses)]
-        counts = dict.fromkeys(TaskStatus, 0)
-        if not wanted:
-            return counts
         cutoff = encode_time(before)
-        if dry_run:
-            for status, count in await self._read(self._open_reader.count_prunable, wanted, cutoff):
-                counts[TaskStatus(status)] = count
-            return counts
-        while True:
-            gone = await self._call(self._open_db.prune_tasks, wanted, cutoff, PRUNE_BATCH)
-            for status in gone:
-                counts[TaskStatus(status)] += 1
-            if len(gone) < PRUNE_BATCH:
-                break
-        if any(counts.values()):
+        counts = await prune_in_batches(
+            statuses,
+            lambda wanted: self._read(self._open_reader.count_prunable, wanted, cutoff),
+            lambda wanted, batch: self._call(self._open_db.prune_tasks, wanted, cutoff, batch),
+            dry_run,
+        )
+        if not dry_run and any(counts.values()):
             self._publish(_SYNC)  # the change feed has no row to show for a deleted task
         return counts
 

@@ -14,6 +14,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from enum import Enum
@@ -336,15 +337,15 @@ class Database:
         sql = f"SELECT status, count(*) FROM video_tasks WHERE {where} GROUP BY status"
         return self.db.execute(sql, [*statuses, before]).fetchall()
 
-    def prune_tasks(self, statuses: list[str], before: str, batch: int) -> list[str]:
-        """Delete up to `batch` such tasks with their history and images; their statuses."""
+    def prune_tasks(self, statuses: list[str], before: str, batch: int) -> list[tuple[str, int]]:
+        """Delete up to `batch` such tasks with their history and images; counts per status."""
         sql = _PRUNE_TASKS.format(_PRUNABLE.format(", ".join("?" * len(statuses))))
         with self._write():
             rows = self.db.execute(sql, [*statuses, before, batch]).fetchall()
             ids = [(task_id,) for task_id, _ in rows]
             self.db.executemany("DELETE FROM task_events WHERE task_id = ?", ids)
             self.db.executemany("DELETE FROM task_images WHERE task_id = ?", ids)
-        return [status for _, status in rows]
+        return list(Counter(status for _, status in rows).items())
 
     def last_seq(self) -> int:
         """Where tailing starts: the newest change_log row now."""

@@ -26,12 +26,11 @@ from supabase import AsyncClient, AsyncClientOptions, acreate_client
 from core.errors import ConfigError, StoreError
 from core.models import TASK_COLUMNS, Task, TaskChange, TaskEvent, TaskStatus
 from core.store import (
-    PRUNE_BATCH,
     STORE_SET_COLUMNS,
     Expect,
     FeedState,
     FeedStatus,
-    prunable,
+    prune_in_batches,
     readable_tasks,
 )
 from core.store.supabase_feed import FeedOptions, FeedSession, RawChange, session_failure
@@ -307,18 +306,14 @@ class SupabaseStore:
         self, before: datetime, statuses: Collection[TaskStatus], *, dry_run: bool = False
     ) -> dict[TaskStatus, int]:
         """Delete finished tasks last written before `before`, one batch per function call."""
-        wanted = [status.value for status in prunable(statuses)]
-        counts = dict.fromkeys(TaskStatus, 0)
-        if not wanted:
-            return counts
-        params = {"p_before": _utc_iso(before), "p_statuses": wanted, "p_limit": PRUNE_BATCH}
-        while True:
-            request = self._db.rpc("videoq_prune_tasks", {**params, "p_dry_run": dry_run})
+
+        async def call(wanted: list[str], limit: int | None = None) -> list[tuple[str, int]]:
+            params = {"p_before": _utc_iso(before), "p_statuses": wanted, "p_limit": limit}
+            request = self._db.rpc("videoq_prune_tasks", params | {"p_dry_run": limit is None})
             rows = (await self._execute(request, "pruning tasks")).data
-            for row in rows:
-                counts[TaskStatus(row["status"])] += int(row["tasks"])
-            if dry_run or sum(int(row["tasks"]) for row in rows) < PRUNE_BATCH:
-                return counts
+            return [(row["status"], int(row["tasks"])) for row in rows]
+
+        return await prune_in_batches(statuses, call, call, dry_run)
 
     async def changes(self) -> AsyncGenerator[TaskChange, None]:
         """Live changes from Realtime; SYNC first and again after every re-subscription.

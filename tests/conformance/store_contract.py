@@ -8,13 +8,13 @@ awaited with a timeout, and the tests judge what arrives, not how fast.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from core import store as store_port
 from core.errors import StoreError
 from core.models import (
     TASK_COLUMNS,
@@ -453,7 +453,7 @@ class StoreContract:
     async def test_prune_goes_on_past_one_batch(
         self, store: TaskStore, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(sys.modules[type(store).__module__], "PRUNE_BATCH", 2)
+        monkeypatch.setattr(store_port, "PRUNE_BATCH", 2)
         for status in [FAILED] * 3 + [TaskStatus.CANCELLED] * 2:
             await self._aged(store, status)
         finished = [TaskStatus.SUCCEEDED, FAILED, TaskStatus.CANCELLED]
