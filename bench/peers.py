@@ -383,7 +383,7 @@ class Servers:
     """The servers the peers need, with the psutil processes whose CPU each system is billed."""
 
     redis_port: int = 0
-    conninfo: str = ""
+    postgres_server: Any = None
     redis: list[Any] = field(default_factory=list)
     postgres: list[Any] = field(default_factory=list)
 
@@ -431,7 +431,7 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def postgres() -> Iterator[tuple[str, Any]]:
+def postgres() -> Iterator[tuple[Any, Any]]:
     """A private PostgreSQL as the tests start it, made durable again (fsync and commits on)."""
     import psutil
     import psycopg
@@ -453,17 +453,40 @@ def postgres() -> Iterator[tuple[str, Any]]:
             version = conn.execute("SHOW server_version").fetchone()
         postmaster = [p for p in psutil.Process().children() if "postgres" in p.name()]
         print(f"PostgreSQL {version[0] if version else '?'}: fsync, synchronous_commit on")
-        yield server.conninfo(), postmaster[0]
+        yield server, postmaster[0]
     finally:
         server.stop()
 
 
+@contextmanager
+def fresh_database(server: Any) -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server for one round; dropped after it."""
+    import psycopg
+
+    name = f"round_{time.monotonic_ns()}"
+    with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield server.conninfo(dbname=name)
+    finally:
+        with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 def run_round(system: str, tasks: int, servers: Servers, root: Path) -> Round:
-    """One child process running W on `system`; the servers' CPU is billed to it too."""
+    """One child process running W on `system`, on fresh files or a fresh database."""
+    if system != "procrastinate":
+        return run_child(system, tasks, servers, root, "")
+    with fresh_database(servers.postgres_server) as conninfo:
+        return run_child(system, tasks, servers, root, conninfo)
+
+
+def run_child(system: str, tasks: int, servers: Servers, root: Path, conninfo: str) -> Round:
+    """Run W once in a child process; the servers' CPU in its timed window is billed to it."""
     workdir = Path(tempfile.mkdtemp(dir=root, prefix=f"{system}-"))
     command = [sys.executable, __file__, "--child", system, "--tasks", str(tasks)]
     command += ["--workdir", str(workdir), "--redis-port", str(servers.redis_port)]
-    command += ["--conninfo", servers.conninfo]
+    command += ["--conninfo", conninfo]
     processes = servers.of(system)
     child_process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert child_process.stdout is not None
@@ -515,7 +538,7 @@ def started_servers(systems: list[str], root: Path) -> Iterator[Servers]:
             servers.redis_port, redis = stack.enter_context(redis_server(root))
             servers.redis = [redis]
         if "procrastinate" in systems:
-            servers.conninfo, postmaster = stack.enter_context(postgres())
+            servers.postgres_server, postmaster = stack.enter_context(postgres())
             servers.postgres = [postmaster]
         yield servers
 
