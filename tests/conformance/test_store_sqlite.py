@@ -6,6 +6,8 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import aclosing
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from core.models import TaskStatus
 from core.store import Expect, FeedState, sqlite_db
 from core.store.sqlite import SqliteStore
 from tests.conformance.store_contract import StoreContract, new_task
+from tests.waiting import TIMEOUT
 
 
 @pytest.fixture
@@ -222,3 +225,14 @@ async def test_the_change_log_stays_bounded_under_sustained_writes(
 def _rows(path: Path, table: str) -> int:
     with sqlite3.connect(path) as db:
         return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+async def test_a_prune_tells_this_stores_subscribers_to_load_a_fresh_snapshot(
+    store: SqliteStore,
+) -> None:
+    await store.insert(new_task(status=TaskStatus.FAILED))
+    async with aclosing(store.changes()) as feed:
+        assert (await asyncio.wait_for(anext(feed), TIMEOUT)).op == "SYNC"
+        deleted = await store.prune(datetime.now(UTC), [TaskStatus.FAILED])
+        change = await asyncio.wait_for(anext(feed), TIMEOUT)
+    assert deleted[TaskStatus.FAILED] == 1 and change.op == "SYNC"
