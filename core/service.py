@@ -1,5 +1,5 @@
-"""The use cases: submit, cancel, retry, list, get. The CLI, the dashboard and the HTTP API all
-come through here, so these rules live in one place."""
+"""The use cases: submit, cancel, retry, list, get, prune. The CLI, the dashboard and the HTTP
+API all come through here, so these rules live in one place."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from core import history
@@ -24,7 +25,7 @@ from core.models import (
     utcnow,
 )
 from core.queue import Queue
-from core.store import Expect, TaskPage, TaskStore
+from core.store import Expect, TaskPage, TaskStore, prunable
 
 if TYPE_CHECKING:
     from core.crypto import KeyBox  # cryptography loads only when a key box is built
@@ -195,6 +196,20 @@ class TaskService:
         """Tasks newest first, and the rows set apart because they do not decode."""
         limit = max(1, min(limit, MAX_LIST_LIMIT))
         return await self.store.list(statuses=statuses, user_id=user_id, limit=limit)
+
+    async def prune(
+        self, before: datetime, statuses: Collection[TaskStatus], *, dry_run: bool = False
+    ) -> dict[TaskStatus, int]:
+        """Delete the finished tasks in `statuses` last changed before `before` (see the port)."""
+        try:
+            prunable(statuses)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), field="status") from None
+        deleted = await self.store.prune(before, statuses, dry_run=dry_run)
+        if not dry_run:
+            log.info("pruned %d finished tasks last changed before %s", sum(deleted.values()),
+                     before.isoformat())  # fmt: skip
+        return deleted
 
     async def resolve_id(self, prefix: str) -> str:
         """Expand a short id (as the dashboard and `list` show it) to the full task id."""

@@ -15,14 +15,14 @@ import signal
 import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from core.config import Settings
 from core.errors import InvalidRequest, VideoqError
-from core.models import ACTIVE, TaskStatus, VideoRequest, utcnow
+from core.models import ACTIVE, TERMINAL, TaskStatus, VideoRequest, utcnow
 from core.service import MAX_LIST_LIMIT
 from tui import cli_tools, render
 
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("videoq")
 
 Command = Callable[["Runtime", argparse.Namespace], Awaitable[int]]
+FINISHED = [status for status in TaskStatus if status in TERMINAL]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,6 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     retry.add_argument("--model", metavar="M", help="with --failed: only tasks of model M")
     retry.add_argument("--yes", action="store_true", help="with --failed: do not ask first")
+
+    prune = commands.add_parser(
+        "prune", help="delete finished tasks older than an age, with their history and images"
+    )
+    prune.add_argument(
+        "--older-than", required=True, metavar="AGE", help="last changed over AGE ago: 30d, 12h"
+    )
+    prune.add_argument(
+        "--status",
+        default=",".join(FINISHED),
+        metavar="S,S",
+        help="only these finished statuses, comma-separated (default: all three)",
+    )
+    prune.add_argument("--yes", action="store_true", help="do not ask first")
 
     serve = commands.add_parser("serve", help="run the HTTP service (worker endpoint and task API)")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
@@ -284,17 +299,54 @@ async def _retry_failed(runtime: Runtime, args: argparse.Namespace) -> int:
     print(f"{render.plural(len(picked), 'failed task')} to retry (each starts a new upstream job)")
     if not picked:
         return 0
-    if not args.yes and not _confirmed():
+    if not args.yes and not _confirmed("Retry them?", "retry them"):
         return 1
     for task in picked:
         print(await _retry_one(runtime, task.id))
     return 0
 
 
-def _confirmed() -> bool:
+async def cmd_prune(runtime: Runtime, args: argparse.Namespace) -> int:
+    before = _cutoff(args.older_than)
+    statuses = _finished_statuses(args.status)
+    planned = await runtime.service.prune(before, statuses, dry_run=True)
+    print(render.prune_counts(planned, statuses, before, done=False))
+    if not sum(planned.values()):
+        return 0
+    if not args.yes and not _confirmed("Delete them?", "delete them"):
+        return 1
+    deleted = await runtime.service.prune(before, statuses)
+    print(render.prune_counts(deleted, statuses, before, done=True))
+    return 0
+
+
+def _cutoff(age: str) -> datetime:
+    """The moment `--older-than AGE` names: now less the age."""
+    try:
+        return utcnow() - _duration(age)
+    except argparse.ArgumentTypeError as exc:
+        raise InvalidRequest(f"--older-than: {exc}") from None
+    except OverflowError:
+        raise InvalidRequest(f"--older-than: {age!r} reaches back before the year 1") from None
+
+
+def _finished_statuses(text: str) -> list[TaskStatus]:
+    """`--status succeeded,failed` as statuses, each one a finished status."""
+    statuses = []
+    for word in text.split(","):
+        if word.strip() not in TERMINAL:
+            raise InvalidRequest(
+                f"--status: {word.strip()!r} is not a finished status ({', '.join(FINISHED)});"
+                " queued and running tasks are never pruned"
+            )
+        statuses.append(TaskStatus(word.strip()))
+    return list(dict.fromkeys(statuses))
+
+
+def _confirmed(question: str, action: str) -> bool:
     if not sys.stdin.isatty():
-        raise InvalidRequest("not asking without a terminal: add --yes to retry them")
-    return input("Retry them? [y/N] ").strip().lower() in ("y", "yes")
+        raise InvalidRequest(f"not asking without a terminal: add --yes to {action}")
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
 # The dispatch table of the commands that run on a Runtime (main dispatches the rest: the
@@ -310,6 +362,7 @@ COMMANDS: dict[str, Command] = {
     "show": cmd_show,
     "cancel": cmd_cancel,
     "retry": cmd_retry,
+    "prune": cmd_prune,
 }
 
 

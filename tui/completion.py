@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from core.config import Settings
-from core.models import Task, TaskStatus
+from core.models import TERMINAL, Task, TaskStatus
 from tui.render import short_id
 
 SHELLS = ("bash", "zsh", "fish")
@@ -23,8 +23,10 @@ def script(parser: argparse.ArgumentParser, shell: str) -> str:
 
     from core.upstream import DEFAULT_PROVIDER, provider_for
 
-    for action in _actions(parser):
-        if "--status" in action.option_strings:
+    for prog, action in _actions(parser):
+        if "--status" in action.option_strings and prog.endswith(" prune"):
+            action.complete = _words("finished", sorted(TERMINAL))  # type: ignore[attr-defined]
+        elif "--status" in action.option_strings:
             action.complete = _words("status", TaskStatus)  # type: ignore[attr-defined]
         elif "--model" in action.option_strings:
             action.complete = _words("model", provider_for(DEFAULT_PROVIDER).choices["model"])  # type: ignore[attr-defined]
@@ -68,9 +70,10 @@ def _words(label: str, values: Iterable[str]) -> dict[str, Any]:
     }
 
 
-def _actions(parser: argparse.ArgumentParser) -> Iterator[argparse.Action]:
+def _actions(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.Action]]:
+    """Every option of the parser and its commands, with the prog (`videoq list`) it is in."""
     for action in parser._actions:
-        yield action
+        yield parser.prog, action
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 yield from _actions(sub)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from rich.cells import cell_len, set_cell_size
@@ -75,6 +75,24 @@ def fit(text: str | None, width: int) -> str:
 
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def prune_counts(
+    counts: Mapping[TaskStatus, int],
+    statuses: Iterable[TaskStatus],
+    before: datetime,
+    *,
+    done: bool,
+) -> str:
+    """What `prune` will delete (or deleted): the total, then the count of each status asked."""
+    total = sum(counts[status] for status in statuses)
+    each = ", ".join(f"{counts[status]} {status}" for status in statuses)
+    moment = before.strftime("%Y-%m-%d %H:%M:%S UTC")
+    verb = "deleted" if done else "to delete"
+    return (
+        f"{verb}: {plural(total, 'finished task')} last changed before {moment} ({each}),"
+        " with their history and images"
+    )
 
 
 # Below this many columns `list` leaves out the model and the attempt.

@@ -279,6 +279,44 @@ as $$
      where p_user_id is null or c.user_id = p_user_id
      group by c.status;
 $$;
+-- Prune: finished tasks in p_statuses last written before p_before go, with their history and
+-- images (on delete cascade), at most p_limit per call; p_dry_run only counts them all.
+create or replace function public.videoq_prune_tasks(
+    p_before timestamptz,
+    p_statuses text[],
+    p_limit integer default 500,
+    p_dry_run boolean default false
+)
+returns table (status text, tasks bigint)
+language plpgsql
+set search_path = ''
+as $$
+begin
+    if exists (select 1 from unnest(p_statuses) as u (s)
+                where u.s not in ('succeeded', 'failed', 'cancelled')) then
+        raise exception using errcode = '22023', message = 'only finished tasks are pruned';
+    end if;
+    if p_dry_run then
+        return query
+            select t.status, count(*) from public.video_tasks as t
+             where t.status = any (p_statuses) and t.updated_at < p_before
+             group by t.status;
+        return;
+    end if;
+    return query
+        with doomed as (
+            select t.id from public.video_tasks as t
+             where t.status = any (p_statuses) and t.updated_at < p_before
+             limit p_limit
+             for update skip locked
+        ), gone as (
+            delete from public.video_tasks as t using doomed as d
+             where t.id = d.id and t.status = any (p_statuses)
+            returning t.status
+        )
+        select g.status, count(*) from gone as g group by g.status;
+end;
+$$;
 -- A task's images live apart from its row, so a Realtime change payload stays small (over
 -- 1,024 KB, Realtime blanks every field over 64 bytes). Not in the realtime publication.
 create table if not exists public.task_images (
@@ -350,11 +388,15 @@ revoke all on function public.videoq_insert_task(jsonb, jsonb, jsonb)
 revoke all on function public.videoq_update_task(text, text[], jsonb, integer, integer, jsonb, jsonb)
     from public, anon, authenticated;
 revoke all on function public.videoq_count_by_status(text) from public, anon, authenticated;
+revoke all on function public.videoq_prune_tasks(timestamptz, text[], integer, boolean)
+    from public, anon, authenticated;
 revoke all on function public.videoq_bump_version() from public, anon, authenticated;
 grant execute on function public.videoq_insert_task(jsonb, jsonb, jsonb) to service_role;
 grant execute on function public.videoq_update_task(text, text[], jsonb, integer, integer, jsonb, jsonb)
     to service_role;
 grant execute on function public.videoq_count_by_status(text) to service_role;
+grant execute on function public.videoq_prune_tasks(timestamptz, text[], integer, boolean)
+    to service_role;
 
 -- Realtime: full old rows in UPDATE/DELETE events, and the table in the publication ----------
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -13,13 +21,17 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from core.errors import RowUnreadable
-from core.models import Task, TaskChange, TaskEvent, TaskStatus
+from core.models import TERMINAL, Task, TaskChange, TaskEvent, TaskStatus
 
 logger = logging.getLogger(__name__)
 
 STORE_SET_COLUMNS = frozenset({"id", "created_at", "updated_at", "version"})
 """Columns an update cannot change: the id and creation time are fixed at insert, and the store
 itself bumps `version` and `updated_at` on every write (a trigger on Supabase)."""
+
+
+PRUNE_BATCH = 500
+"""Tasks deleted per transaction by `prune`, so a large prune never holds the store for long."""
 
 
 class FeedState(StrEnum):
@@ -118,6 +130,17 @@ class TaskStore(Protocol):
 
     async def count_by_status(self, user_id: str | None = None) -> dict[TaskStatus, int]: ...
 
+    async def prune(
+        self, before: datetime, statuses: Collection[TaskStatus], *, dry_run: bool = False
+    ) -> dict[TaskStatus, int]:
+        """Delete the finished tasks in `statuses` last written before `before`, with their
+        history and images; return how many went per status (with `dry_run`, would go).
+
+        `statuses` must all be terminal (ValueError otherwise): queued and running tasks are
+        never pruned. Every status is a key of the result, 0 when none went.
+        """
+        ...
+
     async def probe_write(self) -> None:
         """Commit a write that changes no task; raises StoreError when the store takes none."""
         ...
@@ -159,6 +182,34 @@ def status_counts(rows: Iterable[tuple[str, int]]) -> dict[TaskStatus, int]:
         if status in known:
             counts[known[status]] += int(count)
     return counts
+
+
+def prunable(statuses: Collection[TaskStatus]) -> builtins.list[TaskStatus]:
+    """The statuses a prune may delete, sorted; ValueError names any that is not finished."""
+    unfinished = sorted(set(statuses) - TERMINAL)
+    if unfinished:
+        raise ValueError(f"only finished tasks are pruned, not {', '.join(unfinished)} ones")
+    return sorted(statuses)
+
+
+StatusCounts = Callable[..., Awaitable[Iterable[tuple[str, int]]]]
+
+
+async def prune_in_batches(
+    statuses: Collection[TaskStatus], count: StatusCounts, delete: StatusCounts, dry_run: bool
+) -> dict[TaskStatus, int]:
+    """A store's `prune`: `count(statuses)` for a dry run, else `delete(statuses, PRUNE_BATCH)`
+    until a batch comes back short; both give (status, tasks) pairs, statuses as text."""
+    wanted = [status.value for status in prunable(statuses)]
+    counts = dict.fromkeys(TaskStatus, 0)
+    if not wanted:
+        return counts
+    while True:
+        batch = list(await (count(wanted) if dry_run else delete(wanted, PRUNE_BATCH)))
+        for status, tasks in batch:
+            counts[TaskStatus(status)] += tasks
+        if dry_run or sum(tasks for _, tasks in batch) < PRUNE_BATCH:
+            return counts
 
 
 def readable_tasks(

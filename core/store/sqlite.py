@@ -36,6 +36,7 @@ from core.store import (
     FeedState,
     FeedStatus,
     TaskPage,
+    prune_in_batches,
     readable_tasks,
     status_counts,
 )
@@ -335,6 +336,21 @@ class SqliteStore:
     async def count_by_status(self, user_id: str | None = None) -> dict[TaskStatus, int]:
         """Tasks per status, every status present (0 when there are none)."""
         return status_counts(await self._read(self._open_reader.count_by_status, user_id))
+
+    async def prune(
+        self, before: datetime, statuses: Collection[TaskStatus], *, dry_run: bool = False
+    ) -> dict[TaskStatus, int]:
+        """Delete finished tasks last written before `before`, a batch per transaction."""
+        cutoff = encode_time(before)
+        counts = await prune_in_batches(
+            statuses,
+            lambda wanted: self._read(self._open_reader.count_prunable, wanted, cutoff),
+            lambda wanted, batch: self._write(self._open_db.prune_tasks, wanted, cutoff, batch),
+            dry_run,
+        )
+        if not dry_run and any(counts.values()):
+            self._publish(_SYNC)  # the change feed has no row to show for a deleted task
+        return counts
 
     # -- the live feed ----------------------------------------------------------------------
 

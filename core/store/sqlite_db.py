@@ -14,6 +14,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from enum import Enum
@@ -150,6 +151,9 @@ FROM change_log AS c JOIN video_tasks AS t ON t.id = c.task_id
 WHERE c.seq > ? AND c.seq <= ? AND c.origin <> ? ORDER BY c.seq"""
 _PROBE = "INSERT OR REPLACE INTO store_probe (id, at) VALUES (1, ?)"
 _BOUNDS = "SELECT (SELECT min(seq) FROM change_log), (SELECT max(seq) FROM change_log)"
+_PRUNABLE = "status IN ({}) AND updated_at < ?"
+_PRUNE_TASKS = """DELETE FROM video_tasks WHERE id IN (SELECT id FROM video_tasks WHERE {} LIMIT ?)
+RETURNING id, status"""
 _PRUNE = """DELETE FROM change_log
 WHERE seq < (SELECT seq FROM change_log WHERE at >= ? ORDER BY seq LIMIT 1)"""
 
@@ -378,6 +382,21 @@ class Database:
             return self.db.execute(sql).fetchall()
         sql = "SELECT status, tasks FROM task_counts WHERE user_id = ?"
         return self.db.execute(sql, (user_id,)).fetchall()
+
+    def count_prunable(self, statuses: list[str], before: str) -> list[tuple[str, int]]:
+        """How many tasks `prune_tasks` would delete, per status."""
+        where = _PRUNABLE.format(", ".join("?" * len(statuses)))
+        sql = f"SELECT status, count(*) FROM video_tasks WHERE {where} GROUP BY status"
+        return self.db.execute(sql, [*statuses, before]).fetchall()
+
+    def prune_tasks(self, statuses: list[str], before: str, batch: int) -> list[tuple[str, int]]:
+        """Delete up to `batch` such tasks with their history and images; counts per status."""
+        sql = _PRUNE_TASKS.format(_PRUNABLE.format(", ".join("?" * len(statuses))))
+        rows = self.db.execute(sql, [*statuses, before, batch]).fetchall()
+        ids = [(task_id,) for task_id, _ in rows]
+        self.db.executemany("DELETE FROM task_events WHERE task_id = ?", ids)
+        self.db.executemany("DELETE FROM task_images WHERE task_id = ?", ids)
+        return list(Counter(status for _, status in rows).items())
 
     def last_seq(self) -> int:
         """Where tailing starts: the newest change_log row now."""

@@ -31,6 +31,7 @@ from core.store import (
     FeedState,
     FeedStatus,
     TaskPage,
+    prune_in_batches,
     readable_tasks,
     status_counts,
     unreadable_row,
@@ -301,6 +302,19 @@ class SupabaseStore:
             self._db.rpc("videoq_count_by_status", params), "counting tasks"
         )
         return status_counts((row["status"], row["tasks"]) for row in response.data)
+
+    async def prune(
+        self, before: datetime, statuses: Collection[TaskStatus], *, dry_run: bool = False
+    ) -> dict[TaskStatus, int]:
+        """Delete finished tasks last written before `before`, one batch per function call."""
+
+        async def call(wanted: list[str], limit: int | None = None) -> list[tuple[str, int]]:
+            params = {"p_before": _utc_iso(before), "p_statuses": wanted, "p_limit": limit}
+            request = self._db.rpc("videoq_prune_tasks", params | {"p_dry_run": limit is None})
+            rows = (await self._execute(request, "pruning tasks")).data
+            return [(row["status"], int(row["tasks"])) for row in rows]
+
+        return await prune_in_batches(statuses, call, call, dry_run)
 
     async def changes(self) -> AsyncGenerator[TaskChange, None]:
         """Live changes from Realtime; SYNC first and again after every re-subscription.

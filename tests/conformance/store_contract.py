@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from core import store as store_port
 from core.errors import StoreError
 from core.models import (
     TASK_COLUMNS,
@@ -431,6 +432,64 @@ class StoreContract:
         assert change.task.image_count == 4 and change.task.image_bytes == 4 * len(big)
         assert len(change.task.model_dump_json()) < 4096
         assert await store.images(task.id) == (big,) * 4
+
+    # -- pruning ----------------------------------------------------------------------------
+
+    async def _aged(self, store: TaskStore, status: TaskStatus, *, when: datetime = T0) -> Task:
+        """A task in `status` last changed at `when`, with one history event and one image."""
+        task = new_task(status=status, updated_at=when, completed_at=when, image_count=1)
+        event = TaskEvent(task_id=task.id, kind="transition", attempt=1, to_status=status)
+        return await store.insert(task, event, images=(PNG,))
+
+    async def test_prune_deletes_old_finished_tasks_with_history_and_images(
+        self, store: TaskStore
+    ) -> None:
+        old = {status: await self._aged(store, status) for status in TaskStatus}
+        recent = await self._aged(store, TaskStatus.SUCCEEDED, when=datetime.now(UTC))
+        cutoff = datetime.now(UTC) - timedelta(days=30)
+        picked = [TaskStatus.SUCCEEDED, FAILED]
+
+        planned = await store.prune(cutoff, picked, dry_run=True)
+        assert all([await store.get(task.id) for task in old.values()])
+        deleted = await store.prune(cutoff, picked)
+
+        expected = dict.fromkeys(TaskStatus, 0) | {TaskStatus.SUCCEEDED: 1, FAILED: 1}
+        assert planned == deleted == expected
+        for status in picked:
+            assert await store.get(old[status].id) is None
+            assert await store.events(old[status].id) == []
+            assert await store.images(old[status].id) == ()
+        kept = [old[QUEUED], old[RUNNING], old[TaskStatus.CANCELLED], recent]
+        for task in kept:
+            assert await store.get(task.id) == task
+            assert len(await store.events(task.id)) == 1
+            assert await store.images(task.id) == (PNG,)
+        assert await store.prune(cutoff, picked) == dict.fromkeys(TaskStatus, 0)
+
+    async def test_prune_goes_on_past_one_batch(
+        self, store: TaskStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(store_port, "PRUNE_BATCH", 2)
+        for status in [FAILED] * 3 + [TaskStatus.CANCELLED] * 2:
+            await self._aged(store, status)
+        finished = [TaskStatus.SUCCEEDED, FAILED, TaskStatus.CANCELLED]
+
+        deleted = await store.prune(datetime.now(UTC), finished)
+
+        assert deleted == dict.fromkeys(TaskStatus, 0) | {FAILED: 3, TaskStatus.CANCELLED: 2}
+        assert await store.list() == []
+
+    @pytest.mark.parametrize("unfinished", [QUEUED, RUNNING])
+    async def test_prune_refuses_unfinished_statuses_and_changes_nothing(
+        self, store: TaskStore, unfinished: TaskStatus
+    ) -> None:
+        task = await self._aged(store, unfinished)
+        done = await self._aged(store, FAILED)
+
+        with pytest.raises(ValueError, match=f"not {unfinished}"):
+            await store.prune(datetime.now(UTC), [FAILED, unfinished])
+
+        assert [t.id for t in await store.list()] == [done.id, task.id]
 
     # -- the change feed --------------------------------------------------------------------
 

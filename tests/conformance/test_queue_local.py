@@ -15,7 +15,7 @@ import pytest
 from core.errors import QueueError
 from core.models import WorkMessage
 from core.queue import Delivery, DeliveryHandler, DeliveryResult
-from core.queue.local import LocalQueue
+from core.queue.local import _PRUNE_EVERY, LocalQueue
 from core.queue.local_db import QueueDb
 from core.retry import RetryPolicy
 from tests.conformance.queue_contract import (
@@ -348,7 +348,7 @@ async def test_stop_drains_in_flight_work_then_hands_back_the_rest(
 PUBLISH_SCRIPT = """
 import asyncio, sys
 from core.models import WorkMessage
-from core.queue.local import LocalQueue
+from core.queue.local import _PRUNE_EVERY, LocalQueue
 from core.retry import RetryPolicy
 
 async def main():
@@ -363,7 +363,7 @@ asyncio.run(main())
 
 CRASH_SCRIPT = """
 import asyncio, os, sys
-from core.queue.local import LocalQueue
+from core.queue.local import _PRUNE_EVERY, LocalQueue
 from core.retry import RetryPolicy
 
 async def die(delivery):
@@ -454,3 +454,21 @@ async def test_a_message_is_cancelled_by_its_dedup_id_too(queue_harness: LocalHa
 
     assert not await queue_harness.pending(first_id)
     assert await queue_harness.pending(other_id)
+
+
+async def test_the_dedup_table_stays_bounded_under_sustained_publishing(
+    db_path: Path, open_harness: OpenHarness
+) -> None:
+    now = [1_000_000.0]
+    window, per_second = 600.0, 2
+    harness = await open_harness(dedup_window=window, poll_interval=0.0, clock=lambda: now[0])
+    await started(harness, Recorder())
+    bound = per_second * (window + _PRUNE_EVERY) + per_second
+    for second in range(3 * int(window)):
+        for n in range(per_second):
+            await harness.queue.publish(step(task_id=f"task-{second}", seq=n + 1), delay=0)
+        now[0] += 1.0
+        if second % int(_PRUNE_EVERY) == 0:
+            # Three windows' worth of dedup ids, yet the table never holds much more than one.
+            await wait_until(lambda: _rows(db_path, "queue_dedup") <= bound, "the dedup pruned")
+    assert _rows(db_path, "queue_dedup") >= per_second * window  # the window itself is kept

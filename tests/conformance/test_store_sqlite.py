@@ -6,15 +6,19 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import aclosing
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from core.errors import StoreError
 from core.models import TaskStatus
-from core.store import Expect, FeedState
+from core.store import Expect, FeedState, sqlite_db
+from core.store import sqlite as sqlite_store
 from core.store.sqlite import SqliteStore
 from tests.conformance.store_contract import StoreContract, new_task
+from tests.waiting import TIMEOUT
 
 
 @pytest.fixture
@@ -197,3 +201,59 @@ async def test_a_file_of_the_first_release_counts_its_tasks_on_open(tmp_path: Pa
     assert stored and counts == dict.fromkeys(TaskStatus, 0) | {
         TaskStatus(status): count for status, count in stored.items()
     }
+
+
+class _Clock:
+    """Stands in for the `time` module of the store's two sides: time passes when told."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+async def test_the_change_log_stays_bounded_under_sustained_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(sqlite_db, "time", clock)
+    monkeypatch.setattr(sqlite_store, "time", clock)  # which decides when to prune
+    store = SqliteStore(tmp_path / "videoq.db")
+    await store.open()
+    task = await store.insert(new_task())
+    per_second, seconds = 2, 3 * int(sqlite_db.CHANGE_LOG_RETENTION)
+    bound = per_second * (sqlite_db.CHANGE_LOG_RETENTION + sqlite_db.PRUNE_EVERY) + per_second
+    largest = 0
+    try:
+        for second in range(seconds):
+            for n in range(per_second):
+                progress = (second * per_second + n) % 100
+                assert await store.update(
+                    task.id, Expect.of(TaskStatus.QUEUED), {"progress": progress}
+                )
+            clock.now += 1.0
+            largest = max(largest, _rows(tmp_path / "videoq.db", "change_log"))
+    finally:
+        await store.close()
+    # Three retentions' worth of writes, yet the log never held much more than one.
+    assert per_second * sqlite_db.CHANGE_LOG_RETENTION <= largest <= bound
+
+
+def _rows(path: Path, table: str) -> int:
+    with sqlite3.connect(path) as db:
+        return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+async def test_a_prune_tells_this_stores_subscribers_to_load_a_fresh_snapshot(
+    store: SqliteStore,
+) -> None:
+    await store.insert(new_task(status=TaskStatus.FAILED))
+    async with aclosing(store.changes()) as feed:
+        assert (await asyncio.wait_for(anext(feed), TIMEOUT)).op == "SYNC"
+        deleted = await store.prune(datetime.now(UTC), [TaskStatus.FAILED])
+        change = await asyncio.wait_for(anext(feed), TIMEOUT)
+    assert deleted[TaskStatus.FAILED] == 1 and change.op == "SYNC"

@@ -247,6 +247,42 @@ def test_retry_failed_counts_first_asks_or_needs_yes_and_filters(cli: Cli) -> No
     assert stray.returncode == 1 and "go with --failed" in stray.stderr
 
 
+def test_prune_counts_first_asks_or_needs_yes_and_keeps_unfinished_tasks(cli: Cli) -> None:
+    ids = seeded(cli, 4, failed=2)
+    assert "to delete: 0 finished tasks" in cli.ok("prune", "--older-than", "1d", "--yes")
+    asked = cli.run("prune", "--older-than", "0s")  # no terminal on stdin: refuses to ask
+    assert asked.returncode == 1 and "add --yes to delete them" in asked.stderr
+    assert "to delete: 2 finished tasks" in asked.stdout
+    assert "(0 succeeded, 2 failed, 0 cancelled)" in asked.stdout
+    assert "to delete: 0 finished tasks" in cli.ok("prune", "--older-than", "0s", "--status",
+                                                   "succeeded,cancelled", "--yes")  # fmt: skip
+    assert len(cli.json("list")) == 4
+    done = cli.ok("prune", "--older-than", "0s", "--yes")
+    assert "deleted: 2 finished tasks" in done and "with their history and images" in done
+    assert sorted(row["id"] for row in cli.json("list")) == sorted(ids[2:])
+    assert "no task with id" in cli.run("show", ids[0]).stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--older-than", "soon", "--older-than: 'soon' is not an age such as 30m, 1h or 2d"),
+        ("--older-than", "9999999d", "--older-than: '9999999d' reaches back before the year 1"),
+        ("--status", "queued", "--status: 'queued' is not a finished status"),
+        ("--status", "failed,", "--status: '' is not a finished status"),
+    ],
+)
+def test_prune_refuses_bad_input_in_one_line_and_deletes_nothing(
+    cli: Cli, option: str, value: str, message: str
+) -> None:
+    seeded(cli, 2, failed=2)
+    args = {"--older-than": "0s", "--status": "failed"} | {option: value}
+    done = cli.run("prune", *(item for pair in args.items() for item in pair), "--yes")
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith(f"videoq: error: {message}") and done.stderr.count("\n") == 1
+    assert len(cli.json("list")) == 2
+
+
 def test_until_idle_needs_no_ui_and_failures_are_warnings(cli: Cli) -> None:
     refused = cli.run("--until-idle")
     assert refused.returncode == 2 and "--until-idle works only with --no-ui" in refused.stderr

@@ -102,6 +102,10 @@ def test_bash_completes_commands_flags_statuses_models_and_newest_ids_first(
         "queued", "running", "succeeded", "failed", "cancelled"
     }  # fmt: skip
     assert _complete(cli, script, "list", "--status", "fa") == ["failed"]
+    assert set(_complete(cli, script, "prune", "--status", "")) == {
+        "succeeded", "failed", "cancelled"
+    }  # fmt: skip
+    assert "--older-than" in _complete(cli, script, "prune", "--")
     assert set(_complete(cli, script, "submit", "--model", "")) == {"sora-2", "sora-2-pro"}
     assert _complete(cli, script, "show", "") == []  # no database yet, and none is created
     assert not cli.db_path.exists()

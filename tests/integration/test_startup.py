@@ -71,6 +71,7 @@ def test_the_wrapper_sees_what_a_command_loads(cli: Cli) -> None:
         ("show", "{id}"),
         ("cancel", "{id}"),
         ("retry", "{id}"),
+        ("prune", "--older-than", "0s", "--yes"),
         (IDS_COMMAND,),
     ],
     ids=lambda args: args[0],

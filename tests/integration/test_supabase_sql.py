@@ -138,7 +138,10 @@ async def test_a_user_cannot_write_or_call_the_functions(
             await client.table("video_tasks").update({"progress": 5}).eq("id", mine.id).execute()
         with pytest.raises(APIError) as rpc:
             await client.rpc("videoq_count_by_status", {"p_user_id": None}).execute()
-    assert patch.value.code == "42501" and rpc.value.code == "42501"
+        with pytest.raises(APIError) as prune:
+            everything = {"p_before": "9999-01-01T00:00:00Z", "p_statuses": ["succeeded"]}
+            await client.rpc("videoq_prune_tasks", everything).execute()
+    assert patch.value.code == rpc.value.code == prune.value.code == "42501"
 
 
 async def test_the_service_role_sees_every_row(
