@@ -47,7 +47,8 @@ class Every:
         """`1m`…`30m`, `1h`…`12h` or `1d`, in steps that divide the hour (or day) evenly."""
         found = _EVERY.fullmatch(text.strip().lower())
         number, unit = (int(found.group(1)), found.group(2)) if found else (0, "")
-        if unit not in _EVEN or number < 1 or _EVEN[unit][0] % number:
+        limit = _EVEN[unit][0] if unit in _EVEN else 0
+        if number < 1 or limit % number or (number == limit and unit != "d"):
             raise InvalidRequest(
                 f"--every must be minutes that divide an hour (1m, 2m, 5m, 10m, 15m, 30m), hours "
                 f"that divide a day (1h, 2h, 3h, 6h, 12h) or 1d, not {text!r}"
