@@ -72,7 +72,7 @@ class ReconcileSchedule:
     """The deployment's reconcile schedule in QStash, through the `qstash` SDK."""
 
     def __init__(self, settings: Settings) -> None:
-        if settings.qstash_token is None:
+        if settings.qstash_token is None or not settings.qstash_token.get_secret_value():
             raise ConfigError(
                 "videoq schedule needs QSTASH_TOKEN: the schedule lives in QStash, which calls "
                 "the reconcile endpoint of the serverless deployment"
