@@ -18,10 +18,10 @@ from core.http.asgi import ServerlessApp
 from core.models import TaskStatus
 from core.reconcile_schedule import Every, Outcome, ReconcileSchedule
 from tests.fakes.loopback import LoopbackServer
-from tests.fakes.qstash import DEV_CURRENT_SIGNING_KEY, DEV_NEXT_SIGNING_KEY, DEV_TOKEN, FakeQStash
+from tests.fakes.qstash import FakeQStash
 from tests.fakes.supabase import FakeSupabase
-from tests.fakes.t8star import DEFAULT_KEY, FakeT8Star
-from tests.http_support import JWT_SECRET, bearer
+from tests.fakes.t8star import FakeT8Star
+from tests.http_support import JWT_SECRET, bearer, fakes_env
 from tests.waiting import wait_until
 
 TASKS = 4
@@ -86,12 +86,7 @@ def environment(
     settings = {
         "VIDEOQ_DB": str(tmp_path / "videoq.db"),
         "VIDEOQ_PUBLIC_URL": host[0].url,
-        "QSTASH_TOKEN": DEV_TOKEN,
-        "QSTASH_URL": qstash.url,
-        "QSTASH_CURRENT_SIGNING_KEY": DEV_CURRENT_SIGNING_KEY,
-        "QSTASH_NEXT_SIGNING_KEY": DEV_NEXT_SIGNING_KEY,
-        "T8STAR_API_KEY": DEFAULT_KEY,
-        "T8STAR_BASE_URL": t8.base_url,
+        **fakes_env(qstash.url, t8.base_url),
         "SUPABASE_JWT_SECRET": JWT_SECRET,
         "VIDEOQ_SPEEDUP": "20",
         # The reconciler's grace is 3 x this / speedup, at least 2 s: a lost poll waits that long.
