@@ -6,10 +6,19 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 DEFAULT_T8STAR_URL = "https://ai.t8star.cn"
 WORKER_PATH = "/api/v1/internal/video-worker"
+RECONCILE_PATH = "/api/v1/internal/reconcile"
 JWKS_PATH = "/auth/v1/.well-known/jwks.json"
 
 
@@ -213,6 +222,11 @@ class Settings(BaseModel):
         return self.public_url + WORKER_PATH
 
     @property
+    def reconcile_url(self) -> str:
+        """The URL a QStash schedule calls (and signs for) to run one reconciler pass."""
+        return self.public_url + RECONCILE_PATH
+
+    @property
     def jwks_url(self) -> str | None:
         """Where the project's public JWT keys are published, if known."""
         if self.supabase_jwks_url:
@@ -263,3 +277,12 @@ _ENV_NAMES = {
     name: str(field.validation_alias.choices[0]).lower()  # type: ignore[union-attr]
     for name, field in Settings.model_fields.items()
 }
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """The first invalid setting in `exc`, named by its environment variable."""
+    error = exc.errors(include_url=False)[0]
+    field = str(error["loc"][0]) if error["loc"] else "settings"
+    env = Settings.model_fields[field].validation_alias if field in Settings.model_fields else None
+    name = env.choices[0] if env is not None and hasattr(env, "choices") else field
+    return f"invalid setting {name}: {error['msg'].removeprefix('Value error, ')}"

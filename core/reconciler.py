@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from core.errors import VideoqError
@@ -20,6 +21,25 @@ from core.store import Expect, TaskStore
 log = logging.getLogger(__name__)
 
 BATCH = 500
+
+
+@dataclass
+class PassReport:
+    """What one pass did: tasks looked at, steps re-published, and whether it got through."""
+
+    queued_seen: int = 0
+    running_seen: int = 0
+    resubmitted: int = 0
+    repolled: int = 0
+    complete: bool = True
+
+    @property
+    def republished(self) -> int:
+        return self.resubmitted + self.repolled
+
+    def as_dict(self) -> dict[str, int | bool]:
+        """The counts as JSON-ready values, `republished` included."""
+        return {**asdict(self), "republished": self.republished}
 
 
 @dataclass
@@ -53,25 +73,46 @@ class Reconciler:
 
     async def run_once(self, now: datetime | None = None) -> int:
         """One pass as of `now`; returns how many steps were re-published."""
-        now = now or utcnow()
+        return (await self.run_pass(now)).republished
+
+    async def run_pass(
+        self, now: datetime | None = None, budget: float | None = None
+    ) -> PassReport:
+        """One pass as of `now`, stopping early (`complete` false) once `budget` seconds passed.
+
+        The budget keeps a pass inside one request's time limit on a serverless host; what it
+        left is still stale at the next pass, so nothing is skipped for good.
+        """
+        ends = None if budget is None else time.monotonic() + budget
+        report = PassReport()
+        try:
+            await self._pass(now or utcnow(), ends, report)
+        finally:
+            self.republished += report.republished
+        return report
+
+    async def _pass(self, now: datetime, ends: float | None, report: PassReport) -> None:
         cutoff = now - timedelta(seconds=self.grace)
-        count = 0
         queued = await self.store.list(
             statuses=[TaskStatus.QUEUED], updated_before=cutoff, limit=BATCH
         )
+        report.queued_seen = len(queued)
         for task in queued:
+            if _out_of_time(ends, report):
+                return
             if not task.step_claimed(now):
-                count += await self._resubmit(task, now)
+                report.resubmitted += await self._resubmit(task, now)
         running = await self.store.list(
             statuses=[TaskStatus.RUNNING], updated_before=cutoff, limit=BATCH
         )
+        report.running_seen = len(running)
         for task in running:
+            if _out_of_time(ends, report):
+                return
             # A live claim is a poll in flight; one whose holder died expires and is taken here.
             overdue = task.next_poll_at is None or task.next_poll_at < cutoff
             if overdue and not task.step_claimed(now):
-                count += await self._repoll(task, now)
-        self.republished += count
-        return count
+                report.repolled += await self._repoll(task, now)
 
     async def _resubmit(self, task: Task, now: datetime) -> int:
         # The worker takes any submit of the current attempt; a sequence number per grace
@@ -106,3 +147,10 @@ class Reconciler:
             {"message_id": message_id},
         )
         return 1
+
+
+def _out_of_time(ends: float | None, report: PassReport) -> bool:
+    """Whether the pass's budget is spent; marks the report incomplete when it is."""
+    if ends is not None and time.monotonic() >= ends:
+        report.complete = False
+    return not report.complete

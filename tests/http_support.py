@@ -235,6 +235,21 @@ def clean_env(**settings: str) -> dict[str, str]:
     return env
 
 
+def fakes_env(qstash_url: str, t8star_url: str) -> dict[str, str]:
+    """The settings that point videoq at the QStash and T8Star fakes, with their keys."""
+    from tests.fakes.qstash import DEV_CURRENT_SIGNING_KEY, DEV_NEXT_SIGNING_KEY, DEV_TOKEN
+    from tests.fakes.t8star import DEFAULT_KEY
+
+    return {
+        "QSTASH_TOKEN": DEV_TOKEN,
+        "QSTASH_URL": qstash_url,
+        "QSTASH_CURRENT_SIGNING_KEY": DEV_CURRENT_SIGNING_KEY,
+        "QSTASH_NEXT_SIGNING_KEY": DEV_NEXT_SIGNING_KEY,
+        "T8STAR_API_KEY": DEFAULT_KEY,
+        "T8STAR_BASE_URL": t8star_url,
+    }
+
+
 def parse_metrics(text: str) -> dict[str, float]:
     """`name{label="value",...}` -> value for every sample, read by prometheus_client's parser
     (which refuses anything that is not the text format)."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from core.config import Settings
+from core.config import Settings, settings_problem
 from core.errors import InvalidRequest, VideoqError
 from core.models import ACTIVE, TERMINAL, TaskStatus, VideoRequest, utcnow
 from core.service import MAX_LIST_LIMIT
@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        return _fail(_settings_error(exc))
+        return _fail(settings_problem(exc))
     if args.command in cli_tools.COMMANDS:
         return _run_guarded(lambda: cli_tools.COMMANDS[args.command](settings, args))
     _configure_logging(settings, quiet=args.command in COMMANDS)
@@ -385,14 +385,6 @@ def _cli_field_message(exc: InvalidRequest) -> str:
         option = "--image" if exc.field == "images" else "--" + exc.field.replace("_", "-")
         return f"invalid {option}: {exc.message.split(': ', 1)[-1]}"
     return exc.message
-
-
-def _settings_error(exc: ValidationError) -> str:
-    error = exc.errors(include_url=False)[0]
-    field = str(error["loc"][0]) if error["loc"] else "settings"
-    env = Settings.model_fields[field].validation_alias if field in Settings.model_fields else None
-    name = env.choices[0] if env is not None and hasattr(env, "choices") else field
-    return f"invalid setting {name}: {error['msg'].removeprefix('Value error, ')}"
 
 
 def _print_json(value: Any) -> None:

@@ -1,5 +1,6 @@
-"""The command line's tools around the task commands: `--version`, `doctor`, `completion`, the
-hidden `_ids` helper that completion calls, and an example line in every command's help."""
+"""The command line's tools around the task commands: `--version`, `doctor`, `completion`,
+`schedule` (cli_schedule.py), the hidden `_ids` helper that completion calls, and an example line
+in every command's help."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core.config import Settings
-from tui import completion
+from tui import cli_schedule, completion
 
 EXAMPLES: dict[str, str] = {
     "": "videoq --no-ui --until-idle",
@@ -22,6 +23,7 @@ EXAMPLES: dict[str, str] = {
     "schema": "videoq schema > videoq.sql",
     "doctor": "videoq doctor --json",
     "completion": "videoq completion bash > ~/.local/share/bash-completion/completions/videoq",
+    "schedule": "videoq schedule --every 5m",
 }
 
 
@@ -44,7 +46,7 @@ class _VersionAction(argparse._VersionAction):
 
 
 def extend(parser: argparse.ArgumentParser, commands: argparse._SubParsersAction) -> None:
-    """Add `--version`, `doctor`, `completion` and `_ids`, then an example to every help."""
+    """Add `--version`, `doctor`, `completion`, `schedule`, `_ids`, and an example to each help."""
     parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     doctor = commands.add_parser(
         "doctor", help="check the configuration and the services it names; exit 1 on a problem"
@@ -53,6 +55,7 @@ def extend(parser: argparse.ArgumentParser, commands: argparse._SubParsersAction
     shells = commands.add_parser("completion", help="print a shell completion script")
     shells.add_argument("shell", choices=completion.SHELLS, help="bash, zsh or fish")
     shells.set_defaults(root_parser=parser)  # the script is generated from the whole parser
+    cli_schedule.add_parser(commands)
     commands.add_parser(completion.IDS_COMMAND)  # no help: hidden from --help and completion
     for name, sub in [("", parser), *commands.choices.items()]:
         if name in EXAMPLES:
@@ -77,5 +80,6 @@ def run_ids(settings: Settings, args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "doctor": run_doctor,
     "completion": run_completion,
+    "schedule": cli_schedule.run,
     completion.IDS_COMMAND: run_ids,
 }

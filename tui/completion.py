@@ -10,6 +10,7 @@ from typing import Any
 
 from core.config import Settings
 from core.models import TERMINAL, Task, TaskStatus
+from core.reconcile_schedule import SUGGESTED_EVERY
 from tui.render import short_id
 
 SHELLS = ("bash", "zsh", "fish")
@@ -30,6 +31,8 @@ def script(parser: argparse.ArgumentParser, shell: str) -> str:
             action.complete = _words("status", TaskStatus)  # type: ignore[attr-defined]
         elif "--model" in action.option_strings:
             action.complete = _words("model", provider_for(DEFAULT_PROVIDER).choices["model"])  # type: ignore[attr-defined]
+        elif "--every" in action.option_strings:
+            action.complete = _words("every", SUGGESTED_EVERY)  # type: ignore[attr-defined]
         elif action.dest in ("task_id", "task_ids"):
             ids = f"{parser.prog} {IDS_COMMAND} 2>/dev/null"
             action.complete = shtab.cmd(ids)  # type: ignore[attr-defined]

@@ -10,12 +10,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from core.config import WORKER_PATH
+from core.config import RECONCILE_PATH, WORKER_PATH
 from core.http.api import BYOK_HEADER, TaskApi
 from core.http.auth import UserAuth
 from core.http.deliveries import WorkerEndpoint
 from core.http.envelope import BodyLimits, fail
 from core.http.observe import Observer
+from core.http.reconcile import ReconcileEndpoint
 from core.runtime import Runtime
 
 
@@ -28,6 +29,7 @@ def create_app(
     observer = Observer(runtime)
     routes = [
         Route(WORKER_PATH, WorkerEndpoint(runtime.worker, limits.worker).handle, methods=["POST"]),
+        Route(RECONCILE_PATH, ReconcileEndpoint(runtime, limits.worker).handle, methods=["POST"]),
         *TaskApi(runtime, auth, limits).routes(),
         Route("/healthz", observer.healthz, methods=["GET"]),
         Route("/metrics", observer.metrics, methods=["GET"]),

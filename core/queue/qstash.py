@@ -80,16 +80,13 @@ class QStashQueue:
     async def open(self) -> None:
         """Create the SDK client (idempotent)."""
         if self._client is None:
-            self._client = AsyncQStash(self._token, retry=_SDK_RETRY, base_url=self.base_url)
+            self._client = sdk_client(self._token, self.base_url)
 
     async def close(self) -> None:
         """Close the SDK client's connection pool."""
         client, self._client = self._client, None
         if client is not None:
-            # The SDK has no close(); its httpx client would otherwise leak its sockets.
-            http_client = getattr(client.http, "_client", None)
-            if isinstance(http_client, httpx.AsyncClient):
-                await http_client.aclose()
+            await close_sdk_client(client)
 
     async def publish(self, message: WorkMessage, delay: float = 0.0) -> str:
         """Publish `message` after `delay` seconds (rounded up to whole seconds); returns its id."""
@@ -206,3 +203,25 @@ def _reason(exc: BaseException, base_url: str) -> str:
     if isinstance(exc, httpx.HTTPError | OSError):
         return f"the connection to {base_url} failed ({type(exc).__name__})"
     return f"unexpected {type(exc).__name__} from the QStash client"
+
+
+CALL_FAILURES = _FAILURES
+"""What a call through the SDK client can raise, for the other users of `sdk_client`."""
+
+
+def sdk_client(token: str, base_url: str) -> AsyncQStash:
+    """The SDK's async client as videoq uses it: `base_url`, two quick retries."""
+    return AsyncQStash(token, retry=_SDK_RETRY, base_url=base_url)
+
+
+async def close_sdk_client(client: AsyncQStash) -> None:
+    """Close the client's connection pool."""
+    # The SDK has no close(); its httpx client would otherwise leak its sockets.
+    http_client = getattr(client.http, "_client", None)
+    if isinstance(http_client, httpx.AsyncClient):
+        await http_client.aclose()
+
+
+def failure_reason(exc: BaseException, base_url: str) -> str:
+    """A short cause of a failed SDK call, without the raw response body (or anything secret)."""
+    return _reason(exc, base_url)

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.cli import Cli
-from tests.fakes.qstash import DEV_CURRENT_SIGNING_KEY, DEV_NEXT_SIGNING_KEY, DEV_TOKEN
+from tests.fakes.qstash import DEV_TOKEN
 from tests.fakes.supabase import FakeSupabase
 from tests.fakes.t8star import DEFAULT_KEY, FakeT8Star, JobScript
 from tests.http_support import (
@@ -31,6 +31,7 @@ from tests.http_support import (
     ServeProcess,
     bearer,
     clean_env,
+    fakes_env,
     free_port,
     parse_metrics,
 )
@@ -128,12 +129,7 @@ async def cloud(
     settings = {
         "VIDEOQ_DB": str(db_path),
         "VIDEOQ_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "QSTASH_TOKEN": DEV_TOKEN,
-        "QSTASH_URL": qstash.url,
-        "QSTASH_CURRENT_SIGNING_KEY": DEV_CURRENT_SIGNING_KEY,
-        "QSTASH_NEXT_SIGNING_KEY": DEV_NEXT_SIGNING_KEY,
-        "T8STAR_API_KEY": DEFAULT_KEY,
-        "T8STAR_BASE_URL": t8.base_url,
+        **fakes_env(qstash.url, t8.base_url),
         "SUPABASE_JWT_SECRET": env.get("SUPABASE_JWT_SECRET", JWT_SECRET),
         "VIDEOQ_SECRET_KEY": SECRET_KEY,
         "VIDEOQ_SPEEDUP": speedup,

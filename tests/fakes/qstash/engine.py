@@ -38,6 +38,7 @@ class Message:
     timeout: float | None = None
     flow_key: str | None = None
     flow: FlowLimits | None = None
+    schedule_id: str | None = None
     retried: int = 0
     in_flight: bool = False
     cancel_requested: bool = False
@@ -98,6 +99,8 @@ class Hooks:
     refuse_left: int | None = None
     refuse_until: float | None = None
     refuse_how: str = "error"
+    lose_left: int = 0
+    lose_match: bytes = b""
 
 
 @dataclass
@@ -121,6 +124,7 @@ class State:
     publishes: int = 0
     deduplicated: int = 0
     refused: int = 0
+    lost: list[str] = field(default_factory=list)
 
     def take_duplicate(self) -> bool:
         """Whether the next delivery should go out twice (consumes one `duplicate_next`)."""
@@ -146,6 +150,16 @@ class State:
                 hooks.refusing = hooks.refuse_left > 0
             self.refused += 1
             return hooks.refuse_how
+
+    def take_loss(self, message: Message) -> bool:
+        """Whether to accept `message` and then lose it (consumes one `lose_left`)."""
+        with self.lock:
+            hooks = self.hooks
+            if hooks.lose_left <= 0 or hooks.lose_match not in message.body:
+                return False
+            hooks.lose_left -= 1
+            self.lost.append(message.message_id)
+            return True
 
     def record(self, attempt: Attempt) -> None:
         with self.lock:
@@ -336,6 +350,8 @@ class Engine:
         headers = dict(message.forward)
         if message.content_type is not None:
             headers["Content-Type"] = message.content_type
+        if message.schedule_id is not None:
+            headers["Upstash-Schedule-Id"] = message.schedule_id
         headers.update(
             {
                 "Upstash-Signature": sign(message.body, self.state.current_key, message.url),

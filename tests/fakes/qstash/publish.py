@@ -20,9 +20,10 @@ class BadPublish(Exception):
     """The publish request is invalid; the text is QStash's 400 error message."""
 
 
-def _destination(request: Request) -> str:
+def destination_of(request: Request, prefix: str = "/v2/publish/") -> str:
+    """The destination URL a publish (or schedule) names after `prefix`, exactly as sent."""
     raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
-    destination = raw_path[len(b"/v2/publish/") :].decode("utf-8", "replace")
+    destination = raw_path[len(prefix.encode()) :].decode("utf-8", "replace")
     query = request.scope.get("query_string", b"").decode("latin-1")
     own = [p for p in query.split("&") if p and not _is_qstash_param(p.split("=", 1)[0])]
     if own:
@@ -39,7 +40,7 @@ def _is_qstash_param(name: str) -> bool:
     return name == "qstash_token" or name.startswith("upstash-")
 
 
-def _settings(request: Request) -> dict[str, str]:
+def upstash_settings(request: Request) -> dict[str, str]:
     """Upstash-* settings from the lower-case query parameters, overridden by the headers."""
     query = request.scope.get("query_string", b"").decode("latin-1")
     found = {k.lower(): v for k, v in parse_qsl(query) if k.lower().startswith("upstash-")}
@@ -49,8 +50,8 @@ def _settings(request: Request) -> dict[str, str]:
 
 def parse_publish(request: Request, body: bytes) -> tuple[Message, str | None]:
     """The message a publish request describes, and its deduplication key (if any)."""
-    destination = _destination(request)
-    cfg = _settings(request)
+    destination = destination_of(request)
+    cfg = upstash_settings(request)
     forward = {
         name[len("upstash-forward-") :].title(): value
         for name, value in cfg.items()

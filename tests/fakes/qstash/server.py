@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from tests.fakes.loopback import LoopbackServer
 from tests.fakes.qstash.engine import Attempt, Engine, FlowGate, Message, State
 from tests.fakes.qstash.publish import BadPublish, parse_publish
+from tests.fakes.qstash.schedules import Schedules
 from tests.waiting import TIMEOUT, wait_until
 
 DEV_TOKEN = "eyJVc2VySUQiOiJkZWZhdWx0VXNlciIsIlBhc3N3b3JkIjoiZGVmYXVsdFBhc3N3b3JkIn0="
@@ -70,6 +71,7 @@ class FakeQStash:
         self.time_scale = time_scale
         self.delivery_timeout = delivery_timeout
         self._engine: Engine | None = None
+        self.schedules = Schedules(self._enqueue, time_scale)
         self._server = LoopbackServer("fake-qstash", self._running, on_stop=self._cancel_deliveries)
 
     # Life cycle.
@@ -103,9 +105,11 @@ class FakeQStash:
             try:
                 yield self._app()
             finally:
+                await self.schedules.stop()
                 await self._engine.shutdown()
 
     async def _cancel_deliveries(self) -> None:
+        await self.schedules.stop()
         if self._engine is not None:
             await self._engine.shutdown()
 
@@ -121,6 +125,7 @@ class FakeQStash:
                 Route("/v2/keys", self._keys, methods=["GET"]),
                 Route("/v2/keys/rotate", self._rotate_keys, methods=["POST"]),
                 Route("/v2/flowControl/{key}", self._flow_control, methods=["GET"]),
+                *self.schedules.routes(self._authorized),
             ]
         )
 
@@ -136,6 +141,7 @@ class FakeQStash:
     def set_time_scale(self, time_scale: float) -> None:
         """Scale every QStash-side wait that starts from now on (e.g. to slow the backoff down)."""
         self.time_scale = time_scale
+        self.schedules.set_time_scale(time_scale)
         if self._engine is not None:
             self._engine.time_scale = time_scale
 
@@ -163,6 +169,19 @@ class FakeQStash:
             hooks.refuse_left = count
             hooks.refuse_until = None if seconds is None else time.monotonic() + seconds
             hooks.refuse_how = how
+
+    def lose_publishes(self, count: int = 1, *, body_contains: bytes = b"") -> None:
+        """Accept the next `count` publishes whose body contains `body_contains`, then lose
+        them: QStash answers as usual, and nothing is ever delivered."""
+        with self.state.lock:
+            self.state.hooks.lose_left = count
+            self.state.hooks.lose_match = body_contains
+
+    @property
+    def lost(self) -> list[str]:
+        """Ids of the messages `lose_publishes` made disappear."""
+        with self.state.lock:
+            return list(self.state.lost)
 
     def accept_publishes(self) -> None:
         self.refuse_publishes(0)
@@ -249,12 +268,16 @@ class FakeQStash:
             return JSONResponse({"messageId": existing, "deduplicated": True}, status_code=202)
         if dedup_key is not None:
             self.state.dedup[dedup_key] = (message.message_id, now + self.state.dedup_window)
-        self.state.messages[message.message_id] = message
         with self.state.lock:
             self.state.publishes += 1
+        if not self.state.take_loss(message):
+            self._enqueue(message)
+        return JSONResponse({"messageId": message.message_id, "url": message.url}, 201)
+
+    def _enqueue(self, message: Message) -> None:
+        self.state.messages[message.message_id] = message
         assert self._engine is not None
         self._engine.schedule(message)
-        return JSONResponse({"messageId": message.message_id, "url": message.url}, 201)
 
     async def _get_message(self, request: Request) -> Response:
         if not self._authorized(request):
