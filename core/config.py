@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_T8STAR_URL = "https://ai.t8star.cn"
 WORKER_PATH = "/api/v1/internal/video-worker"
+HOOK_PATH = "/api/v1/internal/t8star-hook"
 JWKS_PATH = "/auth/v1/.well-known/jwks.json"
 
 
@@ -163,6 +164,10 @@ class Settings(BaseSettings):
         entries = self.secret_key_previous.get_secret_value().split(",")
         return [entry.strip() for entry in entries if entry.strip()]
 
+    upstream_hooks: bool = Field(True, validation_alias=_env("VIDEOQ_UPSTREAM_HOOKS"))
+    """Ask T8Star to call back (notify_hook) when a job changes, so scheduled polls can be rare;
+    needs VIDEOQ_PUBLIC_URL and VIDEOQ_SECRET_KEY set."""
+
     log_level: str = Field("INFO", validation_alias=_env("VIDEOQ_LOG_LEVEL"))
     """Log level of the command line: DEBUG, INFO, WARNING or ERROR."""
 
@@ -191,6 +196,12 @@ class Settings(BaseSettings):
     def worker_url(self) -> str:
         """The URL deliveries are addressed (and signed) to."""
         return self.public_url + WORKER_PATH
+
+    @property
+    def hooks_enabled(self) -> bool:
+        """Whether submits carry a notify hook: allowed, and a public URL and secret are set."""
+        public_url_set = "public_url" in self.model_fields_set
+        return self.upstream_hooks and public_url_set and self.secret_key is not None
 
     @property
     def jwks_url(self) -> str | None:
