@@ -149,7 +149,8 @@ class Settings(BaseSettings):
     """Comma-separated browser origins allowed to call the task API (empty: none)."""
 
     secret_key: SecretStr | None = Field(None, validation_alias=_env("VIDEOQ_SECRET_KEY"))
-    """Server secret that encrypts users' own upstream keys (BYOK) at rest."""
+    """Server secret that encrypts users' own upstream keys (BYOK) at rest and signs the
+    notify-hook tokens."""
 
     secret_key_previous: SecretStr | None = Field(
         None, validation_alias=_env("VIDEOQ_SECRET_KEY_PREVIOUS")
