@@ -25,11 +25,10 @@ import os  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 
-from http_service import JOBS, cloud_settings, wait_terminal  # noqa: E402
+from http_service import JOBS, cloud_settings, submit_jobs, wait_terminal  # noqa: E402
 
-from core.models import VideoRequest  # noqa: E402
 from core.runtime import Runtime  # noqa: E402
-from tests.fakes.t8star import FakeT8Star, JobScript  # noqa: E402
+from tests.fakes.t8star import FakeT8Star  # noqa: E402
 from tests.http_support import SECRET_KEY, RecordingQStash, in_process, loopback_socket  # noqa: E402
 
 MODES = {  # label -> (hooks on, hooks lost)
@@ -51,21 +50,14 @@ async def run_mode(hooks: bool, lost: bool, speedup: float, per_class: int) -> d
                                   speedup=speedup, **extra)  # fmt: skip
         runtime = Runtime.from_settings(settings)
         assert (runtime.hooks is not None) is hooks
-        classes: dict[str, list[tuple[str, float]]] = {}
         async with runtime, in_process(runtime, sock, background=True):
-            for label, request, seconds in JOBS:
-                for n in range(per_class):
-                    prompt = f"{label} #{n}"
-                    t8.script_prompt(prompt, JobScript(seconds=seconds / speedup))
-                    video = VideoRequest.parse({**request, "prompt": prompt})
-                    task = await runtime.service.submit(video, actor="bench")
-                    classes.setdefault(label, []).append((task.id, seconds))
+            classes = await submit_jobs(runtime, t8, speedup, per_class)
             longest = max(seconds for _, _, seconds in JOBS)
             await wait_terminal(runtime, timeout=longest * 2 / speedup + 60)
             billed = qstash.billed_per_task()
             rows: dict[str, list] = {}
-            for label, tasks in classes.items():
-                for task_id, seconds in tasks:
+            for label, _, seconds in JOBS:
+                for task_id in classes[label]:
                     task = await runtime.store.get(task_id)
                     assert task is not None and task.started_at and task.completed_at
                     ran = (task.completed_at - task.started_at).total_seconds() * speedup

@@ -5,24 +5,23 @@ count with QStash (the T8Star fake calls the hooks as the real one does)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from core import signing
 from core.config import HOOK_PATH, Settings
 from core.http.hooks import HOOK_BURST, HOOK_WINDOW
-from core.models import Task, TaskStatus, VideoRequest, WorkMessage
+from core.models import Task, TaskStatus, VideoRequest
 from core.notify_hooks import NotifyHooks
-from core.queue import Delivery, DeliveryResult
 from core.runtime import Runtime
 from core.upstream.t8star import T8StarUpstream
-from tests.engine import KEY, HandQueue, Published
+from tests.engine import Published
 from tests.fakes.qstash import DEV_CURRENT_SIGNING_KEY, DEV_NEXT_SIGNING_KEY, DEV_TOKEN
 from tests.fakes.t8star import DEFAULT_KEY, FakeT8Star, Fault, JobScript
 from tests.http_support import (
@@ -32,35 +31,26 @@ from tests.http_support import (
     in_process,
     loopback_socket,
 )
+from tests.integration.test_http_worker import Rig as WorkerRig
 from tests.waiting import wait_until
 
 ALWAYS_RUNNING = JobScript(polls=1_000_000)
 DONE_AT_ONCE = JobScript(polls=1)
 
 
-@dataclass
-class Rig:
-    runtime: Runtime
-    queue: HandQueue
-    client: httpx.AsyncClient
-    fake: FakeT8Star
+class Rig(WorkerRig):
+    """The worker endpoint's rig, with notify hooks on."""
 
     @property
     def hooks(self) -> NotifyHooks:
         assert self.runtime.hooks is not None
         return self.runtime.hooks
 
-    async def deliver(self, message: WorkMessage) -> DeliveryResult:
-        """Hand the worker one delivery, signed as QStash signs it."""
-        body = message.to_bytes()
-        signature = signing.sign(body, KEY, self.runtime.keys.subject or "")
-        return await self.runtime.worker.handle(Delivery(body, {"Upstash-Signature": signature}))
-
     async def running(self, script: JobScript, prompt: str = "a heron at dawn") -> Task:
         """A task submitted upstream, its first scheduled poll published but not delivered."""
         self.fake.script_prompt(prompt, script)
         task = await self.runtime.service.submit(VideoRequest(prompt=prompt))
-        assert (await self.deliver(self.take(task.id).message)).ok
+        assert (await self.deliver(self.take(task.id).message)).status_code == 200
         return await self.task(task.id)
 
     def take(self, task_id: str) -> Published:
@@ -79,19 +69,26 @@ class Rig:
         return await self.client.post(f"{HOOK_PATH}/{task_id}", params=params, json={})
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeT8Star]:
-    with FakeT8Star() as server:
-        yield server
+@contextlib.asynccontextmanager
+async def serving(tmp_path: Path, **settings: Any) -> AsyncIterator[Rig]:
+    """The fake T8Star, and a runtime on it served on loopback with `settings`."""
+    with FakeT8Star() as fake:
+        sock = loopback_socket()
+        upstream = T8StarUpstream(fake.base_url, DEFAULT_KEY)
+        no_public_url = settings.pop("public_url", "") is None
+        runtime, queue = hand_runtime(tmp_path / "videoq.db", sock, upstream, **settings)
+        if no_public_url:
+            # hand_runtime names a public URL; this is what an unset VIDEOQ_PUBLIC_URL leaves.
+            runtime.settings = Settings(_env_file=None, secret_key=SECRET_KEY)  # type: ignore[call-arg]
+            runtime.keys = replace(runtime.keys, subject=runtime.settings.worker_url)
+        async with runtime, in_process(runtime, sock) as client:
+            yield Rig(runtime, queue, client, fake)
 
 
 @pytest.fixture
-async def rig(tmp_path: Path, fake: FakeT8Star) -> AsyncIterator[Rig]:
-    sock = loopback_socket()
-    upstream = T8StarUpstream(fake.base_url, DEFAULT_KEY)
-    runtime, queue = hand_runtime(tmp_path / "videoq.db", sock, upstream)
-    async with runtime, in_process(runtime, sock) as client:
-        yield Rig(runtime, queue, client, fake)
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    async with serving(tmp_path) as hooked:
+        yield hooked
 
 
 async def test_each_submit_carries_a_notify_hook_with_its_tasks_token(rig: Rig) -> None:
@@ -124,7 +121,7 @@ async def test_a_hook_on_a_running_job_records_progress_and_keeps_the_scheduled_
     # The scheduled poll published at submit is still the current one: it polls, not stale.
     scheduled = rig.take(task.id)
     assert rig.queue.pending() == []
-    assert (await rig.deliver(scheduled.message)).ok
+    assert (await rig.deliver(scheduled.message)).status_code == 200
     assert len(rig.fake.status_calls()) == 2
     assert (await rig.task(task.id)).progress == 75
 
@@ -191,7 +188,7 @@ async def test_a_hook_racing_the_scheduled_poll_makes_one_state_change(rig: Rig)
     rig.fake.fault("status", Fault.slow(0.3), times=2)
     scheduled = rig.take(task.id).message
     results = await asyncio.gather(rig.deliver(scheduled), rig.fake.notify(task.upstream_task_id))
-    assert results[0].ok and results[1] == 200
+    assert (results[0].status_code, results[1]) == (200, 200)
     assert len(rig.fake.status_calls()) == 2
     done = await rig.task(task.id)
     assert done.status is TaskStatus.SUCCEEDED
@@ -201,29 +198,20 @@ async def test_a_hook_racing_the_scheduled_poll_makes_one_state_change(rig: Rig)
     assert done.polls == 1
 
 
-@pytest.mark.parametrize("case", ["no public URL", "setting off", "no server secret"])
+@pytest.mark.parametrize(
+    "settings",
+    [{"public_url": None}, {"upstream_hooks": False}, {"secret_key": None}],
+    ids=["no public URL", "setting off", "no server secret"],
+)
 async def test_hooks_are_off_without_a_public_url_a_secret_or_the_setting(
-    tmp_path: Path, fake: FakeT8Star, case: str
+    tmp_path: Path, settings: dict[str, Any]
 ) -> None:
-    sock = loopback_socket()
-    upstream = T8StarUpstream(fake.base_url, DEFAULT_KEY)
-    off: dict[str, dict[str, Any]] = {
-        "setting off": {"upstream_hooks": False},
-        "no server secret": {"secret_key": None},
-        "no public URL": {},
-    }
-    settings = off[case]
-    runtime, queue = hand_runtime(tmp_path / "videoq.db", sock, upstream, **settings)
-    if case == "no public URL":
-        # hand_runtime names a public URL; this is what an unset VIDEOQ_PUBLIC_URL leaves.
-        runtime.settings = Settings(_env_file=None, secret_key=SECRET_KEY)  # type: ignore[call-arg]
-    assert runtime.hooks is None
-    assert not runtime.worker.timing.schedule.hooked
-    async with runtime, in_process(runtime, sock) as client:
-        rig = Rig(runtime, queue, client, fake)
+    async with serving(tmp_path, **settings) as rig:
+        assert rig.runtime.hooks is None
+        assert not rig.runtime.worker.timing.schedule.hooked
         task = await rig.running(DONE_AT_ONCE)
-        assert "notify_hook" not in fake.submits()[0].body
-        answer = await client.post(f"{HOOK_PATH}/{task.id}", params={"token": "1.x"})
+        assert "notify_hook" not in rig.fake.submits()[0].body
+        answer = await rig.client.post(f"{HOOK_PATH}/{task.id}", params={"token": "1.x"})
         assert answer.status_code == 404
         assert answer.json()["error"]["code"] == "not_found"
 
@@ -243,13 +231,11 @@ def cloud_settings(tmp_path: Path, sock: Any, qstash: RecordingQStash, t8: FakeT
     )
 
 
-async def test_through_qstash_a_hooked_job_costs_at_most_three_messages(
-    tmp_path: Path, fake: FakeT8Star
-) -> None:
+async def test_through_qstash_a_hooked_job_costs_at_most_three_messages(tmp_path: Path) -> None:
     """The hook ends one job; the other's hook is lost and the safety-net poll ends it."""
     # QStash's waits run 100x fast: the first safety-net poll (3 min) comes after 1.8 s, while
     # the jobs end after 0.5 s of real time.
-    with RecordingQStash(time_scale=0.01) as qstash:
+    with RecordingQStash(time_scale=0.01) as qstash, FakeT8Star() as fake:
         sock = loopback_socket()
         runtime = Runtime.from_settings(cloud_settings(tmp_path, sock, qstash, fake))
         async with runtime, in_process(runtime, sock, background=True):
