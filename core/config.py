@@ -8,6 +8,8 @@ from platformdirs import user_data_dir
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.urls import is_private_url
+
 DEFAULT_T8STAR_URL = "https://ai.t8star.cn"
 WORKER_PATH = "/api/v1/internal/video-worker"
 HOOK_PATH = "/api/v1/internal/t8star-hook"
@@ -200,9 +202,16 @@ class Settings(BaseSettings):
 
     @property
     def hooks_enabled(self) -> bool:
-        """Whether submits carry a notify hook: allowed, and a public URL and secret are set."""
+        """Whether submits carry a notify hook: allowed, a public URL and a secret set, and the
+        upstream able to reach that URL."""
         public_url_set = "public_url" in self.model_fields_set
-        return self.upstream_hooks and public_url_set and self.secret_key is not None
+        allowed = self.upstream_hooks and public_url_set and self.secret_key is not None
+        return allowed and self.upstream_reaches_public_url
+
+    @property
+    def upstream_reaches_public_url(self) -> bool:
+        """False when VIDEOQ_PUBLIC_URL is private and T8Star is not (it could never call back)."""
+        return not is_private_url(self.public_url) or is_private_url(self.t8star_base_url)
 
     @property
     def jwks_url(self) -> str | None:

@@ -237,6 +237,8 @@ def _hooks_state(runtime: Runtime) -> str:
         return "off (VIDEOQ_UPSTREAM_HOOKS=false)"
     if not runtime.upstream.accepts_notify_hook:
         return f"off ({runtime.upstream.name} calls no one back)"
+    if not settings.upstream_reaches_public_url:
+        return f"off (T8Star cannot reach the private VIDEOQ_PUBLIC_URL {settings.public_url})"
     return "off (they need VIDEOQ_PUBLIC_URL and VIDEOQ_SECRET_KEY set)"
 
 

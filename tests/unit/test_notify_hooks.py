@@ -113,8 +113,24 @@ def settings(tmp_path: Path, **values: Any) -> Settings:
         ({"public_url": PUBLIC, "secret_key": SECRET, "upstream_hooks": False}, False),
         ({"secret_key": SECRET}, False),
         ({"public_url": PUBLIC}, False),
+        ({"public_url": "http://127.0.0.1:8000", "secret_key": SECRET}, False),
+        (
+            {
+                "public_url": "http://127.0.0.1:8000",
+                "secret_key": SECRET,
+                "t8star_base_url": "http://127.0.0.1:9000",
+            },
+            True,
+        ),
     ],
-    ids=["all set", "setting off", "no public URL", "no secret"],
+    ids=[
+        "all set",
+        "setting off",
+        "no public URL",
+        "no secret",
+        "private URL, public T8Star",
+        "private URL, local T8Star",
+    ],
 )
 def test_hooks_need_the_setting_a_public_url_and_a_secret(
     tmp_path: Path, values: dict[str, Any], on: bool
