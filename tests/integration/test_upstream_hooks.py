@@ -76,6 +76,8 @@ async def serving(tmp_path: Path, **settings: Any) -> AsyncIterator[Rig]:
         sock = loopback_socket()
         upstream = T8StarUpstream(fake.base_url, DEFAULT_KEY)
         no_public_url = settings.pop("public_url", "") is None
+        # The fake is on loopback like the public URL, so T8Star can call back (hooks_enabled).
+        settings.setdefault("t8star_base_url", fake.base_url)
         runtime, queue = hand_runtime(tmp_path / "videoq.db", sock, upstream, **settings)
         if no_public_url:
             # hand_runtime names a public URL; this is what an unset VIDEOQ_PUBLIC_URL leaves.
