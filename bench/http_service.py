@@ -92,6 +92,21 @@ async def wait_terminal(runtime: Runtime, timeout: float) -> None:
         await asyncio.sleep(0.05)
 
 
+async def submit_jobs(
+    runtime: Runtime, t8: FakeT8Star, speedup: float, per_class: int
+) -> dict[str, list[str]]:
+    """Submit `per_class` tasks of each class of JOBS, scripted to last as long; ids by label."""
+    classes: dict[str, list[str]] = {}
+    for label, request, seconds in JOBS:
+        for n in range(per_class):
+            prompt = f"{label} #{n}"
+            t8.script_prompt(prompt, JobScript(seconds=seconds / speedup))
+            video = VideoRequest.parse({**request, "prompt": prompt})
+            task = await runtime.service.submit(video, actor="bench")
+            classes.setdefault(label, []).append(task.id)
+    return classes
+
+
 async def messages_per_task(speedup: float, per_class: int) -> list[tuple[str, ...]]:
     rows = []
     fakes = FakeT8Star(), RecordingQStash(time_scale=1.0), tempfile.TemporaryDirectory()
@@ -101,14 +116,7 @@ async def messages_per_task(speedup: float, per_class: int) -> list[tuple[str, .
                                   speedup=speedup)  # fmt: skip
         runtime = Runtime.from_settings(settings)
         async with runtime, in_process(runtime, sock, background=True):
-            classes: dict[str, list[str]] = {}
-            for label, request, seconds in JOBS:
-                for n in range(per_class):
-                    prompt = f"{label} #{n}"
-                    t8.script_prompt(prompt, JobScript(seconds=seconds / speedup))
-                    video = VideoRequest.parse({**request, "prompt": prompt})
-                    task = await runtime.service.submit(video, actor="bench")
-                    classes.setdefault(label, []).append(task.id)
+            classes = await submit_jobs(runtime, t8, speedup, per_class)
             longest = max(seconds for _, _, seconds in JOBS)
             await wait_terminal(runtime, timeout=longest / speedup * 3 + 30)
         billed = qstash.billed_per_task()

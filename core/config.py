@@ -16,9 +16,12 @@ from pydantic import (
     field_validator,
 )
 
+from core.urls import is_private_url
+
 DEFAULT_T8STAR_URL = "https://ai.t8star.cn"
 WORKER_PATH = "/api/v1/internal/video-worker"
 RECONCILE_PATH = "/api/v1/internal/reconcile"
+HOOK_PATH = "/api/v1/internal/t8star-hook"
 JWKS_PATH = "/auth/v1/.well-known/jwks.json"
 
 
@@ -177,7 +180,8 @@ class Settings(BaseModel):
     """Comma-separated browser origins allowed to call the task API (empty: none)."""
 
     secret_key: SecretStr | None = Field(None, validation_alias=_env("VIDEOQ_SECRET_KEY"))
-    """Server secret that encrypts users' own upstream keys (BYOK) at rest."""
+    """Server secret that encrypts users' own upstream keys (BYOK) at rest and signs the
+    notify-hook tokens."""
 
     secret_key_previous: SecretStr | None = Field(
         None, validation_alias=_env("VIDEOQ_SECRET_KEY_PREVIOUS")
@@ -191,6 +195,10 @@ class Settings(BaseModel):
             return []
         entries = self.secret_key_previous.get_secret_value().split(",")
         return [entry.strip() for entry in entries if entry.strip()]
+
+    upstream_hooks: bool = Field(True, validation_alias=_env("VIDEOQ_UPSTREAM_HOOKS"))
+    """Ask T8Star to call back (notify_hook) when a job changes, so scheduled polls can be rare;
+    needs VIDEOQ_PUBLIC_URL and VIDEOQ_SECRET_KEY set."""
 
     log_level: str = Field("INFO", validation_alias=_env("VIDEOQ_LOG_LEVEL"))
     """Log level of the command line: DEBUG, INFO, WARNING or ERROR."""
@@ -225,6 +233,19 @@ class Settings(BaseModel):
     def reconcile_url(self) -> str:
         """The URL a QStash schedule calls (and signs for) to run one reconciler pass."""
         return self.public_url + RECONCILE_PATH
+
+    @property
+    def hooks_enabled(self) -> bool:
+        """Whether submits carry a notify hook: allowed, a public URL and a secret set, and the
+        upstream able to reach that URL."""
+        public_url_set = "public_url" in self.model_fields_set
+        allowed = self.upstream_hooks and public_url_set and self.secret_key is not None
+        return allowed and self.upstream_reaches_public_url
+
+    @property
+    def upstream_reaches_public_url(self) -> bool:
+        """False when VIDEOQ_PUBLIC_URL is private and T8Star is not (it could never call back)."""
+        return not is_private_url(self.public_url) or is_private_url(self.t8star_base_url)
 
     @property
     def jwks_url(self) -> str | None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from core.errors import ConfigError, VideoqError
+from core.errors import VideoqError
+from core.server_secret import derive_key
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -45,12 +45,8 @@ class KeyBox:
 
 def _fernet(secret: str, index: int) -> Fernet:
     """The Fernet of one server secret; index 0 is VIDEOQ_SECRET_KEY, the rest are previous."""
-    if len(secret) < 32:
-        name = "VIDEOQ_SECRET_KEY" if index == 0 else f"VIDEOQ_SECRET_KEY_PREVIOUS entry {index}"
-        raise ConfigError(f"{name} must be at least 32 characters long")
     # Fernet wants 32 url-safe base64 bytes; derive them so any long secret works.
-    digest = hashlib.sha256(b"videoq-byok\x00" + secret.encode()).digest()
-    return Fernet(base64.urlsafe_b64encode(digest))
+    return Fernet(base64.urlsafe_b64encode(derive_key(secret, b"videoq-byok", index)))
 
 
 def key_box_for(settings: Settings) -> KeyBox | None:

@@ -19,6 +19,7 @@ from core.wiring import build_queue, build_store, build_upstream, step_writes
 
 if TYPE_CHECKING:
     from core.crypto import KeyBox
+    from core.notify_hooks import NotifyHooks
     from core.worker import StepWorker
 
 
@@ -45,20 +46,38 @@ class Runtime:
         self.reconciler = Reconciler(self.store, self.queue, grace=grace)
 
     @cached_property
+    def hooks(self) -> NotifyHooks | None:
+        """The notify hooks submits carry, or None when off or the upstream calls no one back."""
+        from core.notify_hooks import notify_hooks_for
+
+        return notify_hooks_for(self.settings) if self.upstream.accepts_notify_hook else None
+
+    @cached_property
     def worker(self) -> StepWorker:
         """The step worker, built on first use: one-shot commands never load it (start-up)."""
         from core.schedule import PollSchedule
         from core.worker import StepWorker, WorkerTiming
 
+        settings = self.settings
+        schedule = PollSchedule(
+            settings.poll_min_interval, settings.poll_max_interval, hooked=self.hooks is not None
+        )
         timing = WorkerTiming(
-            schedule=PollSchedule(self.settings.poll_min_interval, self.settings.poll_max_interval),
+            schedule=schedule,
             deadline=self.settings.task_deadline,
             step_timeout=self.settings.step_timeout,
             speedup=self.settings.speedup,
         )
         upstreams = {self.upstream.provider: self.upstream}
         return StepWorker(
-            self.store, self.queue, upstreams, self.keys, timing, self.key_box, self.steps
+            self.store,
+            self.queue,
+            upstreams,
+            self.keys,
+            timing,
+            self.key_box,
+            steps=self.steps,
+            hooks=self.hooks,
         )
 
     @classmethod

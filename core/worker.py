@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +19,7 @@ from core.crypto import KeyBox, KeyUnreadable
 from core.errors import SignatureError, UpstreamError, VideoqError
 from core.metrics import latency_histogram
 from core.models import Task, TaskEvent, TaskStatus, WorkMessage, end_changes, utcnow
+from core.notify_hooks import NotifyHooks
 from core.queue import Delivery, DeliveryResult, Queue
 from core.schedule import PollSchedule
 from core.signing_keys import SigningKeys
@@ -88,6 +89,7 @@ class StepWorker:
         timing: WorkerTiming | None = None,
         key_box: KeyBox | None = None,
         steps: StepWrites | None = None,
+        hooks: NotifyHooks | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
@@ -98,6 +100,8 @@ class StepWorker:
         self.keys = keys
         self.timing = timing or WorkerTiming()
         self.key_box = key_box
+        # Set when submits ask the upstream to call back (the schedule is then a safety net).
+        self.hooks = hooks
         self.stats = WorkerStats()
 
     async def handle(self, delivery: Delivery) -> DeliveryResult:
@@ -135,21 +139,33 @@ class StepWorker:
 
     async def run_step(self, message: WorkMessage) -> DeliveryResult:
         """Run the step `message` names, if the task still wants it."""
-        held: list[Task] = []  # the poll claim this delivery took, released if the step fails
+        return await self._bounded(
+            message.task_id, message.step, lambda held: self._step(message, held)
+        )
+
+    async def poll_now(self, task: Task) -> DeliveryResult:
+        """Poll a running task at once, off its schedule (an upstream hook called)."""
+        return await self._bounded(
+            task.id, "hook poll", lambda held: self._poll(task, task.polls + 1, held, by_hook=True)
+        )
+
+    async def _bounded(
+        self, task_id: str, step: str, work: Callable[[list[Task]], Awaitable[DeliveryResult]]
+    ) -> DeliveryResult:
+        """Run one step within the step timeout; a failed one gives back the poll claim it took."""
+        held: list[Task] = []  # the poll claim this step took, released if the step fails
         try:
             async with asyncio.timeout(self.timing.step_timeout):
-                return await self._step(message, held)
+                return await work(held)
         except VideoqError as exc:
             # Store trouble too: the delivery is not lost, the queue brings it again later.
-            log.warning(
-                "task %s: step failed, will be redelivered: %s", message.task_id, exc.message
-            )
+            log.warning("task %s: step failed, will be redelivered: %s", task_id, exc.message)
             result = DeliveryResult(503, reason=exc.message)
         except TimeoutError:
             log.warning(
                 "task %s: %s step took over %.0fs, will be redelivered",
-                message.task_id,
-                message.step,
+                task_id,
+                step,
                 self.timing.step_timeout,
             )
             result = DeliveryResult(503, reason="step timed out")
@@ -231,7 +247,10 @@ class StepWorker:
         try:
             upstream = self._upstream(task)
             request = task.request(await self.store.images(task.id))
-            upstream_id = await self._call(upstream.submit(request, self._api_key(task)))
+            hook = self.hooks.url(task.id, task.attempt) if self.hooks else None
+            upstream_id = await self._call(
+                upstream.submit(request, self._api_key(task), notify_hook=hook)
+            )
         except UpstreamError as exc:
             return await self._submit_failed(claimed, exc)
         return await _uncut(self._submitted(claimed, upstream_id))
@@ -289,19 +308,25 @@ class StepWorker:
 
     # -- poll ---------------------------------------------------------------------------------
 
-    async def _poll(self, task: Task, seq: int, held: list[Task]) -> DeliveryResult:
+    async def _poll(
+        self, task: Task, seq: int, held: list[Task], by_hook: bool = False
+    ) -> DeliveryResult:
         if task.status is TaskStatus.RUNNING and seq == task.polls + 2:
             # The previous poll publishes this message before it writes its row; a short delay
             # can deliver it first. Ask again shortly rather than drop it as stale.
             return DeliveryResult(503, retry_after=1.0, reason="previous poll not recorded yet")
         if task.status is not TaskStatus.RUNNING or seq != task.polls + 1:
             return ACK
-        claimed = await self._claim_poll(task)
-        if claimed is None:
-            return ACK
-        held.append(claimed)
-        task = claimed
-        if task.next_poll_at is not None:
+        if not by_hook:
+            # A hook poll takes no claim: it publishes no next poll, so a scheduled copy that
+            # found its claim would be acknowledged with no one left to carry the chain on. The
+            # compare-and-set on `polls` still keeps one state change when both run.
+            claimed = await self._claim_poll(task)
+            if claimed is None:
+                return ACK
+            held.append(claimed)
+            task = claimed
+        if task.next_poll_at is not None and not by_hook:
             late = (utcnow() - task.next_poll_at).total_seconds()
             self.stats.poll_lateness.observe(max(0.0, late))
         if self._past_deadline(task, task.started_at or task.queued_at):
@@ -313,7 +338,7 @@ class StepWorker:
             upstream = self._upstream(task)
             answer = await self._call(upstream.status(task.upstream_task_id, self._api_key(task)))
         except UpstreamError as exc:
-            return await self._poll_failed(task, exc, _ms_since(started))
+            return await self._poll_failed(task, exc, _ms_since(started), by_hook)
         latency_ms = _ms_since(started)
         if answer.state is UpstreamState.SUCCEEDED:
             await self._finish(task, TaskStatus.SUCCEEDED, answer=answer, latency_ms=latency_ms)
@@ -323,11 +348,11 @@ class StepWorker:
                 task, TaskStatus.FAILED, error=reason, answer=answer, latency_ms=latency_ms
             )
         else:
-            await self._keep_polling(task, answer, latency_ms)
+            await self._keep_polling(task, answer, latency_ms, by_hook)
         return ACK
 
     async def _poll_failed(
-        self, task: Task, exc: UpstreamError, latency_ms: float
+        self, task: Task, exc: UpstreamError, latency_ms: float, by_hook: bool
     ) -> DeliveryResult:
         gone = exc.http_status == 404 and task.polls + 1 >= NOT_FOUND_POLLS_TOLERATED
         if not exc.transient or gone:
@@ -340,6 +365,10 @@ class StepWorker:
                 latency_ms=latency_ms,
             )
             return ACK
+        if by_hook:
+            # The scheduled poll is still due and will ask again; a hook adds no message.
+            log.warning("task %s: hook poll failed: %s", task.id, exc.message)
+            return DeliveryResult(503, retry_after=exc.retry_after, reason=exc.message)
         delay = max(exc.retry_after or 0.0, self.timing.schedule.min_interval / self._speedup(task))
         log.warning("task %s: poll failed, next in %.1fs: %s", task.id, delay, exc.message)
         event = history.poll(
@@ -348,7 +377,9 @@ class StepWorker:
         await self._schedule_poll(task, delay, {"polls": task.polls + 1}, event)
         return ACK
 
-    async def _keep_polling(self, task: Task, answer: UpstreamStatus, latency_ms: float) -> None:
+    async def _keep_polling(
+        self, task: Task, answer: UpstreamStatus, latency_ms: float, by_hook: bool
+    ) -> None:
         now = utcnow()
         speedup = self._speedup(task)
         started_at = task.started_at or now
@@ -363,14 +394,16 @@ class StepWorker:
             )
             / speedup
         )
-        changes: dict[str, Any] = {
-            "polls": task.polls + 1,
-            "upstream_status": answer.raw_status,
-            "last_polled_at": now,
-        }
+        changes: dict[str, Any] = {"upstream_status": answer.raw_status, "last_polled_at": now}
         if answer.progress is not None:
             changes["progress"] = max(task.progress, min(answer.progress, 99))
-        await self._schedule_poll(task, delay, changes, history.poll(task, answer, latency_ms))
+        event = history.poll(task, answer, latency_ms)
+        if by_hook:
+            # `polls` stays, so the scheduled poll's message stays current: no message is spent.
+            await self.store.update(task.id, _expect(task, polls=task.polls), changes, event)
+            return
+        changes["polls"] = task.polls + 1
+        await self._schedule_poll(task, delay, changes, event)
 
     async def _schedule_poll(
         self, task: Task, delay: float, changes: dict[str, Any], event: TaskEvent

@@ -15,6 +15,7 @@ from core.http.api import BYOK_HEADER, TaskApi
 from core.http.auth import UserAuth
 from core.http.deliveries import WorkerEndpoint
 from core.http.envelope import BodyLimits, fail
+from core.http.hooks import HookEndpoint
 from core.http.observe import Observer
 from core.http.reconcile import ReconcileEndpoint
 from core.runtime import Runtime
@@ -34,6 +35,8 @@ def create_app(
         Route("/healthz", observer.healthz, methods=["GET"]),
         Route("/metrics", observer.metrics, methods=["GET"]),
     ]
+    if runtime.hooks is not None:
+        routes.append(HookEndpoint(runtime, runtime.hooks).route())
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error},

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import uvicorn
 
-from core.config import Settings
+from core.config import HOOK_PATH, Settings
 from core.errors import VideoqError
 from core.http.app import create_app
 from core.http.auth import UserAuth
@@ -215,6 +215,7 @@ def _log_start(runtime: Runtime, service: Service, host: str, port: int) -> None
             settings.public_url,
             listen,
         )
+    log.info("notify hooks: %s", _hooks_state(runtime))
     if (
         settings.uses_qstash
         and not is_local_qstash(settings.qstash_url)
@@ -225,6 +226,20 @@ def _log_start(runtime: Runtime, service: Service, host: str, port: int) -> None
             "public https URL",
             settings.public_url,
         )
+
+
+def _hooks_state(runtime: Runtime) -> str:
+    """Whether submits ask the upstream to call back, and if not, what would turn it on."""
+    settings = runtime.settings
+    if runtime.hooks is not None:
+        return f"on: the upstream calls {settings.public_url}{HOOK_PATH}/<task id>"
+    if not settings.upstream_hooks:
+        return "off (VIDEOQ_UPSTREAM_HOOKS=false)"
+    if not runtime.upstream.accepts_notify_hook:
+        return f"off ({runtime.upstream.name} calls no one back)"
+    if not settings.upstream_reaches_public_url:
+        return f"off (T8Star cannot reach the private VIDEOQ_PUBLIC_URL {settings.public_url})"
+    return "off (they need VIDEOQ_PUBLIC_URL and VIDEOQ_SECRET_KEY set)"
 
 
 def _default_port(scheme: str) -> int:

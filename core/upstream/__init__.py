@@ -107,6 +107,8 @@ class Upstream(Protocol):
     # How many times faster than real time this upstream's clock runs (the simulator's);
     # the worker divides its poll timings and deadlines by it.
     speedup: float
+    # Whether a submit's `notify_hook` reaches a service that will call it back.
+    accepts_notify_hook: bool
 
     def describe(self) -> str: ...
 
@@ -114,8 +116,10 @@ class Upstream(Protocol):
 
     async def close(self) -> None: ...
 
-    async def submit(self, request: VideoRequest, api_key: str | None = None) -> str:
-        """Start a generation and return the upstream task id."""
+    async def submit(
+        self, request: VideoRequest, api_key: str | None = None, notify_hook: str | None = None
+    ) -> str:
+        """Start a generation and return the upstream task id; it calls `notify_hook` on changes."""
         ...
 
     async def status(self, upstream_task_id: str, api_key: str | None = None) -> UpstreamStatus: ...

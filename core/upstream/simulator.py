@@ -117,6 +117,7 @@ class Simulator:
 
     name = "simulator"
     provider = PROVIDER.name
+    accepts_notify_hook = False
 
     def __init__(
         self,
@@ -146,8 +147,13 @@ class Simulator:
     async def close(self) -> None:
         """Nothing to close."""
 
-    async def submit(self, request: VideoRequest, api_key: str | None = None) -> str:
-        """Accept the job at once and return an id that carries everything status needs."""
+    async def submit(
+        self, request: VideoRequest, api_key: str | None = None, notify_hook: str | None = None
+    ) -> str:
+        """Accept the job at once and return an id that carries everything status needs.
+
+        Stateless, it has no one to call `notify_hook` later, so it never does.
+        """
         token = f"{self._random.getrandbits(48):012x}"
         sim_id = SimId(request.duration, request.hd, int(self._clock() * 1000), token)
         log.debug("upstream task %s: accepted by the simulator", sim_id)

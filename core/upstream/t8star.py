@@ -36,6 +36,7 @@ class T8StarUpstream:
     name = "t8star"
     provider = "t8star"
     speedup = 1.0
+    accepts_notify_hook = True
 
     def __init__(
         self,
@@ -79,11 +80,14 @@ class T8StarUpstream:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def submit(self, request: VideoRequest, api_key: str | None = None) -> str:
-        """Start a generation and return the upstream task id."""
-        payload = await self._call(
-            "POST", GENERATIONS_PATH, "submit", api_key, request_body(request)
-        )
+    async def submit(
+        self, request: VideoRequest, api_key: str | None = None, notify_hook: str | None = None
+    ) -> str:
+        """Start a generation and return the upstream task id; T8Star calls `notify_hook`."""
+        body = request_body(request)
+        if notify_hook is not None:
+            body["notify_hook"] = notify_hook
+        payload = await self._call("POST", GENERATIONS_PATH, "submit", api_key, body)
         if not isinstance(payload, dict) or "task_id" not in payload:
             raise UpstreamError(_MALFORMED, transient=True, http_status=200)
         task_id = payload["task_id"]

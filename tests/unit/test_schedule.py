@@ -94,3 +94,29 @@ async def test_simulated_jobs_of_one_to_three_minutes_cost_at_most_eight_polls(
             assert done.polls <= 8, f"{done.polls} polls for one job"
     finally:
         await engine.store.close()
+
+
+def test_with_hooks_a_two_minute_job_whose_hook_is_lost_costs_one_poll() -> None:
+    """The safety net: with hooks on, one scheduled poll finds a 2-minute job done (today 3)."""
+    hooked = PollSchedule(hooked=True)
+    estimate = expected_timing(SORA_10)
+    assert hooked.first_delay(estimate) >= 120
+    assert polls_for_job(120, SORA_10, PollSchedule()) == 3
+
+
+def test_with_hooks_later_polls_are_further_apart() -> None:
+    hooked, plain = PollSchedule(hooked=True), PollSchedule()
+    estimate = expected_timing(SORA_10)
+    for gap, progress, previous in [(3, 50, 50), (60, 90, 50), (300, 10, 10)]:
+        delays = [
+            schedule.next_delay(
+                estimate=estimate,
+                elapsed=300.0,
+                since_last_poll=gap,
+                progress=progress,
+                previous_progress=previous,
+            )
+            for schedule in (hooked, plain)
+        ]
+        assert plain.max_interval <= delays[0] <= 4 * plain.max_interval
+        assert delays[0] >= delays[1]

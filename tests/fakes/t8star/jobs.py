@@ -88,15 +88,25 @@ class Job:
     polls: int = 0
     started: float = 0.0
     finished: float = 0.0
+    notify_hook: str | None = None  # the URL the submit asked to be called back on
+
+
+def ends_at(job: Job) -> float | None:
+    """When a job scripted in seconds ends (None: it ends on a poll, not at a time)."""
+    seconds = job.script.seconds
+    return None if seconds is None else job.submitted + seconds
 
 
 def advance(job: Job) -> dict[str, Any] | None:
     """Count one poll and build the documented status body (None: answer 404)."""
-    script, now = job.script, time.time()
     job.polls += 1
-    poll = job.polls - script.not_found_polls
-    if poll <= 0:
-        return None
+    poll = job.polls - job.script.not_found_polls
+    return None if poll <= 0 else status_view(job, poll)
+
+
+def status_view(job: Job, poll: int) -> dict[str, Any]:
+    """The documented status body of `job` as its `poll`-th answered poll would see it."""
+    script, now = job.script, time.time()
     if script.seconds is not None:
         fraction = (now - job.submitted) / script.seconds if script.seconds > 0 else 1.0
         done, progress = fraction >= 1.0, min(99, int(99 * fraction))

@@ -18,12 +18,14 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Self
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.fakes.loopback import LoopbackServer
+from tests.fakes.t8star.hooks import HookCall, HookCaller
 from tests.fakes.t8star.jobs import (
     DEFAULT_KEY,
     GENERATIONS,
@@ -34,7 +36,9 @@ from tests.fakes.t8star.jobs import (
     JobScript,
     Recorded,
     advance,
+    ends_at,
     invalid_submit,
+    status_view,
 )
 from tests.waiting import TIMEOUT, wait_until
 
@@ -65,6 +69,7 @@ class FakeT8Star:
         self._state = _State(keys=set(api_keys))
         self._lock = threading.Lock()
         self._stopping: asyncio.Event | None = None
+        self._hooks = HookCaller(self._hook_snapshot)
         self._server = LoopbackServer(
             "fake-t8star", self._running, on_stop=self._cut_slow_answers_short
         )
@@ -93,12 +98,16 @@ class FakeT8Star:
     @contextlib.asynccontextmanager
     async def _running(self) -> AsyncIterator[Starlette]:
         self._stopping = asyncio.Event()
-        yield Starlette(
-            routes=[
-                Route(GENERATIONS, self._submit, methods=["POST"]),
-                Route(GENERATIONS + "/{task_id:path}", self._status, methods=["GET"]),
-            ]
-        )
+        await self._hooks.open()
+        try:
+            yield Starlette(
+                routes=[
+                    Route(GENERATIONS, self._submit, methods=["POST"]),
+                    Route(GENERATIONS + "/{task_id:path}", self._status, methods=["GET"]),
+                ]
+            )
+        finally:
+            await self._hooks.close()
 
     async def _cut_slow_answers_short(self) -> None:
         if self._stopping is not None:
@@ -163,6 +172,19 @@ class FakeT8Star:
             if r.method == "GET" and (task_id is None or r.task_id == task_id)
         ]  # fmt: skip
 
+    def hook_calls(self, task_id: str | None = None) -> list[HookCall]:
+        """Notify-hook calls made (all, or those for this upstream id), oldest first."""
+        return [call for call in self._hooks.calls if task_id in (None, call.task_id)]
+
+    def silence_hooks(self) -> None:
+        """Lose every notify-hook call from now on (the safety-net polls must carry on)."""
+        self._hooks.silenced = True
+
+    async def notify(self, task_id: str) -> int | None:
+        """Call the job's notify hook now, from the caller's loop; its HTTP status."""
+        async with httpx.AsyncClient(timeout=10) as client:
+            return await self._hooks.call(task_id, client)
+
     def task_ids(self) -> list[str]:
         """Ids of the jobs created so far, oldest first."""
         with self._lock:
@@ -192,7 +214,7 @@ class FakeT8Star:
         problem = invalid_submit(body)
         if problem is not None:
             return _error(400, problem, "invalid_request_error"), None
-        task_id = self._create_job(body["prompt"])
+        task_id = self._create_job(body["prompt"], body.get("notify_hook"))
         return JSONResponse({"task_id": task_id}), task_id
 
     async def _status(self, request: Request) -> Response:
@@ -256,15 +278,27 @@ class FakeT8Star:
         # Real relays echo the token they refused; the client must not repeat it.
         return _error(401, f"invalid token: {key!r}", "authentication_error")
 
-    def _create_job(self, prompt: str) -> str:
+    def _create_job(self, prompt: str, notify_hook: Any) -> str:
         with self._lock:
             state = self._state
             script = state.prompt_scripts.get(prompt)
             if script is None:
                 script = state.next_scripts.pop(0) if state.next_scripts else state.default_script
             task_id = script.task_id or str(uuid.uuid4())
-            state.jobs[task_id] = Job(task_id, script, prompt, time.time())
-            return task_id
+            hook = notify_hook if isinstance(notify_hook, str) else None
+            job = state.jobs[task_id] = Job(task_id, script, prompt, time.time(), notify_hook=hook)
+        end = ends_at(job)
+        if hook is not None and end is not None:
+            self._hooks.call_at_end(task_id, end - time.time())
+        return task_id
+
+    def _hook_snapshot(self, task_id: str) -> tuple[str, dict[str, Any]] | None:
+        with self._lock:
+            job = self._state.jobs.get(task_id)
+            if job is None or job.notify_hook is None:
+                return None
+            poll = max(1, job.polls - job.script.not_found_polls)
+            return job.notify_hook, status_view(job, poll)
 
     def _record(self, request: Request, body: Any, task_id: str | None) -> int:
         # Recorded on arrival, so a call the client gave up on (slow answer) is seen at once.
