@@ -35,10 +35,14 @@ class Runtime:
     reconciler: Reconciler = field(init=False)
 
     def __post_init__(self) -> None:
-        speedup = self.upstream.speedup * self.settings.speedup
         self.service = TaskService(self.store, self.queue, self.key_box)
-        grace = max(3 * self.settings.poll_max_interval / speedup, 2.0)
+        grace = max(3 * self.settings.poll_max_interval / self.speedup, 2.0)
         self.reconciler = Reconciler(self.store, self.queue, grace=grace)
+
+    @property
+    def speedup(self) -> float:
+        """How many times faster than real time task timings run (simulator and settings)."""
+        return self.upstream.speedup * self.settings.speedup
 
     @cached_property
     def worker(self) -> StepWorker:

@@ -175,10 +175,13 @@ def update_sql(
     )
 
 
-def list_sql(statuses: int | None, user: bool, updated_before: bool, id_range: bool) -> str:
-    """The SELECT behind `list()`, newest first."""
+def list_sql(
+    statuses: int | None, *, user: bool, updated_before: bool, updated_since: bool, id_range: bool
+) -> str:
+    """The SELECT behind `list()`, newest first; parameters in the order of the arguments."""
     where = [f"status IN ({', '.join('?' * statuses)})"] if statuses is not None else []
     where += ["user_id = ?"] * user + ["updated_at < ?"] * updated_before
+    where += ["updated_at >= ?"] * updated_since
     where += ["id >= ? AND id < ?"] * id_range
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     return f"SELECT {_SELECT} FROM video_tasks{clause} ORDER BY created_at DESC, id DESC LIMIT ?"

@@ -203,6 +203,7 @@ class StoreContract:
         assert ids(await store.list(user_id="ann")) == ids([rows[1], rows[0]])
         before = T0 + timedelta(seconds=2)
         assert ids(await store.list(updated_before=before)) == ids([rows[1], rows[0]])
+        assert ids(await store.list(updated_since=before)) == ids(rows[:1:-1])
         assert ids(await store.list(limit=2)) == ids([rows[4], rows[3]])
         assert await store.list(statuses=[]) == []
         assert await store.list(user_id="nobody") == []
