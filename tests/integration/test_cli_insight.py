@@ -1,4 +1,4 @@
-"""`videoq stats`, and the overdue and stalled marks of `list` and `show`, run as a user runs them."""
+"""`videoq stats`, and the overdue and stalled marks of `list` and `show`, as a user runs them."""
 
 from __future__ import annotations
 
