@@ -12,13 +12,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from core.models import TERMINAL, Task, TaskEvent, TaskStatus
+from core.models import TERMINAL, Task, TaskStatus
 from core.store import TaskStore
 from core.text import one_line
 from core.upstream import expected_timing
 
 STALLED_POLLS = 4
-"""A running task whose last this-many polls reported the same progress has stalled."""
+"""A running task whose last this-many polls reported no new progress has stalled."""
 
 STATS_MAX_TASKS = 50_000
 """The most tasks one `stats` window reads; a longer window says it was cut."""
@@ -41,17 +41,9 @@ def overdue(task: Task, now: datetime, speedup: float = 1.0) -> bool:
     return elapsed > expected_timing(task.request()).high
 
 
-def stalled(task: Task, history: Sequence[TaskEvent]) -> bool:
-    """Running, and its last STALLED_POLLS polls of this attempt all reported one progress."""
-    if task.status is not TaskStatus.RUNNING:
-        return False
-    polls = [
-        event.progress
-        for event in history
-        if event.kind == "poll" and event.attempt == task.attempt and event.progress is not None
-    ]
-    last = polls[-STALLED_POLLS:]
-    return len(last) == STALLED_POLLS and len(set(last)) == 1
+def stalled(task: Task) -> bool:
+    """Running, and its last STALLED_POLLS polls reported no new progress."""
+    return task.status is TaskStatus.RUNNING and task.polls_without_progress >= STALLED_POLLS
 
 
 def reason_group(reason: str | None) -> str:
@@ -211,9 +203,7 @@ class Lateness:
     elapsed: float | None = None
 
 
-def lateness(
-    task: Task, history: Sequence[TaskEvent], now: datetime, speedup: float = 1.0
-) -> Lateness:
+def lateness(task: Task, now: datetime, speedup: float = 1.0) -> Lateness:
     """How `task` stands against the provider's timings and its own recent progress."""
     estimate = expected_timing(task.request())
     elapsed = None
@@ -222,19 +212,8 @@ def lateness(
         elapsed = _seconds(end - task.started_at) * speedup
     return Lateness(
         overdue=overdue(task, now, speedup),
-        stalled=stalled(task, history),
+        stalled=stalled(task),
         expected_low=estimate.low,
         expected_high=estimate.high,
         elapsed=elapsed,
     )
-
-
-async def lateness_of(
-    store: TaskStore, tasks: Iterable[Task], now: datetime, speedup: float = 1.0
-) -> dict[str, Lateness]:
-    """Lateness of every task; only running tasks' histories are read."""
-    found = {}
-    for task in tasks:
-        history = await store.events(task.id) if task.status is TaskStatus.RUNNING else []
-        found[task.id] = lateness(task, history, now, speedup)
-    return found

@@ -53,6 +53,7 @@ _RETRY_RESET: dict[str, Any] = {
     "error_message": None,
     "message_id": None,
     "polls": 0,
+    "polls_without_progress": 0,
     "upstream_status": None,
     "last_polled_at": None,
     "next_poll_at": None,

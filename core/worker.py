@@ -319,7 +319,10 @@ class StepWorker:
             "last_polled_at": now,
         }
         if answer.progress is not None:
-            changes["progress"] = max(task.progress, min(answer.progress, 99))
+            progress = max(task.progress, min(answer.progress, 99))
+            moved = progress > task.progress
+            changes["progress"] = progress
+            changes["polls_without_progress"] = 0 if moved else task.polls_without_progress + 1
         await self._schedule_poll(task, delay, changes, history.poll(task, answer, latency_ms))
 
     async def _schedule_poll(

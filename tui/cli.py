@@ -205,12 +205,13 @@ async def cmd_submit(runtime: Runtime, args: argparse.Namespace) -> int:
 
 
 async def cmd_list(runtime: Runtime, args: argparse.Namespace) -> int:
-    from core.insight import lateness_of
+    from core.insight import lateness
 
     statuses = [_status(value) for value in args.status] if args.status else None
     found = await runtime.service.list(statuses=statuses, limit=args.limit + 1)
     tasks, cut = found[: args.limit], len(found) > args.limit
-    late = await lateness_of(runtime.store, tasks, utcnow(), runtime.speedup)
+    now = utcnow()
+    late = {task.id: lateness(task, now, runtime.speedup) for task in tasks}
     if args.json:
         _print_json([render.task_json(task, late[task.id]) for task in tasks])
     else:
@@ -225,7 +226,7 @@ async def cmd_show(runtime: Runtime, args: argparse.Namespace) -> int:
     from core.insight import lateness
 
     detail = await runtime.service.detail(await runtime.service.resolve_id(args.task_id))
-    late = lateness(detail.task, detail.history, utcnow(), runtime.speedup)
+    late = lateness(detail.task, utcnow(), runtime.speedup)
     if args.json:
         history = [event.model_dump(mode="json") for event in detail.history]
         _print_json({"task": render.task_json(detail.task, late), "history": history})

@@ -97,6 +97,7 @@ _ADDED_COLUMNS: dict[str, tuple[str, str | None]] = {
         "UPDATE video_tasks SET own_key = 1 WHERE id IN (SELECT task_id FROM task_events"
         " WHERE detail = 'with the user''s own upstream key')",
     ),
+    "polls_without_progress": ("INTEGER NOT NULL DEFAULT 0", None),
 }
 # Files made before task_images kept the images in the row: move them out, once.
 _MOVE_IMAGES = (

@@ -67,6 +67,7 @@ def every_column_set() -> Task:
         "upstream_key_ciphertext": "gAAAAABn-sealed",
         "own_key": True,
         "polls": 3,
+        "polls_without_progress": 2,
         "upstream_status": "IN_PROGRESS",
         "created_at": T0,
         "updated_at": T0 + timedelta(seconds=1),

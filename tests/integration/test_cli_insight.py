@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.models import Task, TaskEvent, TaskStatus, VideoRequest, utcnow
+from core.models import Task, TaskStatus, VideoRequest, utcnow
 from core.store.sqlite import SqliteStore
 from tests.cli import Cli
 
@@ -22,14 +22,12 @@ def made(prompt: str, **fields: object) -> Task:
     return Task.new(VideoRequest(prompt=prompt)).model_copy(update=fields)
 
 
-async def stored(cli: Cli, *tasks: Task, events: tuple[TaskEvent, ...] = ()) -> None:
+async def stored(cli: Cli, *tasks: Task) -> None:
     store = SqliteStore(cli.db_path)
     await store.open()
     try:
         for task in tasks:
             await store.insert(task)
-        for event in events:
-            await store.add_event(event)
     finally:
         await store.close()
 
@@ -43,15 +41,11 @@ def running(prompt: str, minutes: float, **fields: object) -> Task:
     )
 
 
-def poll(task: Task, progress: int) -> TaskEvent:
-    return TaskEvent(task_id=task.id, kind="poll", attempt=1, progress=progress)
-
-
 async def test_list_and_show_mark_overdue_and_stalled_running_tasks(cli: Cli) -> None:
     late = running("late fox", minutes=5)  # a 10 s video runs 1-3 minutes
-    stuck = running("stuck fox", minutes=1, progress=40)
-    fine = running("fine fox", minutes=1)
-    await stored(cli, late, stuck, fine, events=tuple(poll(stuck, 40) for _ in range(4)))
+    stuck = running("stuck fox", minutes=1, progress=40, polls=6, polls_without_progress=4)
+    fine = running("fine fox", minutes=1, progress=40, polls=6, polls_without_progress=1)
+    await stored(cli, late, stuck, fine)
 
     rows = {row["prompt"]: row for row in cli.json("list")}
     assert (rows["late fox"]["overdue"], rows["late fox"]["stalled"]) == (True, False)

@@ -32,12 +32,6 @@ def running_for(seconds: float, **fields: object) -> Task:
     return task(status=TaskStatus.RUNNING, started_at=NOW - timedelta(seconds=seconds), **fields)
 
 
-def polls(*progress: int, attempt: int = 1) -> list[TaskEvent]:
-    return [
-        TaskEvent(task_id="t", kind="poll", attempt=attempt, progress=value) for value in progress
-    ]
-
-
 def test_the_same_failure_with_other_ids_and_numbers_is_one_group() -> None:
     first = "task 3f2a9c1e-0000-4000-8000-000000000001 timed out after 300 s (HTTP 504)"
     second = "task 77f5a3bb-1111-4000-8000-00000000000f timed out after 12.5 s (HTTP 502)"
@@ -77,21 +71,17 @@ def test_hd_and_longer_videos_are_given_their_own_range() -> None:
     assert overdue(running_for(600), NOW)
 
 
-def test_a_task_stalls_when_its_last_polls_report_one_progress() -> None:
-    running = running_for(60)
-    assert stalled(running, polls(10, *[40] * STALLED_POLLS))
-    assert not stalled(running, polls(*[40] * (STALLED_POLLS - 1)))
-    assert not stalled(running, polls(*[40] * (STALLED_POLLS - 1), 41))
-    # An earlier attempt's polls say nothing about this one.
-    assert not stalled(running_for(60, attempt=2), polls(*[40] * STALLED_POLLS, attempt=1))
-    assert not stalled(task(status=TaskStatus.SUCCEEDED), polls(*[40] * STALLED_POLLS))
+def test_a_task_stalls_after_enough_polls_without_new_progress() -> None:
+    assert stalled(running_for(60, polls_without_progress=STALLED_POLLS))
+    assert not stalled(running_for(60, polls_without_progress=STALLED_POLLS - 1))
+    assert not stalled(task(status=TaskStatus.SUCCEEDED, polls_without_progress=STALLED_POLLS))
 
 
 def test_lateness_gives_the_range_and_the_time_upstream() -> None:
-    late = lateness(running_for(200), [], NOW)
+    late = lateness(running_for(200), NOW)
     assert (late.overdue, late.stalled) == (True, False)
     assert (late.expected_low, late.expected_high, late.elapsed) == (60.0, 180.0, 200.0)
-    assert lateness(task(), [], NOW).elapsed is None
+    assert lateness(task(), NOW).elapsed is None
 
 
 @pytest.fixture
