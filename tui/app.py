@@ -43,7 +43,7 @@ from tui.screens.detail import DetailScreen
 from tui.screens.help import HelpScreen, HelpSection
 from tui.screens.new_task import NewTaskScreen
 from tui.screens.quit import QuitScreen
-from tui.state.task_book import TaskBook, can_cancel, can_retry
+from tui.state.task_book import TaskBook, View, can_cancel, can_retry
 from tui.state.wording import quit_text
 from tui.widgets.log_panel import LogPanel, PanelLogHandler
 from tui.widgets.status_header import HeaderInfo, StatusHeader
@@ -105,7 +105,7 @@ class VideoqApp(DashboardActions):
         self.clock = clock
         self.log_handler = log_handler
         self.freeze_gc = freeze_gc
-        self.book = TaskBook()
+        self.book = TaskBook(clock, runtime.speedup)
         self.stats = FlushStats()
         self._inbox: list[Snapshot | TaskChange] = []
         self._flush_scheduled = False
@@ -248,6 +248,7 @@ class VideoqApp(DashboardActions):
         if not found:
             return
         store = self.runtime.store
+        overdue, stalled = self.book.late_counts()
         found.first().show(
             HeaderInfo(
                 backend=store.describe(),
@@ -263,6 +264,8 @@ class VideoqApp(DashboardActions):
                 shown=self.table.row_count,
                 now=self.clock(),
                 other_workers=self._other_workers,
+                overdue=overdue,
+                stalled=stalled,
             )
         )
 
@@ -283,6 +286,8 @@ class VideoqApp(DashboardActions):
         if not self.is_running or not self.screen_stack:
             return  # a last tick can fire while the app is closing its screens
         # Ages move with the clock; rows on screen redraw, unchanged ones from their cache.
+        if self.book.view is View.LATE:
+            self.table.rebuild()  # tasks become overdue as time passes, with no new row
         self.table.refresh()
         self._finished_per_minute = self.book.finished_within(self.clock())
         self.show_header()

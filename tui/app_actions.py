@@ -160,7 +160,7 @@ class DashboardActions(App[None]):
     def action_open_detail(self) -> None:
         task = self.book.tasks.get(self.table.cursor_task_id or "")
         if task is not None:
-            screen = DetailScreen(task, self.clock)
+            screen = DetailScreen(task, self.clock, self.book.speedup)
             self.push_screen(screen)
             self._load_detail(screen)
 

@@ -93,6 +93,14 @@ APP_BINDINGS: list[BindingType] = [
         tooltip="View finished tasks (succeeded, failed, cancelled)",
     ),
     Binding(
+        "5",
+        "view('late')",
+        "View late",
+        show=False,
+        id="view-late",
+        tooltip="View running tasks that are overdue or stalled",
+    ),
+    Binding(
         "s",
         "cycle_sort",
         "Sort",

@@ -86,10 +86,11 @@ GAP = "  "
 
 
 def late_marks(late: Lateness | None) -> str:
-    """`late`, `stalled` or both, for a task past its expected time or not progressing."""
+    """`overdue`, `stalled` or both, for a task past its expected time or not progressing."""
     if late is None:
         return ""
-    return ",".join(word for word, on in (("late", late.overdue), ("stalled", late.stalled)) if on)
+    marks = (("overdue", late.overdue), ("stalled", late.stalled))
+    return ",".join(word for word, on in marks if on)
 
 
 def task_json(task: Task, late: Lateness | None = None) -> dict[str, Any]:
@@ -153,7 +154,7 @@ def timing_line(late: Lateness) -> str:
     line = f"expected {span(late.expected_low)}–{span(late.expected_high)}"
     if late.elapsed is not None:
         line += f"; upstream for {span(late.elapsed)}"
-    marks = late_marks(late).replace("late", "overdue").replace(",", ", ")
+    marks = late_marks(late).replace(",", ", ")
     return f"{line}, {marks}" if marks else line
 
 

@@ -53,9 +53,9 @@ async def test_list_and_show_mark_overdue_and_stalled_running_tasks(cli: Cli) ->
     assert (rows["fine fox"]["overdue"], rows["fine fox"]["stalled"]) == (False, False)
 
     table = {line.split()[0]: line for line in cli.ok("list").splitlines()[1:]}
-    assert "running late " in table[late.id[:8]]
+    assert "running overdue " in table[late.id[:8]]
     assert "running stalled " in table[stuck.id[:8]]
-    assert "late" not in table[fine.id[:8]] and "stalled" not in table[fine.id[:8]]
+    assert "overdue" not in table[fine.id[:8]] and "stalled" not in table[fine.id[:8]]
 
     [timing] = [line for line in cli.ok("show", late.id[:8]).splitlines() if "timing:" in line]
     assert timing.split(": ", 1)[1].startswith("expected 1m–3m; upstream for 5m")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -9,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from rich.cells import cell_len
 
 from core.models import Task, TaskChange, TaskStatus, VideoRequest, cancel_refusal, retry_refusal
+from core.store import FeedStatus
 from tui.render import LOG_FORMAT, ellipsize
 from tui.state.task_book import TaskBook, View, can_cancel, can_retry
 from tui.state.task_cells import (
@@ -206,3 +208,48 @@ def test_every_status_has_its_own_glyph() -> None:
     labels = {status_label(status) for status in TaskStatus}
     glyphs = {label.split()[0] for label in labels}
     assert len(glyphs) == len(TaskStatus) and "✓ succeeded" in labels
+
+
+def test_the_late_view_shows_overdue_and_stalled_running_tasks_as_time_passes() -> None:
+    now = [T0]
+    book = TaskBook(clock=lambda: now[0])
+    started = {"status": TaskStatus.RUNNING, "started_at": T0 - timedelta(seconds=170)}
+    soon_late = make(1, **started)  # a 10 s video: overdue after 3 minutes upstream
+    stuck = make(2, status=TaskStatus.RUNNING, started_at=T0, polls_without_progress=4)
+    fine = make(3, status=TaskStatus.RUNNING, started_at=T0)
+    queued = make(4)
+    for task in (soon_late, stuck, fine, queued):
+        book.apply(TaskChange("INSERT", task))
+    book.view = View.LATE
+    assert [t.id for t in book.rows()] == [stuck.id]
+    assert book.late_counts() == (0, 1)
+    now[0] = T0 + timedelta(seconds=20)
+    assert {t.id for t in book.rows()} == {soon_late.id, stuck.id}
+    assert book.late_counts() == (1, 1)
+
+
+def test_overdue_follows_the_upstream_clock_in_the_book() -> None:
+    book = TaskBook(clock=lambda: T0, speedup=10)
+    task = make(1, status=TaskStatus.RUNNING, started_at=T0 - timedelta(seconds=19))
+    book.apply(TaskChange("INSERT", task))
+    assert book.late_counts() == (1, 0)
+
+
+def test_header_counts_overdue_and_stalled_only_when_there_are_some() -> None:
+    info = HeaderInfo(
+        backend="sqlite: v.db",
+        upstream="simulator",
+        worker="running",
+        feed=FeedStatus(),
+        counts={TaskStatus.RUNNING: 3},
+        finished_per_minute=0,
+        view="all",
+        sort="newest first",
+        search="",
+        selected=0,
+        shown=3,
+        now=T0,
+    )
+    assert "overdue" not in header_markup(info) and "stalled" not in header_markup(info)
+    late = dataclasses.replace(info, overdue=2, stalled=1)
+    assert "[b]2[/] overdue [b]1[/] stalled" in header_markup(late)

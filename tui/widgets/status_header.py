@@ -41,6 +41,9 @@ class HeaderInfo:
     shown: int
     now: datetime
     other_workers: int = 0
+    # Running tasks past their expected time, and those whose progress stopped moving.
+    overdue: int = 0
+    stalled: int = 0
 
 
 def plain(_: str, text: str) -> str:
@@ -89,7 +92,15 @@ def header_markup(info: HeaderInfo, style: Styler = plain, width: int = NARROW) 
         + f" [b]{info.counts.get(status, 0)}[/]"
         for status in TaskStatus
     )
-    view = [counts, f"view [b]{info.view}[/] ({info.shown} shown)"]
+    view = [counts]
+    if info.overdue or info.stalled:
+        late = [
+            f"[b]{n}[/] {word}"
+            for n, word in ((info.overdue, "overdue"), (info.stalled, "stalled"))
+            if n
+        ]
+        view.append(style("header--warning", " ".join(late)))
+    view.append(f"view [b]{info.view}[/] ({info.shown} shown)")
     if info.search:
         view.append(f'filter [b]"{escape(info.search)}"[/]')
     if info.selected:
