@@ -40,6 +40,7 @@ from tui.commands import TaskCommands
 from tui.keys import APP_BINDINGS
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.detail import DetailScreen
+from tui.screens.failures import FailuresScreen
 from tui.screens.help import HelpScreen, HelpSection
 from tui.screens.new_task import NewTaskScreen
 from tui.screens.quit import QuitScreen
@@ -318,6 +319,7 @@ class VideoqApp(DashboardActions):
         left = [HelpSection("Task table", [*TaskTable.BINDINGS, *self.BINDINGS])]
         right = [
             HelpSection("Task detail (enter)", DetailScreen.BINDINGS),
+            HelpSection("Failures by reason (6)", FailuresScreen.BINDINGS),
             HelpSection("New-task form (n; tab moves)", NewTaskScreen.BINDINGS),
             HelpSection("Confirmations", ConfirmScreen.BINDINGS),
             HelpSection("Everywhere", [palette]),

@@ -9,7 +9,19 @@ import pytest
 from textual.widgets import Static
 
 from core.config import Settings
-from tests.dashboard_helpers import RUNNING, force, make_settings, open_app, seed, started, wait_for
+from core.models import TaskStatus
+from tests.dashboard_helpers import (
+    FAILED,
+    RUNNING,
+    force,
+    make_settings,
+    open_app,
+    seed,
+    started,
+    wait_for,
+)
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.failures import FailuresScreen
 from tui.widgets.status_header import StatusHeader
 
 
@@ -51,3 +63,36 @@ async def test_overdue_and_stalled_tasks_are_marked_counted_and_have_their_view(
         expected = {10: "1m–3m", 15: "3m–5m"}[late.duration]
         assert f"expected {expected}; upstream for 33m 20s, overdue" in text
         assert "in queue" in text
+
+
+async def test_failures_by_reason_view_retries_a_group_after_saying_how_many(
+    settings: Settings,
+) -> None:
+    tasks = await seed(settings, 4)
+    reasons = ["upstream overloaded (code 503)", "upstream overloaded (code 502)", "审核未通过"]
+    app = open_app(settings, start_worker=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot, app)
+        for task, reason in zip(tasks, reasons, strict=False):
+            await force(app.runtime, task, RUNNING, FAILED | {"error_message": reason})
+        await wait_for(pilot, lambda: app.book.counts[TaskStatus.FAILED] == 3, "three failed")
+        await pilot.press("6")
+        screen = app.screen
+        assert isinstance(screen, FailuresScreen)
+        await wait_for(pilot, lambda: screen.groups is not None, "the groups")
+        assert [(g.reason, g.count) for g in screen.groups or []] == [
+            ("upstream overloaded (code #)", 2),
+            ("审核未通过", 1),
+        ]
+        await pilot.press("R")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.question == "Retry 2 failed tasks?"
+        await pilot.press("y")
+        retried = {task.id for task in tasks[:2]}
+        await wait_for(
+            pilot,
+            lambda: all(app.book.tasks[i].attempt == 2 for i in retried),
+            "the group queued again",
+        )
+        assert app.book.tasks[tasks[2].id].status is TaskStatus.FAILED
+        assert app.book.tasks[tasks[3].id].status is TaskStatus.QUEUED
