@@ -56,8 +56,20 @@ class Runtime:
             step_timeout=self.settings.step_timeout,
             speedup=self.settings.speedup,
         )
+        from core.auto_retry import AutoRetrier, AutoRetryPolicy
+
+        policy = AutoRetryPolicy.from_settings(self.settings)
+        retrier = AutoRetrier(policy, self.service, self.speedup) if policy else None
         upstreams = {self.upstream.provider: self.upstream}
-        return StepWorker(self.store, self.queue, upstreams, self.keys, timing, self.key_box)
+        return StepWorker(
+            self.store,
+            self.queue,
+            upstreams,
+            self.keys,
+            timing,
+            self.key_box,
+            after_failure=retrier.consider if retrier else None,
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -86,8 +86,11 @@ class StepWorker:
         keys: SigningKeys,
         timing: WorkerTiming | None = None,
         key_box: KeyBox | None = None,
+        after_failure: Callable[[Task], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
+        # Told of every task this worker failed, once the failure is stored (automatic retries).
+        self.after_failure = after_failure
         self.queue = queue
         # The adapter of each provider; a task's `provider` picks the one that runs its steps.
         self.upstreams = dict(upstreams)
@@ -372,7 +375,8 @@ class StepWorker:
         event.http_status, event.latency_ms = http_status, latency_ms
         if answer is not None:
             event.upstream_status, event.progress = answer.raw_status, answer.progress
-        if await self.store.update(task.id, _expect(task, polls=task.polls), changes, event):
+        ended = await self.store.update(task.id, _expect(task, polls=task.polls), changes, event)
+        if ended is not None:
             # A failure is something an operator should see even with only warnings shown.
             log.log(
                 logging.WARNING if status is TaskStatus.FAILED else logging.INFO,
@@ -382,6 +386,8 @@ class StepWorker:
                 status,
                 f" ({changes['error_message']})" if error else "",
             )
+            if ended.status is TaskStatus.FAILED and self.after_failure is not None:
+                await self.after_failure(ended)
 
     async def _call(self, awaitable: Any) -> Any:
         started = time.perf_counter()
