@@ -60,7 +60,9 @@ class Reconciler:
             statuses=[TaskStatus.QUEUED], updated_before=cutoff, limit=BATCH
         )
         for task in queued:
-            if task.step_lease_until is None or task.step_lease_until < now:
+            claimed = task.step_lease_until is not None and task.step_lease_until >= now
+            held_back = task.next_poll_at is not None and task.next_poll_at >= cutoff
+            if not claimed and not held_back:
                 count += await self._resubmit(task, now)
         running = await self.store.list(
             statuses=[TaskStatus.RUNNING], updated_before=cutoff, limit=BATCH

@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from core import history
@@ -164,6 +165,9 @@ class TaskService:
             own_key=bool(upstream_api_key),
             message_id=first_step(task.id, task.attempt + 1).dedup_id,
         )
+        if delay > 0:
+            # When the held-back step is due: the reconciler leaves it alone until then.
+            changes["next_poll_at"] = utcnow() + timedelta(seconds=delay)
         event = history.transition(
             task, TaskStatus.QUEUED, actor=actor, action=True, attempt=task.attempt + 1
         )

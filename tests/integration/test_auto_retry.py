@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -12,7 +13,8 @@ from pydantic import ValidationError
 
 from core.auto_retry import ACTOR, AutoRetrier, AutoRetryPolicy
 from core.config import DEFAULT_AUTO_RETRY_REASONS, Settings
-from core.models import TaskStatus
+from core.models import TaskStatus, utcnow
+from core.reconciler import Reconciler
 from core.upstream.t8star import T8StarUpstream
 from tests.engine import Engine, open_engine
 from tests.fakes.t8star import DEFAULT_KEY, FakeT8Star, JobScript
@@ -85,3 +87,18 @@ def test_automatic_retries_are_off_unless_configured_and_a_bad_pattern_is_named(
     assert policy is not None and policy.delay(0) == 60.0 and policy.delay(1) is None
     with pytest.raises(ValidationError, match="is not a regular expression"):
         Settings(_env_file=None, VIDEOQ_AUTO_RETRY_REASONS="(unclosed")  # type: ignore[call-arg]
+
+
+async def test_the_reconciler_leaves_a_held_back_retry_alone_until_it_is_due(
+    engine: Engine, fake: FakeT8Star
+) -> None:
+    fake.script_default(JobScript(polls=1, outcome="failure", reason=OVERLOADED))
+    task = await engine.submit()
+    await engine.drain(limit=2)  # the submit, then the failing poll: retried in 10 s
+    queued = await engine.task(task.id)
+    assert (queued.status, queued.attempt) == (TaskStatus.QUEUED, 2)
+    reconciler = Reconciler(engine.store, engine.queue, grace=2.0)
+    before = len(engine.queue.published)
+    assert await reconciler.run_once(utcnow() + timedelta(seconds=5)) == 0
+    assert await reconciler.run_once(utcnow() + timedelta(seconds=15)) == 1
+    assert len(engine.queue.published) == before + 1
