@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 import statistics
-from collections.abc import Iterable, Sequence
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -217,3 +219,46 @@ def lateness(task: Task, now: datetime, speedup: float = 1.0) -> Lateness:
         expected_high=estimate.high,
         elapsed=elapsed,
     )
+
+
+HEALTH_WINDOW = 300.0
+"""Seconds of upstream calls the dashboard's upstream health covers."""
+
+
+@dataclass(frozen=True)
+class UpstreamHealth:
+    """How the upstream answered lately: calls, how many failed on its side, how slowly."""
+
+    calls: int
+    failed: int
+    p95_seconds: float | None
+
+    @property
+    def failed_share(self) -> float:
+        return self.failed / self.calls if self.calls else 0.0
+
+
+class RecentCalls:
+    """The upstream calls of the last HEALTH_WINDOW seconds (bounded, whatever the rate)."""
+
+    def __init__(
+        self,
+        window: float = HEALTH_WINDOW,
+        clock: Callable[[], float] = time.monotonic,
+        most: int = 20_000,
+    ) -> None:
+        self.window = window
+        self._clock = clock
+        self._calls: deque[tuple[float, bool, float]] = deque(maxlen=most)
+
+    def record(self, healthy: bool, seconds: float) -> None:
+        """One call: whether the upstream answered it (a 429, 5xx or timeout is unhealthy)."""
+        self._calls.append((self._clock(), healthy, seconds))
+
+    def health(self) -> UpstreamHealth:
+        since = self._clock() - self.window
+        while self._calls and self._calls[0][0] < since:
+            self._calls.popleft()
+        latencies = sorted(seconds for _, _, seconds in self._calls)
+        failed = sum(1 for _, healthy, _ in self._calls if not healthy)
+        return UpstreamHealth(len(latencies), failed, _percentile(latencies, 95))

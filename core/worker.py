@@ -17,6 +17,7 @@ from core import history, signing
 from core.config import step_lease
 from core.crypto import KeyBox, KeyUnreadable
 from core.errors import QueueError, SignatureError, UpstreamError, VideoqError
+from core.insight import RecentCalls
 from core.metrics import latency_histogram
 from core.models import Task, TaskEvent, TaskStatus, WorkMessage, end_changes, utcnow
 from core.queue import Delivery, DeliveryResult, Queue
@@ -70,6 +71,9 @@ class WorkerStats:
             " from its re-publishing).",
         )
     )
+
+    # The last minutes of upstream calls, for the dashboard's upstream health.
+    recent_calls: RecentCalls = field(default_factory=RecentCalls)
 
     def count(self, outcome: str) -> None:
         self.deliveries[outcome] = self.deliveries.get(outcome, 0) + 1
@@ -391,14 +395,18 @@ class StepWorker:
 
     async def _call(self, awaitable: Any) -> Any:
         started = time.perf_counter()
+        healthy = True
         try:
             return await awaitable
-        except UpstreamError:
+        except UpstreamError as exc:
             self.stats.upstream_errors += 1
+            healthy = not exc.transient  # 429, 5xx, timeouts: the upstream's trouble
             raise
         finally:
+            seconds = time.perf_counter() - started
             self.stats.upstream_calls += 1
-            self.stats.upstream_latency.observe(time.perf_counter() - started)
+            self.stats.upstream_latency.observe(seconds)
+            self.stats.recent_calls.record(healthy, seconds)
 
     async def _publish_quietly(self, message: WorkMessage, delay: float) -> None:
         try:

@@ -30,6 +30,7 @@ from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 from core.config import Settings
 from core.demo import seed_demo
 from core.errors import VideoqError
+from core.insight import UpstreamHealth
 from core.models import Task, TaskChange, TaskStatus, utcnow
 from core.queue import DispatchingQueue, dispatches_in_process
 from core.runtime import Runtime
@@ -267,8 +268,16 @@ class VideoqApp(DashboardActions):
                 other_workers=self._other_workers,
                 overdue=overdue,
                 stalled=stalled,
+                finished_series=self.book.finished_series(self.clock()),
+                upstream_health=self._upstream_health(),
             )
         )
+
+    def _upstream_health(self) -> UpstreamHealth | None:
+        """What this process's worker saw of the upstream lately (none without a worker)."""
+        if self._engine is None:  # no worker in this process (QStash, or not started yet)
+            return None
+        return self.runtime.worker.stats.recent_calls.health()
 
     def _worker_state(self) -> str:
         """running, paused, draining, or none (and why), as the header says it."""

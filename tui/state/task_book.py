@@ -27,6 +27,7 @@ from core.models import (
 )
 
 RATE_WINDOW = timedelta(minutes=1)
+SERIES_MINUTES = 30
 
 
 class View(StrEnum):
@@ -207,6 +208,21 @@ class TaskBook:
             for t in self.tasks.values()
             if t.status in TERMINAL and t.completed_at is not None and t.completed_at >= since
         )
+
+    def finished_series(
+        self, now: datetime, minutes: int = SERIES_MINUTES
+    ) -> tuple[list[int], list[int]]:
+        """Succeeded and failed per minute over the last `minutes`, oldest minute first."""
+        succeeded, failed = [0] * minutes, [0] * minutes
+        for task in self.tasks.values():
+            ended = task.completed_at
+            if ended is None or task.status not in (TaskStatus.SUCCEEDED, TaskStatus.FAILED):
+                continue
+            back = int((now - ended).total_seconds() // 60)
+            if 0 <= back < minutes:
+                series = succeeded if task.status is TaskStatus.SUCCEEDED else failed
+                series[minutes - 1 - back] += 1
+        return succeeded, failed
 
     def _newer(self, task: Task) -> bool:
         known = self.tasks.get(task.id)
