@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ WORKER_PATH = "/api/v1/internal/video-worker"
 RECONCILE_PATH = "/api/v1/internal/reconcile"
 HOOK_PATH = "/api/v1/internal/t8star-hook"
 JWKS_PATH = "/auth/v1/.well-known/jwks.json"
+# The upstream's "busy, come back later" family, in both languages it answers in.
+DEFAULT_AUTO_RETRY_REASONS = r"overloaded|try again later|rate limit|busy|稍后|繁忙|过载"
 
 
 def default_db_path() -> Path:
@@ -199,6 +202,30 @@ class Settings(BaseModel):
     upstream_hooks: bool = Field(True, validation_alias=_env("VIDEOQ_UPSTREAM_HOOKS"))
     """Ask T8Star to call back (notify_hook) when a job changes, so scheduled polls can be rare;
     needs VIDEOQ_PUBLIC_URL and VIDEOQ_SECRET_KEY set."""
+
+    auto_retry_max: int = Field(0, ge=0, le=10, validation_alias=_env("VIDEOQ_AUTO_RETRY_MAX"))
+    """Automatic retries a task may get when it fails for a transient reason (0: none, the
+    default). Each one is a new upstream job, billed like any other."""
+
+    auto_retry_reasons: str = Field(
+        DEFAULT_AUTO_RETRY_REASONS, validation_alias=_env("VIDEOQ_AUTO_RETRY_REASONS")
+    )
+    """Regular expression (case-insensitive, searched in the failure reason) of the reasons an
+    automatic retry is for."""
+
+    auto_retry_backoff: float = Field(
+        60.0, gt=0, le=86_400, validation_alias=_env("VIDEOQ_AUTO_RETRY_BACKOFF")
+    )
+    """Seconds before the first automatic retry of a task; each next one waits twice as long."""
+
+    @field_validator("auto_retry_reasons")
+    @classmethod
+    def _a_pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"is not a regular expression: {exc}") from None
+        return value
 
     log_level: str = Field("INFO", validation_alias=_env("VIDEOQ_LOG_LEVEL"))
     """Log level of the command line: DEBUG, INFO, WARNING or ERROR."""

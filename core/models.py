@@ -253,6 +253,9 @@ class Task(BaseModel):
     error_message: str | None = None
     message_id: str | None = None
     polls: int = 0
+    # Polls in a row whose reported progress did not move (a poll without a progress counts
+    # neither way); `core.insight` calls a running task with enough of them stalled.
+    polls_without_progress: int = 0
     upstream_status: str | None = None
     last_polled_at: datetime | None = None
     next_poll_at: datetime | None = None

@@ -100,7 +100,9 @@ class Reconciler:
         for task in queued:
             if _out_of_time(ends, report):
                 return
-            if not task.step_claimed(now):
+            # An automatic retry's submit is held back until its next_poll_at.
+            held_back = task.next_poll_at is not None and task.next_poll_at >= cutoff
+            if not task.step_claimed(now) and not held_back:
                 report.resubmitted += await self._resubmit(task, now)
         running = await self.store.list(
             statuses=[TaskStatus.RUNNING], updated_before=cutoff, limit=BATCH

@@ -40,10 +40,14 @@ class Runtime:
     def __post_init__(self) -> None:
         # Before anything opens: a store and a queue on one SQLite file share its writer.
         self.steps = step_writes(self.store, self.queue)
-        speedup = self.upstream.speedup * self.settings.speedup
         self.service = TaskService(self.store, self.queue, self.key_box)
-        grace = max(3 * self.settings.poll_max_interval / speedup, 2.0)
+        grace = max(3 * self.settings.poll_max_interval / self.speedup, 2.0)
         self.reconciler = Reconciler(self.store, self.queue, grace=grace)
+
+    @property
+    def speedup(self) -> float:
+        """How many times faster than real time task timings run (simulator and settings)."""
+        return self.upstream.speedup * self.settings.speedup
 
     @cached_property
     def hooks(self) -> NotifyHooks | None:
@@ -68,6 +72,10 @@ class Runtime:
             step_timeout=self.settings.step_timeout,
             speedup=self.settings.speedup,
         )
+        from core.auto_retry import AutoRetrier, AutoRetryPolicy
+
+        policy = AutoRetryPolicy.from_settings(self.settings)
+        retrier = AutoRetrier(policy, self.service, self.speedup) if policy else None
         upstreams = {self.upstream.provider: self.upstream}
         return StepWorker(
             self.store,
@@ -78,6 +86,7 @@ class Runtime:
             self.key_box,
             steps=self.steps,
             hooks=self.hooks,
+            after_failure=retrier.consider if retrier else None,
         )
 
     @classmethod

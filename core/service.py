@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from core import history
@@ -54,6 +54,7 @@ _RETRY_RESET: dict[str, Any] = {
     "error_message": None,
     "message_id": None,
     "polls": 0,
+    "polls_without_progress": 0,
     "upstream_status": None,
     "last_polled_at": None,
     "next_poll_at": None,
@@ -144,8 +145,12 @@ class TaskService:
         actor: str = "cli",
         user_id: str | None = None,
         upstream_api_key: str | None = None,
+        delay: float = 0.0,
     ) -> Task:
-        """Queue a failed or cancelled task again as a new attempt (optionally with a BYOK key)."""
+        """Queue a failed or cancelled task again as a new attempt (optionally with a BYOK key).
+
+        `delay` holds its first step back that many seconds (an automatic retry's backoff).
+        """
         task = await self.get(task_id, user_id=user_id)
         if refused := retry_refusal(task):
             raise InvalidState(refused)
@@ -160,6 +165,9 @@ class TaskService:
             own_key=bool(upstream_api_key),
             message_id=first_step(task.id, task.attempt + 1).dedup_id,
         )
+        if delay > 0:
+            # When the held-back step is due: the reconciler leaves it alone until then.
+            changes["next_poll_at"] = utcnow() + timedelta(seconds=delay)
         event = history.transition(
             task, TaskStatus.QUEUED, actor=actor, action=True, attempt=task.attempt + 1
         )
@@ -173,7 +181,7 @@ class TaskService:
         log.info(
             "task %s: %s -> queued by %s (attempt %d)", task.id, task.status, actor, updated.attempt
         )
-        return await self._publish_submit(updated)
+        return await self._publish_submit(updated, delay)
 
     async def get(self, task_id: str, *, user_id: str | None = None) -> Task:
         """The task, or TaskNotFound (also when it belongs to someone else)."""
@@ -229,11 +237,11 @@ class TaskService:
             )
         raise TaskNotFound(prefix)
 
-    async def _publish_submit(self, task: Task) -> Task:
+    async def _publish_submit(self, task: Task, delay: float = 0.0) -> Task:
         """Publish the first step of the task's attempt; the row already names its message."""
         try:
             async with asyncio.timeout(self.publish_wait):
-                await self.queue.publish(first_step(task.id, task.attempt))
+                await self.queue.publish(first_step(task.id, task.attempt), delay)
         except (QueueError, TimeoutError) as exc:
             # A publish cut short may still have reached the queue: the reconciler's copy is
             # then a duplicate submit, which the worker's submit claim runs once.

@@ -17,6 +17,7 @@ from core import history, signing
 from core.config import step_lease
 from core.crypto import KeyBox, KeyUnreadable
 from core.errors import SignatureError, UpstreamError, VideoqError
+from core.insight import RecentCalls
 from core.metrics import latency_histogram
 from core.models import Task, TaskEvent, TaskStatus, WorkMessage, end_changes, utcnow
 from core.notify_hooks import NotifyHooks
@@ -73,6 +74,9 @@ class WorkerStats:
         )
     )
 
+    # The last minutes of upstream calls, for the dashboard's upstream health.
+    recent_calls: RecentCalls = field(default_factory=RecentCalls)
+
     def count(self, outcome: str) -> None:
         self.deliveries[outcome] = self.deliveries.get(outcome, 0) + 1
 
@@ -90,8 +94,11 @@ class StepWorker:
         key_box: KeyBox | None = None,
         steps: StepWrites | None = None,
         hooks: NotifyHooks | None = None,
+        after_failure: Callable[[Task], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
+        # Told of every task this worker failed, once the failure is stored (automatic retries).
+        self.after_failure = after_failure
         self.queue = queue
         # A step's row and its next message: one transaction where store and queue allow it.
         self.steps = steps or SeparateWrites(store, queue)
@@ -396,7 +403,10 @@ class StepWorker:
         )
         changes: dict[str, Any] = {"upstream_status": answer.raw_status, "last_polled_at": now}
         if answer.progress is not None:
-            changes["progress"] = max(task.progress, min(answer.progress, 99))
+            progress = max(task.progress, min(answer.progress, 99))
+            moved = progress > task.progress
+            changes["progress"] = progress
+            changes["polls_without_progress"] = 0 if moved else task.polls_without_progress + 1
         event = history.poll(task, answer, latency_ms)
         if by_hook:
             # `polls` stays, so the scheduled poll's message stays current: no message is spent.
@@ -447,7 +457,8 @@ class StepWorker:
         event.http_status, event.latency_ms = http_status, latency_ms
         if answer is not None:
             event.upstream_status, event.progress = answer.raw_status, answer.progress
-        if await self.store.update(task.id, _expect(task, polls=task.polls), changes, event):
+        ended = await self.store.update(task.id, _expect(task, polls=task.polls), changes, event)
+        if ended is not None:
             # A failure is something an operator should see even with only warnings shown.
             log.log(
                 logging.WARNING if status is TaskStatus.FAILED else logging.INFO,
@@ -457,17 +468,23 @@ class StepWorker:
                 status,
                 f" ({changes['error_message']})" if error else "",
             )
+            if ended.status is TaskStatus.FAILED and self.after_failure is not None:
+                await self.after_failure(ended)
 
     async def _call(self, awaitable: Any) -> Any:
         started = time.perf_counter()
+        healthy = True
         try:
             return await awaitable
-        except UpstreamError:
+        except UpstreamError as exc:
             self.stats.upstream_errors += 1
+            healthy = not exc.transient  # 429, 5xx, timeouts: the upstream's trouble
             raise
         finally:
+            seconds = time.perf_counter() - started
             self.stats.upstream_calls += 1
-            self.stats.upstream_latency.observe(time.perf_counter() - started)
+            self.stats.upstream_latency.observe(seconds)
+            self.stats.recent_calls.record(healthy, seconds)
 
     def _upstream(self, task: Task) -> Upstream:
         upstream = self.upstreams.get(task.provider)

@@ -30,6 +30,7 @@ from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 from core.config import Settings
 from core.demo import seed_demo
 from core.errors import RowUnreadable, VideoqError
+from core.insight import UpstreamHealth
 from core.models import Task, TaskChange, TaskStatus, utcnow
 from core.queue import DispatchingQueue, dispatches_in_process
 from core.runtime import Runtime
@@ -41,10 +42,11 @@ from tui.commands import TaskCommands
 from tui.keys import APP_BINDINGS
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.detail import DetailScreen
+from tui.screens.failures import FailuresScreen
 from tui.screens.help import HelpScreen, HelpSection
 from tui.screens.new_task import NewTaskScreen
 from tui.screens.quit import QuitScreen
-from tui.state.task_book import TaskBook, can_cancel, can_retry
+from tui.state.task_book import TaskBook, View, can_cancel, can_retry
 from tui.state.wording import quit_text
 from tui.widgets.log_panel import LogPanel, PanelLogHandler
 from tui.widgets.status_header import HeaderInfo, StatusHeader
@@ -108,7 +110,7 @@ class VideoqApp(DashboardActions):
         self.clock = clock
         self.log_handler = log_handler
         self.freeze_gc = freeze_gc
-        self.book = TaskBook()
+        self.book = TaskBook(clock, runtime.speedup)
         self.stats = FlushStats()
         self._inbox: list[Snapshot | TaskChange] = []
         self._flush_scheduled = False
@@ -261,6 +263,7 @@ class VideoqApp(DashboardActions):
         if not found:
             return
         store = self.runtime.store
+        overdue, stalled = self.book.late_counts()
         found.first().show(
             HeaderInfo(
                 backend=store.describe(),
@@ -277,8 +280,18 @@ class VideoqApp(DashboardActions):
                 now=self.clock(),
                 other_workers=self._other_workers,
                 unreadable=len(self._unreadable),
+                overdue=overdue,
+                stalled=stalled,
+                finished_series=self.book.finished_series(self.clock()),
+                upstream_health=self._upstream_health(),
             )
         )
+
+    def _upstream_health(self) -> UpstreamHealth | None:
+        """What this process's worker saw of the upstream lately (none without a worker)."""
+        if self._engine is None:  # no worker in this process (QStash, or not started yet)
+            return None
+        return self.runtime.worker.stats.recent_calls.health()
 
     def _worker_state(self) -> str:
         """running, paused, draining, or none (and why), as the header says it."""
@@ -297,6 +310,8 @@ class VideoqApp(DashboardActions):
         if not self.is_running or not self.screen_stack:
             return  # a last tick can fire while the app is closing its screens
         # Ages move with the clock; rows on screen redraw, unchanged ones from their cache.
+        if self.book.view is View.LATE:
+            self.table.rebuild()  # tasks become overdue as time passes, with no new row
         self.table.refresh()
         self._finished_per_minute = self.book.finished_within(self.clock())
         self.show_header()
@@ -327,6 +342,7 @@ class VideoqApp(DashboardActions):
         left = [HelpSection("Task table", [*TaskTable.BINDINGS, *self.BINDINGS])]
         right = [
             HelpSection("Task detail (enter)", DetailScreen.BINDINGS),
+            HelpSection("Failures by reason (6)", FailuresScreen.BINDINGS),
             HelpSection("New-task form (n; tab moves)", NewTaskScreen.BINDINGS),
             HelpSection("Confirmations", ConfirmScreen.BINDINGS),
             HelpSection("Everywhere", [palette]),

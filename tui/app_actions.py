@@ -13,10 +13,12 @@ from textual.timer import Timer
 from textual.widgets import Input
 
 from core.errors import VideoqError
+from core.insight import FailureGroup, Stats, collect_stats
 from core.models import Task, VideoRequest
 from core.runtime import Runtime
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.detail import DetailScreen
+from tui.screens.failures import FailuresScreen
 from tui.screens.new_task import NewTaskScreen
 from tui.state.task_book import TaskBook, View, can_cancel, can_retry
 from tui.state.wording import confirm_text, nothing_here, outcome, refusal
@@ -105,6 +107,17 @@ class DashboardActions(App[None]):
     def action_retry_failed(self) -> None:
         self._confirm("Retry", self.book.failed_in_view(), self._retry_tasks, failed=True)
 
+    def action_failures(self) -> None:
+        def chosen(group: FailureGroup | None) -> None:
+            if group is not None:
+                tasks = [self.book.tasks[i] for i in group.failed_now if i in self.book.tasks]
+                self._confirm("Retry", tasks, self._retry_tasks, failed=True)
+
+        async def load(since: datetime) -> Stats:
+            return await collect_stats(self.runtime.store, since)
+
+        self.push_screen(FailuresScreen(load, self.clock), chosen)
+
     def _confirm(
         self,
         verb: str,
@@ -160,7 +173,7 @@ class DashboardActions(App[None]):
     def action_open_detail(self) -> None:
         task = self.book.tasks.get(self.table.cursor_task_id or "")
         if task is not None:
-            screen = DetailScreen(task, self.clock)
+            screen = DetailScreen(task, self.clock, self.book.speedup)
             self.push_screen(screen)
             self._load_detail(screen)
 

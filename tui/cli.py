@@ -129,6 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
 
+    stats = commands.add_parser(
+        "stats", help="failures grouped by reason, and results per model and duration"
+    )
+    stats.add_argument(
+        "--since", type=_duration, default=timedelta(hours=24), metavar="AGE",
+        help="the window, ending now (default 24h; 30m, 7d)",
+    )  # fmt: skip
+    stats.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+
     commands.add_parser("schema", help="print the SQL that sets up Supabase/Postgres")
     cli_tools.extend(parser, commands)
     return parser
@@ -218,18 +227,22 @@ async def cmd_submit(runtime: Runtime, args: argparse.Namespace) -> int:
 
 
 async def cmd_list(runtime: Runtime, args: argparse.Namespace) -> int:
+    from core.insight import lateness
+
     statuses = [_status(value) for value in args.status] if args.status else None
     found = await runtime.service.list(statuses=statuses, limit=args.limit + 1)
     tasks, cut = found[: args.limit], len(found) > args.limit
+    now = utcnow()
+    late = {task.id: lateness(task, now, runtime.speedup) for task in tasks}
     if args.json:
         unreadable = [
             {"id": row.task_id, "unreadable": True, "why": row.why} for row in found.unreadable
         ]
-        _print_json([task.public_dict() for task in tasks] + unreadable)
+        _print_json([render.task_json(task, late[task.id]) for task in tasks] + unreadable)
     else:
         width = shutil.get_terminal_size().columns
         if tasks or not found.unreadable:
-            print(render.task_table(tasks, width))
+            print(render.task_table(tasks, width, late))
         for row in found.unreadable:
             print(render.unreadable_line(row, width))
     if cut:
@@ -239,12 +252,26 @@ async def cmd_list(runtime: Runtime, args: argparse.Namespace) -> int:
 
 
 async def cmd_show(runtime: Runtime, args: argparse.Namespace) -> int:
+    from core.insight import lateness
+
     detail = await runtime.service.detail(await runtime.service.resolve_id(args.task_id))
+    late = lateness(detail.task, utcnow(), runtime.speedup)
     if args.json:
         history = [event.model_dump(mode="json") for event in detail.history]
-        _print_json({"task": detail.task.public_dict(), "history": history})
+        _print_json({"task": render.task_json(detail.task, late), "history": history})
     else:
-        print(render.task_detail(detail.task, detail.history))
+        print(render.task_detail(detail.task, detail.history, late))
+    return 0
+
+
+async def cmd_stats(runtime: Runtime, args: argparse.Namespace) -> int:
+    from core.insight import collect_stats
+
+    stats = await collect_stats(runtime.store, utcnow() - args.since)
+    if args.json:
+        _print_json(render.stats_json(stats))
+    else:
+        print(render.stats_report(stats, shutil.get_terminal_size().columns))
     return 0
 
 
@@ -363,6 +390,7 @@ COMMANDS: dict[str, Command] = {
     "cancel": cmd_cancel,
     "retry": cmd_retry,
     "prune": cmd_prune,
+    "stats": cmd_stats,
 }
 
 

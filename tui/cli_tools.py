@@ -20,6 +20,7 @@ EXAMPLES: dict[str, str] = {
     "retry": "videoq retry 3f2a9c1e",
     "prune": "videoq prune --older-than 30d --status succeeded,cancelled",
     "serve": "videoq serve --host 0.0.0.0 --port 8000",
+    "stats": "videoq stats --since 7d",
     "schema": "videoq schema > videoq.sql",
     "doctor": "videoq doctor --json",
     "completion": "videoq completion bash > ~/.local/share/bash-completion/completions/videoq",

@@ -93,6 +93,22 @@ APP_BINDINGS: list[BindingType] = [
         tooltip="View finished tasks (succeeded, failed, cancelled)",
     ),
     Binding(
+        "5",
+        "view('late')",
+        "View late",
+        show=False,
+        id="view-late",
+        tooltip="View running tasks that are overdue or stalled",
+    ),
+    Binding(
+        "6",
+        "failures",
+        "Failures",
+        show=False,
+        id="failures",
+        tooltip="Failures of the last day grouped by reason; R there retries a group",
+    ),
+    Binding(
         "s",
         "cycle_sort",
         "Sort",

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len, set_cell_size
 
 from core.errors import RowUnreadable
 from core.models import Task, TaskEvent, TaskStatus, utcnow
 from core.text import one_line, visible_lines
+
+if TYPE_CHECKING:
+    from core.insight import Lateness, ModelStats, Stats
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -100,14 +104,33 @@ WIDE_LIST = 110
 GAP = "  "
 
 
-def task_table(tasks: list[Task], width: int = 80) -> str:
+def late_marks(late: Lateness | None) -> str:
+    """`overdue`, `stalled` or both, for a task past its expected time or not progressing."""
+    if late is None:
+        return ""
+    marks = (("overdue", late.overdue), ("stalled", late.stalled))
+    return ",".join(word for word, on in marks if on)
+
+
+def task_json(task: Task, late: Lateness | None = None) -> dict[str, Any]:
+    """The task's public columns, with whether it is overdue and stalled."""
+    return {
+        **task.public_dict(),
+        "overdue": bool(late and late.overdue),
+        "stalled": bool(late and late.stalled),
+    }
+
+
+def task_table(
+    tasks: list[Task], width: int = 80, late: Mapping[str, Lateness] | None = None
+) -> str:
     """Tasks as aligned columns that fit `width`, the prompt beside the error."""
     if not tasks:
         return "no tasks"
     wide = width >= WIDE_LIST
     header = ["ID", "STATUS", "PROG", *(["MODEL"] if wide else []), "DUR"]
     header += [*(["TRY"] if wide else []), "AGE"]
-    rows = [header] + [_list_cells(task, wide) for task in tasks]
+    rows = [header] + [_list_cells(task, wide, (late or {}).get(task.id)) for task in tasks]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     fixed = "".join(cell.ljust(w) + GAP for cell, w in zip(header, widths, strict=True))
     room = max(20, width - len(fixed) - len(GAP) - 1)
@@ -132,8 +155,10 @@ def unreadable_line(row: RowUnreadable, width: int = 80) -> str:
     return start + ellipsize(row.why, max(20, width - cell_len(start) - 1))
 
 
-def _list_cells(task: Task, wide: bool) -> list[str]:
-    cells = [short_id(task.id), task.status.value, f"{task.progress}%"]
+def _list_cells(task: Task, wide: bool, late: Lateness | None) -> list[str]:
+    marks = late_marks(late)
+    status = f"{task.status.value} {marks}" if marks else task.status.value
+    cells = [short_id(task.id), status, f"{task.progress}%"]
     cells += [task.model] if wide else []
     cells.append(f"{task.duration}s" + (" hd" if task.hd else ""))
     cells += [str(task.attempt)] if wide else []
@@ -149,7 +174,16 @@ def idle_summary(counts: Mapping[TaskStatus, int]) -> str:
     return f"idle: {ended}"
 
 
-def task_detail(task: Task, history: list[TaskEvent]) -> str:
+def timing_line(late: Lateness) -> str:
+    """`expected 1m–3m; upstream for 4m 10s, overdue`: the job against the provider's range."""
+    line = f"expected {span(late.expected_low)}–{span(late.expected_high)}"
+    if late.elapsed is not None:
+        line += f"; upstream for {span(late.elapsed)}"
+    marks = late_marks(late).replace(",", ", ")
+    return f"{line}, {marks}" if marks else line
+
+
+def task_detail(task: Task, history: list[TaskEvent], late: Lateness | None = None) -> str:
     fields = [
         ("id", task.id),
         ("status", f"{task.status} ({task.progress}%)"),
@@ -163,6 +197,7 @@ def task_detail(task: Task, history: list[TaskEvent]) -> str:
         ("upstream id", task.upstream_task_id or "-"),
         ("upstream status", one_line(task.upstream_status) or "-"),
         ("polls", str(task.polls)),
+        *([("timing", timing_line(late))] if late is not None else []),
         ("video", task.video_url or "-"),
         ("error", visible_lines(task.error_message) or "-"),
         ("created", _stamp(task.created_at)),
@@ -203,3 +238,72 @@ def describe_event(event: TaskEvent) -> str:
 
 def _stamp(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
+
+
+def stats_json(stats: Stats) -> dict[str, Any]:
+    """`videoq stats --json`: the same figures as the report, machine-readable."""
+    import dataclasses
+
+    failures = [dataclasses.asdict(group) for group in stats.failures]
+    models = [
+        {**dataclasses.asdict(kind), "success_rate": kind.success_rate} for kind in stats.models
+    ]
+    return {
+        "since": stats.since.isoformat(),
+        "cut": stats.cut,
+        "failures": [{**group, "newest_at": _iso(group["newest_at"])} for group in failures],
+        "models": models,
+    }
+
+
+def stats_report(stats: Stats, width: int = 80) -> str:
+    """`videoq stats`: failures by reason, then results per model and duration."""
+    lines = [f"since {_stamp(stats.since)}"]
+    if stats.cut:
+        lines.append("(more tasks than one read takes: the figures cover the newest ones)")
+    lines += ["", "failures by reason (RETRIED OK: failed so, then succeeded on a retry):"]
+    rows: list[tuple[str, ...]] = [("COUNT", "RETRIED OK", "NEWEST", "REASON")]
+    rows += [
+        (
+            str(group.count),
+            str(group.recovered),
+            f"{short_id(group.example_task)} {age(group.newest_at)}",
+            group.reason,
+        )
+        for group in stats.failures
+    ]
+    lines += columns(rows, width) if stats.failures else ["  none"]
+    lines += ["", "per model and duration (finished in the window; times from queued to done):"]
+    rows = [("MODEL", "DUR", "DONE", "OK", "P50", "P95", "POLLS", "MSGS")]
+    rows += [_model_cells(kind) for kind in stats.models]
+    lines += columns(rows, width) if stats.models else ["  none"]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def columns(rows: Sequence[tuple[str, ...]], width: int) -> list[str]:
+    """Rows as indented aligned columns; the last one gets what is left of `width`, cut."""
+    widths = [max(cell_len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    fixed = 2 + sum(w + len(GAP) for w in widths)
+    lines = []
+    for row in rows:
+        cells = [set_cell_size(cell, w) for cell, w in zip(row, widths, strict=False)]
+        lines.append("  " + "".join(c + GAP for c in cells) + ellipsize(row[-1], width - fixed - 1))
+    return lines
+
+
+def _model_cells(kind: ModelStats) -> tuple[str, ...]:
+    rate = kind.success_rate
+    return (
+        kind.model,
+        f"{kind.duration}s",
+        str(kind.finished),
+        "-" if rate is None else f"{rate:.0%}",
+        "-" if kind.p50_seconds is None else span(kind.p50_seconds),
+        "-" if kind.p95_seconds is None else span(kind.p95_seconds),
+        f"{kind.polls_per_task:.1f}",
+        f"{kind.messages_per_task:.1f}",
+    )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None

@@ -31,6 +31,7 @@ create table if not exists public.video_tasks (
     message_id              text,
     polls                   integer not null default 0
         constraint video_tasks_polls_check check (polls >= 0),
+    polls_without_progress  integer not null default 0,
     upstream_status         text,
     last_polled_at          timestamptz,
     next_poll_at            timestamptz,
@@ -50,6 +51,8 @@ create table if not exists public.video_tasks (
 
 -- Columns added after the first release (no-ops on a fresh table).
 alter table public.video_tasks add column if not exists queued_at timestamptz not null default now();
+alter table public.video_tasks
+    add column if not exists polls_without_progress integer not null default 0;
 -- own_key: earlier versions marked an own-key attempt only by this note on the event that
 -- queued it, so the column is filled from the notes once, when it is added.
 do $$

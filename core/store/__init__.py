@@ -98,10 +98,14 @@ class TaskStore(Protocol):
         statuses: Collection[TaskStatus] | None = None,
         user_id: str | None = None,
         updated_before: datetime | None = None,
+        updated_since: datetime | None = None,
         id_prefix: str | None = None,
         limit: int = 100,
     ) -> TaskPage:
         """Tasks newest first (by created_at), filtered; rows that do not decode are set apart.
+
+        `updated_before` keeps rows last written before that time, `updated_since` those
+        written at it or later.
 
         `id_prefix` keeps the tasks whose id starts with it; it may hold only lowercase hex
         digits and dashes (the characters of a task id).

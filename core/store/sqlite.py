@@ -237,6 +237,7 @@ class SqliteStore:
         statuses: Collection[TaskStatus] | None = None,
         user_id: str | None = None,
         updated_before: datetime | None = None,
+        updated_since: datetime | None = None,
         id_prefix: str | None = None,
         limit: int = 100,
     ) -> TaskPage:
@@ -249,13 +250,19 @@ class SqliteStore:
             params.append(user_id)
         if updated_before is not None:
             params.append(encode_time(updated_before))
+        if updated_since is not None:
+            params.append(encode_time(updated_since))
         if id_prefix is not None:
             # Ids compare as bytes and hold only [0-9a-f-], all below "g": an index range.
             params += [id_prefix, id_prefix + "g"]
         params.append(limit)
         count = None if wanted is None else len(wanted)
         sql = list_sql(
-            count, user_id is not None, updated_before is not None, id_prefix is not None
+            count,
+            user=user_id is not None,
+            updated_before=updated_before is not None,
+            updated_since=updated_since is not None,
+            id_range=id_prefix is not None,
         )
         rows = await self._read(self._open_reader.select, sql, params)
         return readable_tasks(rows, decode_task, self.feed)

@@ -121,6 +121,7 @@ _ADDED_COLUMNS: dict[str, tuple[str, str | None]] = {
         "UPDATE video_tasks SET own_key = 1 WHERE id IN (SELECT task_id FROM task_events"
         " WHERE detail = 'with the user''s own upstream key')",
     ),
+    "polls_without_progress": ("INTEGER NOT NULL DEFAULT 0", None),
 }
 # Files made before task_images kept the images in the row: move them out, once.
 _MOVE_IMAGES = (
@@ -202,10 +203,13 @@ def update_sql(
     )
 
 
-def list_sql(statuses: int | None, user: bool, updated_before: bool, id_range: bool) -> str:
-    """The SELECT behind `list()`, newest first."""
+def list_sql(
+    statuses: int | None, *, user: bool, updated_before: bool, updated_since: bool, id_range: bool
+) -> str:
+    """The SELECT behind `list()`, newest first; parameters in the order of the arguments."""
     where = [f"status IN ({', '.join('?' * statuses)})"] if statuses is not None else []
     where += ["user_id = ?"] * user + ["updated_at < ?"] * updated_before
+    where += ["updated_at >= ?"] * updated_since
     where += ["id >= ? AND id < ?"] * id_range
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     return f"SELECT {_SELECT} FROM video_tasks{clause} ORDER BY created_at DESC, id DESC LIMIT ?"

@@ -224,6 +224,7 @@ class SupabaseStore:
         statuses: Collection[TaskStatus] | None = None,
         user_id: str | None = None,
         updated_before: datetime | None = None,
+        updated_since: datetime | None = None,
         id_prefix: str | None = None,
         limit: int = 100,
     ) -> TaskPage:
@@ -241,6 +242,8 @@ class SupabaseStore:
                 query = query.eq("user_id", user_id)
             if updated_before is not None:
                 query = query.lt("updated_at", _utc_iso(updated_before))
+            if updated_since is not None:
+                query = query.gte("updated_at", _utc_iso(updated_since))
             if id_prefix is not None:
                 query = query.like("id", f"{id_prefix}*")  # no wildcard can hide in a prefix
             query = query.order("created_at", desc=True).order("id", desc=True)

@@ -47,10 +47,14 @@ class UpstreamStatus:
 
 @dataclass(frozen=True, slots=True)
 class Estimate:
-    """How long the upstream is expected to take for a request, in seconds of real time."""
+    """How long the upstream is expected to take for a request, in seconds of real time.
+
+    `high` is the end of the published range: a job still running past it is overdue.
+    """
 
     low: float
     typical: float
+    high: float
 
 
 class Provider(Protocol):

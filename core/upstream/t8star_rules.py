@@ -25,9 +25,10 @@ SUCCESS = "SUCCESS"
 FAILURE = "FAILURE"
 PENDING_STATUSES = frozenset({NOT_START, SUBMITTED, "QUEUED"})
 
-# 10 s videos take 1-3 minutes, 15 s about two minutes more, 25 s (pro only) longer still.
-_TIMINGS = {10: (60.0, 120.0), 15: (180.0, 240.0), 25: (300.0, 420.0)}
-_HD_EXTRA = (420.0, 480.0)
+# (low, typical, high) seconds. 10 s videos take 1-3 minutes, 15 s about two minutes more,
+# 25 s (pro only) longer still; hd adds about eight minutes.
+_TIMINGS = {10: (60.0, 120.0, 180.0), 15: (180.0, 240.0, 300.0), 25: (300.0, 420.0, 540.0)}
+_HD_EXTRA = (420.0, 480.0, 540.0)
 
 _SAMPLES: tuple[dict[str, Any], ...] = (
     {"model": "sora-2", "duration": 10, "aspect_ratio": "16:9"},
@@ -71,10 +72,11 @@ class T8StarProvider:
 
     def expected_timing(self, request: VideoRequest) -> Estimate:
         """Published timings: `hd` adds about eight minutes (25 s videos are never hd-slowed)."""
-        low, typical = _TIMINGS[request.duration]
+        low, typical, high = _TIMINGS[request.duration]
         if request.hd and request.duration != PRO_ONLY_DURATION:
-            low, typical = low + _HD_EXTRA[0], typical + _HD_EXTRA[1]
-        return Estimate(low=low, typical=typical)
+            extra_low, extra_typical, extra_high = _HD_EXTRA
+            low, typical, high = low + extra_low, typical + extra_typical, high + extra_high
+        return Estimate(low=low, typical=typical, high=high)
 
     def sample_requests(self) -> Sequence[Mapping[str, Any]]:
         """A mix of models, durations, aspect ratios and hd."""

@@ -68,6 +68,7 @@ def every_column_set() -> Task:
         "upstream_key_ciphertext": "gAAAAABn-sealed",
         "own_key": True,
         "polls": 3,
+        "polls_without_progress": 2,
         "upstream_status": "IN_PROGRESS",
         "created_at": T0,
         "updated_at": T0 + timedelta(seconds=1),
@@ -204,6 +205,7 @@ class StoreContract:
         assert ids(await store.list(user_id="ann")) == ids([rows[1], rows[0]])
         before = T0 + timedelta(seconds=2)
         assert ids(await store.list(updated_before=before)) == ids([rows[1], rows[0]])
+        assert ids(await store.list(updated_since=before)) == ids(rows[:1:-1])
         assert ids(await store.list(limit=2)) == ids([rows[4], rows[3]])
         assert await store.list(statuses=[]) == []
         assert await store.list(user_id="nobody") == []

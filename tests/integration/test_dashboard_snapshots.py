@@ -31,11 +31,13 @@ NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 SIZE = (160, 36)
 
 ROWS: list[dict[str, Any]] = [
-    {"status": TaskStatus.RUNNING, "progress": 62, "model": "sora-2", "duration": 10},
+    # Upstream for 100 s at the simulator's 20x: within a 10 s video's 1-3 minutes.
+    {"status": TaskStatus.RUNNING, "progress": 62, "started_at": NOW - timedelta(seconds=5)},
     {"status": TaskStatus.QUEUED, "model": "sora-2-pro", "duration": 25},
     {"status": TaskStatus.SUCCEEDED, "progress": 100, "video_url": "https://cdn.example/v/3.mp4"},
     {"status": TaskStatus.FAILED, "progress": 35, "error_message": "upstream: content policy"},
     {"status": TaskStatus.CANCELLED, "progress": 10, "model": "sora-2-pro", "hd": True},
+    # Upstream for 20 hours at 20x: overdue.
     {"status": TaskStatus.RUNNING, "progress": 5, "aspect_ratio": "9:16", "duration": 15},
 ]
 PROMPTS = (

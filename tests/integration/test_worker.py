@@ -55,6 +55,21 @@ async def test_success_path_reports_progress_and_the_video_url(
     assert all(e.http_status == 200 and e.latency_ms is not None for e in polls)
 
 
+async def test_polls_that_report_no_new_progress_are_counted_until_it_moves(
+    engine: Engine, fake: FakeT8Star
+) -> None:
+    fake.script_default(JobScript(polls=8, progress=(20, 40, 40, 40, 40, 40, 60)))
+    task = await engine.submit()
+    counted = []
+    while engine.queue.published:
+        await engine.worker.handle(delivery(engine.queue.take().message))
+        current = await engine.task(task.id)
+        if current.status is TaskStatus.RUNNING and current.polls:
+            counted.append(current.polls_without_progress)
+    assert counted == [0, 0, 1, 2, 3, 4, 0]
+    assert (await engine.task(task.id)).status is TaskStatus.SUCCEEDED
+
+
 async def test_failure_path_keeps_the_upstream_reason(engine: Engine, fake: FakeT8Star) -> None:
     fake.script_default(JobScript(polls=2, outcome="failure", reason="内容违规 content flagged"))
     task = await engine.submit()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from rich.cells import cell_len
 
+from core.insight import RecentCalls
 from core.models import Task, TaskChange, TaskStatus, VideoRequest, cancel_refusal, retry_refusal
+from core.store import FeedStatus
 from tui.render import LOG_FORMAT, ellipsize
 from tui.state.task_book import TaskBook, View, can_cancel, can_retry
 from tui.state.task_cells import (
@@ -20,7 +24,7 @@ from tui.state.task_cells import (
 )
 from tui.state.wording import confirm_text, outcome, refusal
 from tui.widgets.log_panel import PanelLogHandler
-from tui.widgets.status_header import HeaderInfo, header_markup
+from tui.widgets.status_header import HeaderInfo, header_markup, health_markup, plain, sparkline
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -206,3 +210,90 @@ def test_every_status_has_its_own_glyph() -> None:
     labels = {status_label(status) for status in TaskStatus}
     glyphs = {label.split()[0] for label in labels}
     assert len(glyphs) == len(TaskStatus) and "✓ succeeded" in labels
+
+
+def test_the_late_view_shows_overdue_and_stalled_running_tasks_as_time_passes() -> None:
+    now = [T0]
+    book = TaskBook(clock=lambda: now[0])
+    started = {"status": TaskStatus.RUNNING, "started_at": T0 - timedelta(seconds=170)}
+    soon_late = make(1, **started)  # a 10 s video: overdue after 3 minutes upstream
+    stuck = make(2, status=TaskStatus.RUNNING, started_at=T0, polls_without_progress=4)
+    fine = make(3, status=TaskStatus.RUNNING, started_at=T0)
+    queued = make(4)
+    for task in (soon_late, stuck, fine, queued):
+        book.apply(TaskChange("INSERT", task))
+    book.view = View.LATE
+    assert [t.id for t in book.rows()] == [stuck.id]
+    assert book.late_counts() == (0, 1)
+    now[0] = T0 + timedelta(seconds=20)
+    assert {t.id for t in book.rows()} == {soon_late.id, stuck.id}
+    assert book.late_counts() == (1, 1)
+
+
+def test_overdue_follows_the_upstream_clock_in_the_book() -> None:
+    book = TaskBook(clock=lambda: T0, speedup=10)
+    task = make(1, status=TaskStatus.RUNNING, started_at=T0 - timedelta(seconds=19))
+    book.apply(TaskChange("INSERT", task))
+    assert book.late_counts() == (1, 0)
+
+
+def test_header_counts_overdue_and_stalled_only_when_there_are_some() -> None:
+    info = HeaderInfo(
+        backend="sqlite: v.db",
+        upstream="simulator",
+        worker="running",
+        feed=FeedStatus(),
+        counts={TaskStatus.RUNNING: 3},
+        finished_per_minute=0,
+        view="all",
+        sort="newest first",
+        search="",
+        selected=0,
+        shown=3,
+        now=T0,
+    )
+    assert "overdue" not in header_markup(info) and "stalled" not in header_markup(info)
+    late = dataclasses.replace(info, overdue=2, stalled=1)
+    assert "[b]2[/] overdue [b]1[/] stalled" in header_markup(late)
+
+
+def test_finished_per_minute_series_counts_succeeded_and_failed_apart() -> None:
+    book = TaskBook()
+    now = T0 + timedelta(hours=1)
+    ended = [
+        (TaskStatus.SUCCEEDED, 0.5),
+        (TaskStatus.SUCCEEDED, 0.7),
+        (TaskStatus.FAILED, 2.5),
+        (TaskStatus.CANCELLED, 1.0),  # not finished work
+        (TaskStatus.SUCCEEDED, 31.0),  # outside the window
+    ]
+    for n, (status, minutes_ago) in enumerate(ended):
+        done = now - timedelta(minutes=minutes_ago)
+        book.apply(TaskChange("INSERT", make(n, status=status, completed_at=done)))
+    succeeded, failed = book.finished_series(now)
+    assert len(succeeded) == len(failed) == 30
+    assert succeeded[-1] == 2 and sum(succeeded) == 2
+    assert failed[-3] == 1 and sum(failed) == 1
+
+
+def test_sparklines_scale_to_the_busiest_minute() -> None:
+    assert sparkline([0, 1, 2, 4, 7], cells=5) == "▁▂▃▅█"
+    assert sparkline([0] * 30) == "▁" * 10
+    assert sparkline([1, 0, 0] * 9 + [0, 0, 3]) == "▄" * 9 + "█"  # three minutes a cell
+
+
+def test_upstream_health_covers_the_last_minutes_and_warns_only_when_calls_fail() -> None:
+    clock = [0.0]
+    calls = RecentCalls(window=300, clock=lambda: clock[0])
+    for n in range(19):
+        calls.record(True, 0.1 + n / 100)
+    calls.record(False, 2.0)
+    health = calls.health()
+    assert (health.calls, health.failed, health.failed_share) == (20, 1, 0.05)
+    assert health.p95_seconds == pytest.approx(0.28)
+    assert health_markup(health, plain, narrow=False) == "upstream 5% failed, p95 280 ms"
+    assert health_markup(health, plain, narrow=True) == "upstream 5% failed"
+    clock[0] = 301.0
+    assert calls.health().calls == 0
+    calls.record(True, 0.2)
+    assert health_markup(calls.health(), plain, narrow=True) == ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime
 from typing import ClassVar
@@ -14,10 +15,11 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
+from core.insight import lateness
 from core.models import Task, TaskEvent
 from core.service import TaskDetail
 from core.text import one_line, visible_lines
-from tui.render import describe_event, image_summary, relative
+from tui.render import describe_event, image_summary, late_marks, relative, span, timing_line
 from tui.state.task_cells import status_label
 from tui.widgets.status_header import STATUS_CLASSES
 from tui.widgets.styled import styled
@@ -31,7 +33,24 @@ def stamp(moment: datetime | None, now: datetime) -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S} UTC [dim]({relative(moment, now)})[/]"
 
 
-def field_lines(task: Task, now: datetime, style: Styler) -> list[tuple[str, str]]:
+def timing_markup(task: Task, now: datetime, style: Styler, speedup: float) -> str:
+    """The job against the provider's range, its overdue or stalled mark in the warning style."""
+    late = lateness(task, now, speedup)
+    marks = late_marks(late).replace(",", ", ")
+    line = timing_line(dataclasses.replace(late, overdue=False, stalled=False))
+    return f"{line}, {style('detail--late', marks)}" if marks else line
+
+
+def queue_time(task: Task, now: datetime) -> str:
+    """How long the attempt waited before the upstream took it (so far, if it still waits)."""
+    if task.started_at is None and not task.status.active:
+        return "-"
+    return span(((task.started_at or now) - task.queued_at).total_seconds())
+
+
+def field_lines(
+    task: Task, now: datetime, style: Styler, speedup: float = 1.0
+) -> list[tuple[str, str]]:
     """(label, markup) pairs for every request and bookkeeping field of the row."""
     request = f"{task.model}, {task.duration}s, {task.aspect_ratio}" + (", hd" if task.hd else "")
     status = style(f"status--{task.status}", status_label(task.status))
@@ -44,6 +63,8 @@ def field_lines(task: Task, now: datetime, style: Styler) -> list[tuple[str, str
         ("upstream id", escape(task.upstream_task_id or "-")),
         ("upstream status", escape(one_line(task.upstream_status) or "-")),
         ("polls", str(task.polls)),
+        ("timing", timing_markup(task, now, style, speedup)),
+        ("in queue", queue_time(task, now)),
         ("created", stamp(task.created_at, now)),
         ("queued", stamp(task.queued_at, now)),
         ("started", stamp(task.started_at, now)),
@@ -67,7 +88,12 @@ class DetailScreen(ModalScreen[None]):
             "o", "open_url", "Open video", id="detail-open", tooltip="Open the video in a browser"
         ),
     ]
-    COMPONENT_CLASSES: ClassVar[set[str]] = {*STATUS_CLASSES, "detail--video", "detail--error"}
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        *STATUS_CLASSES,
+        "detail--video",
+        "detail--error",
+        "detail--late",
+    }
 
     class Loaded(Message):
         """The task's row and history arrived from the store."""
@@ -84,11 +110,12 @@ class DetailScreen(ModalScreen[None]):
             self.action = action
             self.task = task
 
-    def __init__(self, task: Task, clock: Callable[[], datetime]) -> None:
+    def __init__(self, task: Task, clock: Callable[[], datetime], speedup: float = 1.0) -> None:
         super().__init__()
         self.current = task
         self.history: list[TaskEvent] | None = None
         self._clock = clock
+        self._speedup = speedup
 
     @property
     def task_id(self) -> str:
@@ -161,7 +188,7 @@ class DetailScreen(ModalScreen[None]):
         self.query_one("#detail-title", Static).update(
             f"[b]Task {task.id[:8]}[/]  {status}  attempt {task.attempt}"
         )
-        fields = field_lines(task, now, self._styled)
+        fields = field_lines(task, now, self._styled, self._speedup)
         width = max(len(label) for label, _ in fields)
         lines = [f"[dim]{label:>{width}}[/]  {value}" for label, value in fields]
         self.query_one("#detail-fields", Static).update("\n".join(lines))

@@ -14,9 +14,20 @@ from enum import StrEnum
 from operator import itemgetter
 from typing import Any
 
-from core.models import ACTIVE, CANCELLABLE, RETRYABLE, TERMINAL, Task, TaskChange, TaskStatus
+from core.insight import overdue, stalled
+from core.models import (
+    ACTIVE,
+    CANCELLABLE,
+    RETRYABLE,
+    TERMINAL,
+    Task,
+    TaskChange,
+    TaskStatus,
+    utcnow,
+)
 
 RATE_WINDOW = timedelta(minutes=1)
+SERIES_MINUTES = 30
 
 
 class View(StrEnum):
@@ -24,6 +35,7 @@ class View(StrEnum):
     ACTIVE = "active"
     FAILED = "failed"
     FINISHED = "finished"
+    LATE = "late"  # running tasks that are overdue or stalled
 
 
 VIEW_STATUSES: dict[View, frozenset[TaskStatus] | None] = {
@@ -31,6 +43,7 @@ VIEW_STATUSES: dict[View, frozenset[TaskStatus] | None] = {
     View.ACTIVE: ACTIVE,
     View.FAILED: frozenset({TaskStatus.FAILED}),
     View.FINISHED: TERMINAL,
+    View.LATE: frozenset({TaskStatus.RUNNING}),
 }
 
 # Where each status sorts in the "status" order: what needs an eye first.
@@ -67,7 +80,10 @@ SORT_ORDERS: tuple[SortOrder, ...] = (
 class TaskBook:
     """The newest known row of every task, plus what the operator chose to look at."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], datetime] = utcnow, speedup: float = 1.0) -> None:
+        # Overdue is a matter of time: the clock and how fast the upstream's runs decide it.
+        self.clock = clock
+        self.speedup = speedup
         self.tasks: dict[str, Task] = {}
         self.counts: Counter[TaskStatus] = Counter()
         self.selected: set[str] = set()
@@ -139,6 +155,8 @@ class TaskBook:
         statuses = VIEW_STATUSES[self.view]
         if statuses is not None and task.status not in statuses:
             return False
+        if self.view is View.LATE and not self.late(task):
+            return False
         if not self.search:
             return True
         needle = self.search.casefold()
@@ -167,6 +185,18 @@ class TaskBook:
         ids = sorted(self.selected) if self.selected else [cursor_id] if cursor_id else []
         return [self.tasks[i] for i in ids if i in self.tasks]
 
+    def is_overdue(self, task: Task) -> bool:
+        return overdue(task, self.clock(), self.speedup)
+
+    def late(self, task: Task) -> bool:
+        """Overdue or stalled: a running task an operator should look at."""
+        return stalled(task) or self.is_overdue(task)
+
+    def late_counts(self) -> tuple[int, int]:
+        """How many running tasks are overdue, and how many stalled."""
+        running = [t for t in self.tasks.values() if t.status is TaskStatus.RUNNING]
+        return sum(map(self.is_overdue, running)), sum(map(stalled, running))
+
     def failed_in_view(self) -> list[Task]:
         return [t for t in self.rows() if t.status is TaskStatus.FAILED]
 
@@ -178,6 +208,21 @@ class TaskBook:
             for t in self.tasks.values()
             if t.status in TERMINAL and t.completed_at is not None and t.completed_at >= since
         )
+
+    def finished_series(
+        self, now: datetime, minutes: int = SERIES_MINUTES
+    ) -> tuple[list[int], list[int]]:
+        """Succeeded and failed per minute over the last `minutes`, oldest minute first."""
+        succeeded, failed = [0] * minutes, [0] * minutes
+        for task in self.tasks.values():
+            ended = task.completed_at
+            if ended is None or task.status not in (TaskStatus.SUCCEEDED, TaskStatus.FAILED):
+                continue
+            back = int((now - ended).total_seconds() // 60)
+            if 0 <= back < minutes:
+                series = succeeded if task.status is TaskStatus.SUCCEEDED else failed
+                series[minutes - 1 - back] += 1
+        return succeeded, failed
 
     def _newer(self, task: Task) -> bool:
         known = self.tasks.get(task.id)

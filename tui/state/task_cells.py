@@ -84,12 +84,18 @@ def mark_fragments(cursor: bool, selected: bool) -> Fragments:
     ]
 
 
-def cell_fragments(key: str, task: Task, ages: tuple[str, str]) -> Fragments:
-    """The styled pieces of one cell; style names are the table's component classes."""
+def cell_fragments(key: str, task: Task, ages: tuple[str, str], late: str = "") -> Fragments:
+    """The styled pieces of one cell; style names are the table's component classes.
+
+    `late` is `overdue` or `stalled` for a running task an operator should look at: the
+    status cell says so in place of `running` (the glyph still says running).
+    """
     status = task.status.value
     if key == "id":
         return [(short_id(task.id), "")]
     if key == "status":
+        if late:
+            return [(f"{STATUS_GLYPHS[task.status]} {late}", "late")]
         return [(status_label(task.status), status)]
     if key == "progress":
         percent = 100 if task.status is TaskStatus.SUCCEEDED else max(0, min(task.progress, 100))

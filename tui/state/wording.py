@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from core.models import Task, cancel_refusal, retry_refusal
 from core.text import one_line
+from tui.render import plural
 
 LISTED_IDS = 12
 PROMPT_CHARS = 200
@@ -30,7 +31,7 @@ def confirm_text(
         details = one_line(tasks[0].prompt, PROMPT_CHARS)
     else:
         kind = "failed " if failed else ""
-        question = f"{verb} {len(tasks)} {kind}tasks?"
+        question = f"{verb} {plural(len(tasks), kind + 'task')}?"
         details = ", ".join(t.id[:8] for t in tasks[:LISTED_IDS])
         details += " …" if len(tasks) > LISTED_IDS else ""
     if verb == "Retry":

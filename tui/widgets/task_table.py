@@ -26,6 +26,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from core.insight import stalled
 from core.models import Task, TaskStatus
 from tui.render import age, ellipsize
 from tui.state.task_book import TaskBook
@@ -64,6 +65,7 @@ class TaskTable(ScrollView, can_focus=True):
         "task-table--bar-empty",
         "task-table--error",
         "task-table--dim",
+        "task-table--late",
     }
 
     class CursorMoved(Message):
@@ -311,12 +313,14 @@ class TaskTable(ScrollView, can_focus=True):
         task = self.book.tasks[self._ids[index]]
         now = self._clock()
         ages = (age(task.created_at, now), age(task.updated_at, now))
+        late = self._late_word(task)
         selected = task.id in self.book.selected
         cursor = index == self.cursor_row
         key = (
             task.id,
             task.version,
             ages,
+            late,
             selected,
             cursor,
             index % 2,
@@ -328,13 +332,20 @@ class TaskTable(ScrollView, can_focus=True):
             cells = [
                 mark_fragments(cursor, selected)
                 if c.key == "mark"
-                else cell_fragments(c.key, task, ages)
+                else cell_fragments(c.key, task, ages, late)
                 for c in self._columns
             ]
             base = self._style("zebra") if index % 2 else Style()
             strip = self._line(cells, base, self._style("cursor") if cursor else None)
             self._strips[key] = strip
         return strip
+
+    def _late_word(self, task: Task) -> str:
+        if task.status is not TaskStatus.RUNNING:
+            return ""
+        if self.book.is_overdue(task):
+            return "overdue"
+        return "stalled" if stalled(task) else ""
 
     @property
     def empty_text(self) -> list[str]:
