@@ -15,7 +15,8 @@ from starlette.responses import PlainTextResponse, Response
 
 from core.http.envelope import MalformedJson, PayloadTooLarge, read_body
 from core.models import WorkMessage
-from core.queue import Delivery, DeliveryResult
+from core.queue import DEAD_REASON_CHARS, Delivery, DeliveryResult
+from core.text import one_line
 from core.worker import StepWorker
 
 log = logging.getLogger(__name__)
@@ -65,10 +66,11 @@ def _text(result: DeliveryResult) -> str:
     if result.ok:
         return "ok"
     if result.status == 401:
-        return "unauthorized"
-    if result.non_retryable:
-        return "malformed message"
-    return "retry later"
+        return "unauthorized"  # why a signature failed is for our log, not for the caller
+    text = "malformed message" if result.non_retryable else "retry later"
+    # Only QStash reads this; it keeps the last answer in the DLQ, where `videoq dead` shows it.
+    reason = one_line(result.reason, DEAD_REASON_CHARS)
+    return f"{text}: {reason}" if reason and reason != text else text
 
 
 def _task_hint(body: bytes) -> str:
