@@ -17,6 +17,7 @@ EXAMPLES: dict[str, str] = {
     "show": "videoq show 3f2a9c1e",
     "cancel": "videoq cancel 3f2a9c1e",
     "retry": "videoq retry 3f2a9c1e",
+    "dead": "videoq dead retry msg_3f2a9c1e",
     "serve": "videoq serve --host 0.0.0.0 --port 8000",
     "schema": "videoq schema > videoq.sql",
     "doctor": "videoq doctor --json",

@@ -71,6 +71,8 @@ def test_the_wrapper_sees_what_a_command_loads(cli: Cli) -> None:
         ("show", "{id}"),
         ("cancel", "{id}"),
         ("retry", "{id}"),
+        ("dead",),
+        ("dead", "--json"),
         (IDS_COMMAND,),
     ],
     ids=lambda args: args[0],
