@@ -28,6 +28,7 @@ from textual.widgets import Footer, Input
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from core.config import Settings
+from core.dead_letters import DeadLetters
 from core.demo import seed_demo
 from core.errors import VideoqError
 from core.models import Task, TaskChange, TaskStatus, utcnow
@@ -39,6 +40,7 @@ from tui.app_actions import DashboardActions
 from tui.commands import TaskCommands
 from tui.keys import APP_BINDINGS
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.dead import DeadLettersScreen
 from tui.screens.detail import DetailScreen
 from tui.screens.help import HelpScreen, HelpSection
 from tui.screens.new_task import NewTaskScreen
@@ -52,6 +54,8 @@ from tui.widgets.task_table import TaskTable
 log = logging.getLogger(__name__)
 
 SNAPSHOT_LIMIT = 10_000
+DEAD_COUNT_EVERY = 10.0
+"""Seconds between reads of the dead-letter count (on QStash each read is an API call)."""
 TARGETED_ACTIONS = ("cancel", "retry", "retry_failed", "open_detail", "toggle_select", "clear")
 WORKER_NAMES = {"feed": "live feed", "engine": "worker", "boot": "start-up"}
 
@@ -120,6 +124,8 @@ class VideoqApp(DashboardActions):
         self._finished_per_minute = 0
         self._table: TaskTable | None = None
         self._other_workers = 0
+        self._dead_letters: int | None = None
+        self._dead_counted_at = float("-inf")
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="header")
@@ -263,6 +269,7 @@ class VideoqApp(DashboardActions):
                 shown=self.table.row_count,
                 now=self.clock(),
                 other_workers=self._other_workers,
+                dead_letters=self._dead_letters,
             )
         )
 
@@ -288,6 +295,9 @@ class VideoqApp(DashboardActions):
         self.show_header()
         if self._engine is not None and self._opened:
             self.run_worker(self._count_other_workers(), group="peers", exclusive=True)
+        if self._opened and time.monotonic() - self._dead_counted_at >= DEAD_COUNT_EVERY:
+            self._dead_counted_at = time.monotonic()
+            self.run_worker(self._count_dead_letters(), group="dead-count", exclusive=True)
 
     # --- which keys apply ----------------------------------------------------------------
 
@@ -313,6 +323,7 @@ class VideoqApp(DashboardActions):
         left = [HelpSection("Task table", [*TaskTable.BINDINGS, *self.BINDINGS])]
         right = [
             HelpSection("Task detail (enter)", DetailScreen.BINDINGS),
+            HelpSection("Dead letters (d)", DeadLettersScreen.BINDINGS),
             HelpSection("New-task form (n; tab moves)", NewTaskScreen.BINDINGS),
             HelpSection("Confirmations", ConfirmScreen.BINDINGS),
             HelpSection("Everywhere", [palette]),
@@ -401,6 +412,22 @@ class VideoqApp(DashboardActions):
             self._other_workers = await queue.other_workers()
         except VideoqError:
             return  # the header keeps its last count; the queue logs its own trouble
+        self.show_header()
+
+    async def _count_dead_letters(self) -> None:
+        try:
+            self._dead_letters = len(await self.runtime.queue.dead_letters())
+        except VideoqError:
+            return  # the header keeps its last count; /healthz and the log tell queue trouble
+        self.show_header()
+
+    def action_dead_letters(self) -> None:
+        """Open the list of dead letters, with why each one's last delivery failed."""
+        self.push_screen(DeadLettersScreen(DeadLetters(self.runtime.queue)))
+
+    @on(DeadLettersScreen.Counted)
+    def _dead_letters_counted(self, message: DeadLettersScreen.Counted) -> None:
+        self._dead_letters = message.count
         self.show_header()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

@@ -93,6 +93,14 @@ APP_BINDINGS: list[BindingType] = [
         tooltip="View finished tasks (succeeded, failed, cancelled)",
     ),
     Binding(
+        "d",
+        "dead_letters",
+        "Dead letters",
+        show=False,
+        id="dead-letters",
+        tooltip="Dead letters: steps the queue gave up on, and why",
+    ),
+    Binding(
         "s",
         "cycle_sort",
         "Sort",

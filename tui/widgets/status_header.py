@@ -41,6 +41,8 @@ class HeaderInfo:
     shown: int
     now: datetime
     other_workers: int = 0
+    dead_letters: int | None = None
+    """How many messages the queue gave up on; None until first read (then not shown)."""
 
 
 def plain(_: str, text: str) -> str:
@@ -68,6 +70,13 @@ def worker_markup(info: HeaderInfo, style: Styler = plain) -> str:
     return text
 
 
+def dead_markup(info: HeaderInfo, style: Styler = plain) -> str:
+    """The dead-letter count, a warning while there is any (d lists them)."""
+    if not info.dead_letters:
+        return "0 dead"
+    return style("header--warning", f"{info.dead_letters} dead (d)")
+
+
 def header_markup(info: HeaderInfo, style: Styler = plain, width: int = NARROW) -> str:
     """Two lines of Textual markup (dynamic text escaped); short forms below NARROW cells."""
     narrow = width < NARROW
@@ -77,6 +86,7 @@ def header_markup(info: HeaderInfo, style: Styler = plain, width: int = NARROW) 
         (
             "[b]videoq[/]  " + feed_markup(info.feed, info.now, style, narrow=narrow),
             worker_markup(info, style),
+            *([] if info.dead_letters is None else [dead_markup(info, style)]),
             escape(info.backend),
             escape(info.upstream) if narrow else f"upstream: {escape(info.upstream)}",
         )
