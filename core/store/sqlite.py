@@ -17,7 +17,7 @@ import sqlite3
 import uuid
 from collections.abc import AsyncGenerator, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,7 +25,14 @@ from pydantic import ValidationError
 
 from core.errors import StoreError
 from core.models import TASK_COLUMNS, Task, TaskChange, TaskEvent, TaskStatus
-from core.store import STORE_SET_COLUMNS, Expect, FeedState, FeedStatus, readable_tasks
+from core.store import (
+    STORE_SET_COLUMNS,
+    Expect,
+    FeedState,
+    FeedStatus,
+    Usage,
+    readable_tasks,
+)
 from core.store.sqlite_db import (
     EVENT_COLUMNS,
     ChangeRow,
@@ -254,6 +261,11 @@ class SqliteStore:
     async def probe_write(self) -> None:
         """Commit a write to the probe table, as /healthz asks."""
         await self._call(self._open_db.probe_write)
+
+    async def add_usage(self, day: date, published: int = 0, delivered: int = 0) -> Usage:
+        """Add to the day's QStash message counts in one write; returns the day's totals."""
+        totals = await self._call(self._open_db.add_usage, day.isoformat(), published, delivered)
+        return Usage(day, *totals)
 
     async def count_by_status(self, user_id: str | None = None) -> dict[TaskStatus, int]:
         """Tasks per status, every status present (0 when there are none)."""

@@ -88,7 +88,13 @@ CREATE TABLE IF NOT EXISTS task_images (task_id TEXT NOT NULL, position INTEGER 
     data TEXT NOT NULL, PRIMARY KEY (task_id, position));
 CREATE TABLE IF NOT EXISTS change_log (seq INTEGER PRIMARY KEY AUTOINCREMENT,
     task_id TEXT NOT NULL, op TEXT NOT NULL, origin TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS qstash_usage (day TEXT PRIMARY KEY NOT NULL,
+    published INTEGER NOT NULL DEFAULT 0, delivered INTEGER NOT NULL DEFAULT 0);
 """  # noqa: E501
+_ADD_USAGE = """INSERT INTO qstash_usage (day, published, delivered) VALUES (?, ?, ?)
+ON CONFLICT (day) DO UPDATE SET published = published + excluded.published,
+    delivered = delivered + excluded.delivered
+RETURNING published, delivered"""
 # Columns added since the first release: (definition, backfill) to add them to an older file.
 _ADDED_COLUMNS: dict[str, tuple[str, str | None]] = {
     # Earlier versions marked an own-key attempt only by this note on the event that queued it.
@@ -305,6 +311,12 @@ class Database:
             self.db.execute(
                 "INSERT OR REPLACE INTO store_probe (id, at) VALUES (1, ?)", (time.time(),)
             )
+
+    def add_usage(self, day: str, published: int, delivered: int) -> tuple[int, int]:
+        """Add to one day's QStash message counts; the day's totals after."""
+        with self._transaction():
+            row = self.db.execute(_ADD_USAGE, (day, published, delivered)).fetchone()
+        return int(row[0]), int(row[1])
 
     def get(self, task_id: str) -> tuple[Any, ...] | None:
         return self.db.execute(_GET, (task_id,)).fetchone()
