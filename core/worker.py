@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -95,6 +95,8 @@ class StepWorker:
         self.timing = timing or WorkerTiming()
         self.key_box = key_box
         self.stats = WorkerStats()
+        # What a poll's delay becomes before it is published (the QStash budget stretches it).
+        self.pace: Callable[[float], float] = _unpaced
 
     async def handle(self, delivery: Delivery) -> DeliveryResult:
         """Verify a delivery, run its step, and say what the queue should do next."""
@@ -330,6 +332,7 @@ class StepWorker:
         message = WorkMessage(
             task_id=task.id, attempt=task.attempt, step="poll", seq=task.polls + 2
         )
+        delay = self.pace(delay)
         changes["next_poll_at"] = utcnow() + timedelta(seconds=delay)
         changes["step_lease_until"] = None
         changes["message_id"] = await self.queue.publish(message, delay)
@@ -431,6 +434,10 @@ class StepWorker:
 def _expect(task: Task, **extra: Any) -> Expect:
     polls = extra.pop("polls", None)
     return Expect(frozenset({task.status}), task.attempt, polls, extra)
+
+
+def _unpaced(delay: float) -> float:
+    return delay
 
 
 def _ms_since(started: float) -> float:

@@ -27,7 +27,11 @@ def create_app(
     auth = auth or UserAuth.from_settings(runtime.settings)
     observer = Observer(runtime)
     routes = [
-        Route(WORKER_PATH, WorkerEndpoint(runtime.worker, limits.worker).handle, methods=["POST"]),
+        Route(
+            WORKER_PATH,
+            WorkerEndpoint(runtime.worker, limits.worker, runtime.usage).handle,
+            methods=["POST"],
+        ),
         *TaskApi(runtime, auth, limits).routes(),
         Route("/healthz", observer.healthz, methods=["GET"]),
         Route("/metrics", observer.metrics, methods=["GET"]),

@@ -15,6 +15,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from core.http.envelope import MalformedJson, PayloadTooLarge, read_body
 from core.models import WorkMessage
+from core.qstash_guard import UsageMeter
 from core.queue import DEAD_REASON_CHARS, Delivery, DeliveryResult
 from core.text import one_line
 from core.worker import StepWorker
@@ -27,12 +28,17 @@ MAX_RETRY_AFTER = 86_400  # QStash ignores a Retry-After beyond one day
 class WorkerEndpoint:
     """POST handler for QStash deliveries; the worker verifies the signature itself."""
 
-    def __init__(self, worker: StepWorker, body_limit: int) -> None:
+    def __init__(
+        self, worker: StepWorker, body_limit: int, usage: UsageMeter | None = None
+    ) -> None:
         self.worker = worker
         self.body_limit = body_limit
+        self.usage = usage
 
     async def handle(self, request: Request) -> Response:
         """Answer one delivery."""
+        if self.usage is not None:
+            self.usage.count(delivered=1)  # QStash bills every delivery, a refused one too
         try:
             # The raw bytes first: the signature covers exactly these.
             body = await read_body(request, self.body_limit)
