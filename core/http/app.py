@@ -26,6 +26,7 @@ def create_app(
     limits = limits or BodyLimits()
     auth = auth or UserAuth.from_settings(runtime.settings)
     observer = Observer(runtime)
+    worker = WorkerEndpoint(runtime.worker, limits.worker, runtime.usage)
     routes = [
         Route(
             WORKER_PATH,
