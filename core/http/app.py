@@ -26,7 +26,6 @@ def create_app(
     limits = limits or BodyLimits()
     auth = auth or UserAuth.from_settings(runtime.settings)
     observer = Observer(runtime)
-    worker = WorkerEndpoint(runtime.worker, limits.worker, runtime.usage)
     routes = [
         Route(
             WORKER_PATH,
