@@ -412,3 +412,26 @@ async def test_while_qstash_refuses_publishes_serve_runs_the_steps_then_hands_ba
         assert "degraded: QStash unreachable since" in log
         assert "QStash takes messages again" in log
         c.assert_every_delivery_verified()
+
+
+@pytest.mark.slow
+async def test_over_the_daily_budget_steps_run_in_process_and_none_is_dropped(
+    tmp_path: Path,
+) -> None:
+    budget = 20
+    async with cloud(tmp_path, env={"VIDEOQ_QSTASH_DAILY_BUDGET": str(budget)}) as c:
+        prompts = [f"thrifty {n}" for n in range(10)]
+        expected = scripted(c.t8, prompts)
+        ids = await c.generate_many(prompts)
+        check_results(await c.wait_terminal(ids), expected)
+        assert {p: len(c.t8.submits(p)) for p in prompts} == dict.fromkeys(prompts, 1)
+        metrics = await c.metrics()
+        assert metrics["videoq_qstash_daily_budget"] == budget
+        published = metrics['videoq_qstash_messages_today{kind="published"}']
+        delivered = metrics['videoq_qstash_messages_today{kind="delivered"}']
+        assert published + delivered >= budget
+        # Ten tasks need far more than 20 messages: past the budget the host ran the steps.
+        # Steps published at once as the budget is crossed may pass it by the concurrency.
+        assert c.qstash.publishes + c.qstash.deduplicated == published <= budget + 16
+        assert metrics["videoq_qstash_held_steps_total"] > 0
+        assert "of the daily budget" in c.serve.read_log()
