@@ -253,7 +253,7 @@ class VideoqApp(DashboardActions):
         found = self.query(StatusHeader)
         if not found:
             return
-        store = self.runtime.store
+        store, usage, guard = self.runtime.store, self.runtime.usage, self.runtime.guard
         found.first().show(
             HeaderInfo(
                 backend=store.describe(),
@@ -270,6 +270,9 @@ class VideoqApp(DashboardActions):
                 now=self.clock(),
                 other_workers=self._other_workers,
                 dead_letters=self._dead_letters,
+                qstash_usage=usage.today() if usage is not None else None,
+                qstash_budget=usage.budget if usage is not None else None,
+                degraded=guard.degraded_text() if guard is not None else None,
             )
         )
 
@@ -415,10 +418,15 @@ class VideoqApp(DashboardActions):
         self.show_header()
 
     async def _count_dead_letters(self) -> None:
-        try:
+        """Read the dead-letter count and, with QStash, today's usage and its reachability."""
+        with suppress(VideoqError):  # the header keeps what it had; the log tells the trouble
             self._dead_letters = len(await self.runtime.queue.dead_letters())
-        except VideoqError:
-            return  # the header keeps its last count; /healthz and the log tell queue trouble
+        if self.runtime.usage is not None:
+            with suppress(VideoqError):
+                await self.runtime.usage.refresh()
+        if self.runtime.guard is not None:
+            with suppress(VideoqError):
+                await self.runtime.guard.health()  # a failed ping counts toward an outage
         self.show_header()
 
     def action_dead_letters(self) -> None:
