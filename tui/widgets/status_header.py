@@ -104,9 +104,9 @@ def header_markup(info: HeaderInfo, style: Styler = plain, width: int = NARROW) 
     first = gap.join(
         (
             "[b]videoq[/]  " + feed_markup(info.feed, info.now, style, narrow=narrow),
-            worker_markup(info, style),
             *qstash_markup(info, style),
             *([] if info.dead_letters is None else [dead_markup(info, style)]),
+            worker_markup(info, style),
             escape(info.backend),
             escape(info.upstream) if narrow else f"upstream: {escape(info.upstream)}",
         )
