@@ -14,6 +14,7 @@ import math
 import os
 import re
 import time
+from collections.abc import Awaitable
 from typing import ClassVar
 
 import httpx
@@ -159,17 +160,9 @@ class QStashQueue:
     async def retry_dead(self, dead_id: str) -> bool:
         """Publish a DLQ entry again (QStash makes a new message of it), then drop the entry."""
         client = self._require_client()
-        try:
-            await asyncio.wait_for(
-                client.http.request(path=f"/v2/dlq/retry/{dead_id}", method="POST"),
-                PUBLISH_TIMEOUT,
-            )
-        except _FAILURES as exc:
-            if isinstance(exc, QStashError) and _status(exc) == 404:
-                return False
-            raise QueueError(
-                f"QStash DLQ retry of {dead_id} failed: {_reason(exc, self.base_url)}"
-            ) from exc
+        retry = client.http.request(path=f"/v2/dlq/retry/{dead_id}", method="POST")
+        if not await self._dlq_call(retry, f"retry of {dead_id}"):
+            return False
         # Servers that keep the entry after a retry would otherwise list it as still dead.
         await self.drop_dead(dead_id)
         return True
@@ -177,14 +170,16 @@ class QStashQueue:
     async def drop_dead(self, dead_id: str) -> bool:
         """Delete a DLQ entry."""
         client = self._require_client()
+        return await self._dlq_call(client.dlq.delete(dead_id), f"delete of {dead_id}")
+
+    async def _dlq_call(self, call: Awaitable[object], what: str) -> bool:
+        """Run one DLQ call: True when done, False when QStash knows no such entry (404)."""
         try:
-            await asyncio.wait_for(client.dlq.delete(dead_id), PUBLISH_TIMEOUT)
+            await asyncio.wait_for(call, PUBLISH_TIMEOUT)
         except _FAILURES as exc:
             if isinstance(exc, QStashError) and _status(exc) == 404:
                 return False
-            raise QueueError(
-                f"QStash DLQ delete of {dead_id} failed: {_reason(exc, self.base_url)}"
-            ) from exc
+            raise QueueError(f"QStash DLQ {what} failed: {_reason(exc, self.base_url)}") from exc
         return True
 
     async def ping(self) -> None:

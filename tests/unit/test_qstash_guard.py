@@ -64,6 +64,14 @@ def guarded(budget: int | None = None) -> tuple[GuardedQueue, FlakyQueue, Clock]
     return guard, inner, clock
 
 
+async def down_past_the_threshold(guard: GuardedQueue, inner: FlakyQueue, clock: Clock) -> None:
+    """QStash refuses a publish, then the fallback threshold passes."""
+    inner.down = True
+    with pytest.raises(QueueError):
+        await guard.publish(poll(1))
+    clock.now += 61
+
+
 def poll(seq: int, task_id: str = "t1") -> WorkMessage:
     return WorkMessage(task_id=task_id, attempt=1, step="poll", seq=seq)
 
@@ -128,10 +136,7 @@ async def test_a_short_outage_raises_as_before_and_holds_nothing() -> None:
 
 async def test_past_fallback_after_a_host_that_runs_steps_holds_them() -> None:
     guard, inner, clock = guarded()
-    inner.down = True
-    with pytest.raises(QueueError):
-        await guard.publish(poll(1))
-    clock.now += 61
+    await down_past_the_threshold(guard, inner, clock)
     assert guard.degraded and not guard.steps_run_here
     with pytest.raises(QueueError):  # nobody here would run a held step
         await guard.publish(poll(2))
@@ -145,10 +150,7 @@ async def test_past_fallback_after_a_host_that_runs_steps_holds_them() -> None:
 async def test_while_down_only_one_real_publish_per_probe_interval() -> None:
     guard, inner, clock = guarded()
     guard.runs_steps_here = True
-    inner.down = True
-    with pytest.raises(QueueError):
-        await guard.publish(poll(1))
-    clock.now += 61
+    await down_past_the_threshold(guard, inner, clock)
     await guard.publish(poll(2, "a"))  # the probe: fails, held
     inner.down = False
     await guard.publish(poll(2, "b"))  # within the probe interval: held without trying
@@ -161,10 +163,7 @@ async def test_while_down_only_one_real_publish_per_probe_interval() -> None:
 async def test_held_steps_are_handed_back_with_the_delay_they_have_left() -> None:
     guard, inner, clock = guarded()
     guard.runs_steps_here = True
-    inner.down = True
-    with pytest.raises(QueueError):
-        await guard.publish(poll(1))
-    clock.now += 61
+    await down_past_the_threshold(guard, inner, clock)
     assert is_held(await guard.publish(poll(4), delay=30.0))
     clock.now += 10
     inner.down = False
