@@ -71,7 +71,10 @@ class InProcessRunner:
         guard = self.guard
         guard.watch()
         if guard.held and (not guard.steps_run_here or guard.probe_due()):
+            await self._forget_ended()
             await guard.hand_back()
+        if guard.degraded and not guard.held and guard.probe_due() and not guard.meter.exhausted:
+            await guard.probe()
         if not guard.steps_run_here:
             return 0
         now = utcnow()
@@ -91,3 +94,11 @@ class InProcessRunner:
 
         await asyncio.gather(*(run(step) for step in steps))
         return len(steps)
+
+    async def _forget_ended(self) -> None:
+        """Drop held steps of tasks that ended or moved on: handing them back would only cost
+        QStash messages the worker acknowledges as stale."""
+        for task_id, held in list(self.guard.held.items()):
+            task = await self.store.get(task_id)
+            if task is None or task.status.terminal or task.attempt != held.message.attempt:
+                self.guard.held.pop(task_id, None)

@@ -32,6 +32,8 @@ POLL_STRETCH = 3.0
 """How much longer polls wait once the day's messages near the budget."""
 PROBE_EVERY = 5.0
 """Seconds between two real publishes while QStash is down; the steps between are held."""
+PROBE_TASK_ID = "qstash-probe"
+"""The task a probe message names: none has this id, so its delivery is acknowledged as stale."""
 HELD_PREFIX = "held:"
 """Message ids of held steps start with this: no queue has them, the host runs them."""
 
@@ -270,6 +272,17 @@ class GuardedQueue:
                 del self.held[task_id]
             sent += 1
         return sent
+
+    async def probe(self) -> bool:
+        """While down with no held step to try, publish a message no task waits for; True when
+        QStash took it (the outage is over; it costs a message and its delivery)."""
+        seq = max(1, int(time.time()))
+        try:
+            await self._publish_now(WorkMessage(task_id=PROBE_TASK_ID, attempt=1,
+                                                step="poll", seq=seq), 0.0)  # fmt: skip
+        except QueueError:
+            return False
+        return True
 
     async def _publish_now(self, message: WorkMessage, delay: float) -> str:
         self._tried_at = self._clock()

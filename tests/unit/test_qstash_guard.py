@@ -11,7 +11,14 @@ import pytest
 
 from core.errors import QueueError
 from core.models import WorkMessage
-from core.qstash_guard import POLL_STRETCH, PROBE_EVERY, GuardedQueue, UsageMeter, is_held
+from core.qstash_guard import (
+    POLL_STRETCH,
+    PROBE_EVERY,
+    PROBE_TASK_ID,
+    GuardedQueue,
+    UsageMeter,
+    is_held,
+)
 from core.store import TaskStore, Usage
 from tests.engine import HandQueue
 
@@ -171,3 +178,13 @@ async def test_held_steps_are_handed_back_with_the_delay_they_have_left() -> Non
     [sent] = inner.published
     assert (sent.message, sent.delay) == (poll(4), 20.0)
     assert guard.held == {} and not guard.degraded
+
+
+async def test_with_nothing_held_a_probe_message_finds_qstash_back() -> None:
+    guard, inner, clock = guarded()
+    await down_past_the_threshold(guard, inner, clock)
+    assert not await guard.probe() and guard.degraded
+    inner.down = False
+    assert await guard.probe() and not guard.degraded
+    [sent] = inner.published
+    assert sent.message.task_id == PROBE_TASK_ID  # no task has it: acknowledged as stale
