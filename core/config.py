@@ -150,6 +150,18 @@ class Settings(BaseModel):
     )
     """Key QStash will sign with after the next rotation."""
 
+    qstash_daily_budget: int | None = Field(
+        None, ge=1, validation_alias=_env("VIDEOQ_QSTASH_DAILY_BUDGET")
+    )
+    """QStash messages a UTC day may use, published and delivered (unset: no budget); from 80 %
+    polls wait longer, at the budget steps wait for the next day or run on a long-running host."""
+
+    qstash_fallback_after: float = Field(
+        60.0, gt=0, validation_alias=_env("VIDEOQ_QSTASH_FALLBACK_AFTER")
+    )
+    """Seconds QStash may refuse publishes before a long-running host (`videoq serve`, `videoq
+    --no-ui`) runs due steps itself; it hands them back once a publish succeeds again."""
+
     supabase_url: str | None = Field(None, validation_alias=_env("SUPABASE_URL"))
     """Supabase project URL; with the service-role key, tasks live in Supabase."""
 

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from core.config import Settings
+from core.errors import VideoqError
+from core.qstash_guard import GuardedQueue, UsageMeter
 from core.queue import Queue
 from core.reconciler import Reconciler
 from core.service import TaskService
@@ -16,6 +19,8 @@ from core.steps import StepWrites
 from core.store import TaskStore
 from core.upstream import Upstream, provider_for
 from core.wiring import build_queue, build_store, build_upstream, step_writes
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from core.crypto import KeyBox
@@ -33,6 +38,8 @@ class Runtime:
     upstream: Upstream
     keys: SigningKeys
     key_box: KeyBox | None = None
+    usage: UsageMeter | None = None
+    """QStash's billed messages per day, when the queue is QStash (then `queue` is guarded)."""
     service: TaskService = field(init=False)
     reconciler: Reconciler = field(init=False)
     steps: StepWrites = field(init=False)
@@ -77,7 +84,7 @@ class Runtime:
         policy = AutoRetryPolicy.from_settings(self.settings)
         retrier = AutoRetrier(policy, self.service, self.speedup) if policy else None
         upstreams = {self.upstream.provider: self.upstream}
-        return StepWorker(
+        worker = StepWorker(
             self.store,
             self.queue,
             upstreams,
@@ -88,6 +95,9 @@ class Runtime:
             hooks=self.hooks,
             after_failure=retrier.consider if retrier else None,
         )
+        if self.usage is not None:
+            worker.pace = self.usage.pace
+        return worker
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -100,14 +110,31 @@ class Runtime:
         upstream = build_upstream(settings)
         flow_control_key = provider_for(upstream.provider).flow_control_key
         queue, keys = build_queue(settings, flow_control_key)
-        return cls(settings, build_store(settings), queue, upstream, keys, key_box)
+        store = build_store(settings)
+        usage = None
+        if settings.uses_qstash:
+            usage = UsageMeter(store, settings.qstash_daily_budget)
+            queue = GuardedQueue(queue, usage, fallback_after=settings.qstash_fallback_after)
+        return cls(settings, store, queue, upstream, keys, key_box, usage)
+
+    @property
+    def guard(self) -> GuardedQueue | None:
+        """The QStash queue's guard (budget and outages), or None on the local queue."""
+        return self.queue if isinstance(self.queue, GuardedQueue) else None
 
     async def open(self) -> None:
         await self.store.open()
         await self.queue.open()
         await self.upstream.open()
+        if self.usage is not None:
+            try:
+                await self.usage.refresh()
+            except VideoqError as exc:
+                log.warning("QStash usage not read at start: %s", exc.message)
 
     async def close(self) -> None:
+        if self.usage is not None:
+            await self.usage.close()
         await self.upstream.close()
         await self.queue.close()
         await self.store.close()

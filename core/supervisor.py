@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from core.action_log import log_operator_actions
 from core.errors import ConfigError, StoreError, VideoqError
 from core.models import ACTIVE
 from core.queue import dispatches_in_process
 from core.runtime import Runtime
+
+if TYPE_CHECKING:
+    from core.fallback import InProcessRunner
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +38,21 @@ async def supervise(
     refusing writes ends it with a StoreError that says why, instead of retrying forever.
     """
     queue = runtime.queue
-    if not dispatches_in_process(queue):
-        raise ConfigError("with QSTASH_TOKEN set, deliveries arrive over HTTP: run `videoq serve`")
     settings = runtime.settings
     jobs = [
-        # In-process deliveries skip the signature: they never cross a network.
-        asyncio.create_task(queue.run(runtime.worker.handle_local, stop), name="dispatcher"),
         asyncio.create_task(
             runtime.reconciler.run(stop, settings.reconcile_interval), name="reconciler"
-        ),
+        )
     ]
+    if dispatches_in_process(queue):
+        # In-process deliveries skip the signature: they never cross a network.
+        dispatcher = queue.run(runtime.worker.handle_local, stop)
+        jobs.append(asyncio.create_task(dispatcher, name="dispatcher"))
+    elif runtime.guard is not None:
+        # QStash delivers over HTTP; this host runs due steps itself only while QStash cannot.
+        jobs.append(asyncio.create_task(in_process_runner(runtime).run(stop), name="fallback"))
+    else:
+        raise ConfigError("this queue delivers over HTTP: run `videoq serve`")
     if until_idle:
         jobs.append(asyncio.create_task(_stop_when_idle(runtime, stop), name="idle-watch"))
     if watch_store:
@@ -58,6 +67,19 @@ async def supervise(
         for job in jobs:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
+
+
+def in_process_runner(runtime: Runtime) -> InProcessRunner:
+    """The runner that takes over QStash's steps on this host while QStash cannot take them."""
+    from core.fallback import InProcessRunner
+
+    assert runtime.guard is not None
+    settings = runtime.settings
+    speedup = runtime.upstream.speedup * settings.speedup
+    tick = max(0.05, min(1.0, settings.poll_min_interval / speedup))
+    return InProcessRunner(
+        runtime.store, runtime.worker, runtime.guard, settings.concurrency, tick=tick
+    )
 
 
 async def active_count(runtime: Runtime) -> int:

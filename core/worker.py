@@ -110,6 +110,8 @@ class StepWorker:
         # Set when submits ask the upstream to call back (the schedule is then a safety net).
         self.hooks = hooks
         self.stats = WorkerStats()
+        # What a poll's delay becomes before it is published (the QStash budget stretches it).
+        self.pace: Callable[[float], float] = _unpaced
 
     async def handle(self, delivery: Delivery) -> DeliveryResult:
         """Verify a delivery, run its step, and say what the queue should do next."""
@@ -421,6 +423,7 @@ class StepWorker:
         message = WorkMessage(
             task_id=task.id, attempt=task.attempt, step="poll", seq=task.polls + 2
         )
+        delay = self.pace(delay)
         changes["next_poll_at"] = utcnow() + timedelta(seconds=delay)
         changes["step_lease_until"] = None
         step = NextStep(task.id, _expect(task, polls=task.polls), changes, event, message, delay)
@@ -529,6 +532,10 @@ async def _uncut(step: Coroutine[Any, Any, DeliveryResult]) -> DeliveryResult:
     except asyncio.CancelledError:
         await asyncio.shield(running)
         raise
+
+
+def _unpaced(delay: float) -> float:
+    return delay
 
 
 def _ms_since(started: float) -> float:

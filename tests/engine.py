@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from core import signing
 from core.models import Task, TaskStatus, VideoRequest, WorkMessage
-from core.queue import Delivery, DeliveryResult, QueueStats
+from core.queue import DeadLetter, Delivery, DeliveryResult, QueueStats
 from core.schedule import PollSchedule
 from core.service import TaskService
 from core.store.sqlite import SqliteStore
@@ -71,6 +71,15 @@ class HandQueue:
 
     async def cancel(self, message_id: str) -> None:
         pass
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        return []
+
+    async def retry_dead(self, dead_id: str) -> bool:
+        return False
+
+    async def drop_dead(self, dead_id: str) -> bool:
+        return False
 
     def pending(self) -> list[Published]:
         return list(self.published)

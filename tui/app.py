@@ -28,6 +28,7 @@ from textual.widgets import Footer, Input
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from core.config import Settings
+from core.dead_letters import DeadLetters
 from core.demo import seed_demo
 from core.errors import RowUnreadable, VideoqError
 from core.insight import UpstreamHealth
@@ -41,6 +42,7 @@ from tui.app_actions import DashboardActions
 from tui.commands import TaskCommands
 from tui.keys import APP_BINDINGS
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.dead import DeadLettersScreen
 from tui.screens.detail import DetailScreen
 from tui.screens.failures import FailuresScreen
 from tui.screens.help import HelpScreen, HelpSection
@@ -55,6 +57,8 @@ from tui.widgets.task_table import TaskTable
 log = logging.getLogger(__name__)
 
 SNAPSHOT_LIMIT = 10_000
+DEAD_COUNT_EVERY = 10.0
+"""Seconds between reads of the dead-letter count (on QStash each read is an API call)."""
 TARGETED_ACTIONS = ("cancel", "retry", "retry_failed", "open_detail", "toggle_select", "clear")
 WORKER_NAMES = {"feed": "live feed", "engine": "worker", "boot": "start-up"}
 
@@ -126,6 +130,8 @@ class VideoqApp(DashboardActions):
         self._table: TaskTable | None = None
         self._other_workers = 0
         self._unreadable: dict[str, RowUnreadable] = {}
+        self._dead_letters: int | None = None
+        self._dead_counted_at = float("-inf")
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="header")
@@ -262,7 +268,7 @@ class VideoqApp(DashboardActions):
         found = self.query(StatusHeader)
         if not found:
             return
-        store = self.runtime.store
+        store, usage, guard = self.runtime.store, self.runtime.usage, self.runtime.guard
         overdue, stalled = self.book.late_counts()
         found.first().show(
             HeaderInfo(
@@ -284,6 +290,10 @@ class VideoqApp(DashboardActions):
                 stalled=stalled,
                 finished_series=self.book.finished_series(self.clock()),
                 upstream_health=self._upstream_health(),
+                dead_letters=self._dead_letters,
+                qstash_usage=usage.today() if usage is not None else None,
+                qstash_budget=usage.budget if usage is not None else None,
+                degraded=guard.degraded_text() if guard is not None else None,
             )
         )
 
@@ -317,6 +327,9 @@ class VideoqApp(DashboardActions):
         self.show_header()
         if self._engine is not None and self._opened:
             self.run_worker(self._count_other_workers(), group="peers", exclusive=True)
+        if self._opened and time.monotonic() - self._dead_counted_at >= DEAD_COUNT_EVERY:
+            self._dead_counted_at = time.monotonic()
+            self.run_worker(self._count_dead_letters(), group="dead-count", exclusive=True)
 
     # --- which keys apply ----------------------------------------------------------------
 
@@ -343,6 +356,7 @@ class VideoqApp(DashboardActions):
         right = [
             HelpSection("Task detail (enter)", DetailScreen.BINDINGS),
             HelpSection("Failures by reason (6)", FailuresScreen.BINDINGS),
+            HelpSection("Dead letters (d)", DeadLettersScreen.BINDINGS),
             HelpSection("New-task form (n; tab moves)", NewTaskScreen.BINDINGS),
             HelpSection("Confirmations", ConfirmScreen.BINDINGS),
             HelpSection("Everywhere", [palette]),
@@ -431,6 +445,27 @@ class VideoqApp(DashboardActions):
             self._other_workers = await queue.other_workers()
         except VideoqError:
             return  # the header keeps its last count; the queue logs its own trouble
+        self.show_header()
+
+    async def _count_dead_letters(self) -> None:
+        """Read the dead-letter count and, with QStash, today's usage and its reachability."""
+        with suppress(VideoqError):  # the header keeps what it had; the log tells the trouble
+            self._dead_letters = len(await self.runtime.queue.dead_letters())
+        if self.runtime.usage is not None:
+            with suppress(VideoqError):
+                await self.runtime.usage.refresh()
+        if self.runtime.guard is not None:
+            with suppress(VideoqError):
+                await self.runtime.guard.health()  # a failed ping counts toward an outage
+        self.show_header()
+
+    def action_dead_letters(self) -> None:
+        """Open the list of dead letters, with why each one's last delivery failed."""
+        self.push_screen(DeadLettersScreen(DeadLetters(self.runtime.queue)))
+
+    @on(DeadLettersScreen.Counted)
+    def _dead_letters_counted(self, message: DeadLettersScreen.Counted) -> None:
+        self._dead_letters = message.count
         self.show_header()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

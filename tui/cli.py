@@ -124,6 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="only these finished statuses, comma-separated (default: all three)",
     )
     prune.add_argument("--yes", action="store_true", help="do not ask first")
+    dead = commands.add_parser(
+        "dead", help="list the step messages the queue gave up on, or requeue or drop them"
+    )
+    dead.add_argument("--json", action="store_true", help="print one JSON array")
+    dead_actions = dead.add_subparsers(dest="dead_action", metavar="ACTION")
+    for action, text in (
+        ("retry", "deliver the named dead letters again (their retries start afresh)"),
+        ("drop", "delete the named dead letters for good"),
+    ):
+        sub = dead_actions.add_parser(action, help=text)
+        sub.add_argument("dead_ids", nargs="+", metavar="ID", help="ids (or unique prefixes)")
 
     serve = commands.add_parser("serve", help="run the HTTP service (worker endpoint and task API)")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
@@ -376,6 +387,26 @@ def _confirmed(question: str, action: str) -> bool:
     return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
+async def cmd_dead(runtime: Runtime, args: argparse.Namespace) -> int:
+    from core.dead_letters import DeadLetters
+
+    dead = DeadLetters(runtime.queue)
+    if args.dead_action == "retry":
+        for letter in await dead.retry(args.dead_ids):
+            print(f"dead letter {letter.id} requeued (task {letter.task_id}, {letter.step})")
+        return 0
+    if args.dead_action == "drop":
+        for letter in await dead.drop(args.dead_ids):
+            print(f"dead letter {letter.id} dropped (task {letter.task_id}, {letter.step})")
+        return 0
+    letters = await dead.list_all()
+    if args.json:
+        _print_json([render.dead_dict(letter) for letter in letters])
+    else:
+        print(render.dead_table(letters, shutil.get_terminal_size().columns))
+    return 0
+
+
 # The dispatch table of the commands that run on a Runtime (main dispatches the rest: the
 # cli_tools commands, which take the settings only, then schema, serve and the dashboard).
 # Start-up rule, kept by tests/integration/test_startup.py: a handler imports what only it needs
@@ -391,6 +422,7 @@ COMMANDS: dict[str, Command] = {
     "retry": cmd_retry,
     "prune": cmd_prune,
     "stats": cmd_stats,
+    "dead": cmd_dead,
 }
 
 

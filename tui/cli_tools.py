@@ -19,6 +19,7 @@ EXAMPLES: dict[str, str] = {
     "cancel": "videoq cancel 3f2a9c1e",
     "retry": "videoq retry 3f2a9c1e",
     "prune": "videoq prune --older-than 30d --status succeeded,cancelled",
+    "dead": "videoq dead retry msg_3f2a9c1e",
     "serve": "videoq serve --host 0.0.0.0 --port 8000",
     "stats": "videoq stats --since 7d",
     "schema": "videoq schema > videoq.sql",

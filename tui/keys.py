@@ -109,6 +109,14 @@ APP_BINDINGS: list[BindingType] = [
         tooltip="Failures of the last day grouped by reason; R there retries a group",
     ),
     Binding(
+        "d",
+        "dead_letters",
+        "Dead letters",
+        show=False,
+        id="dead-letters",
+        tooltip="Dead letters: steps the queue gave up on, and why",
+    ),
+    Binding(
         "s",
         "cycle_sort",
         "Sort",

@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len, set_cell_size
 
+from core.dead_letters import short_dead_id
 from core.errors import RowUnreadable
 from core.models import Task, TaskEvent, TaskStatus, utcnow
+from core.queue import DeadLetter
 from core.text import one_line, visible_lines
 
 if TYPE_CHECKING:
@@ -163,6 +165,44 @@ def _list_cells(task: Task, wide: bool, late: Lateness | None) -> list[str]:
     cells.append(f"{task.duration}s" + (" hd" if task.hd else ""))
     cells += [str(task.attempt)] if wide else []
     return [*cells, age(task.created_at)]
+
+
+def dead_cells(letter: DeadLetter, now: datetime | None = None) -> list[str]:
+    """A dead letter's columns but the reason: id, task, step, last status, age."""
+    status = "-" if letter.last_status is None else str(letter.last_status)
+    task = letter.task_id if letter.task_id == "?" else short_id(letter.task_id)
+    return [short_dead_id(letter.id), task, letter.step, status, age(letter.died_at, now)]
+
+
+DEAD_HEADER = ["ID", "TASK", "STEP", "HTTP", "AGE"]
+
+
+def dead_table(letters: list[DeadLetter], width: int = 80) -> str:
+    """Dead letters as aligned columns that fit `width`, the reason of the last failure last."""
+    if not letters:
+        return "no dead letters"
+    rows = [DEAD_HEADER] + [dead_cells(letter) for letter in letters]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(DEAD_HEADER))]
+    room = max(20, width - sum(w + len(GAP) for w in widths) - 1)
+    reasons = ["REASON"] + [letter.reason for letter in letters]
+    return "\n".join(
+        "".join(cell.ljust(w) + GAP for cell, w in zip(cells, widths, strict=True))
+        + ellipsize(reason, room)
+        for cells, reason in zip(rows, reasons, strict=True)
+    )
+
+
+def dead_dict(letter: DeadLetter) -> dict[str, object]:
+    """A dead letter as `videoq dead --json` prints it."""
+    died_at = None if letter.died_at is None else letter.died_at.isoformat()
+    return {
+        "id": letter.id,
+        "task_id": letter.task_id,
+        "step": letter.step,
+        "died_at": died_at,
+        "last_status": letter.last_status,
+        "reason": letter.reason,
+    }
 
 
 def idle_summary(counts: Mapping[TaskStatus, int]) -> str:

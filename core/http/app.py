@@ -29,7 +29,11 @@ def create_app(
     auth = auth or UserAuth.from_settings(runtime.settings)
     observer = Observer(runtime)
     routes = [
-        Route(WORKER_PATH, WorkerEndpoint(runtime.worker, limits.worker).handle, methods=["POST"]),
+        Route(
+            WORKER_PATH,
+            WorkerEndpoint(runtime.worker, limits.worker, runtime.usage).handle,
+            methods=["POST"],
+        ),
         Route(RECONCILE_PATH, ReconcileEndpoint(runtime, limits.worker).handle, methods=["POST"]),
         *TaskApi(runtime, auth, limits).routes(),
         Route("/healthz", observer.healthz, methods=["GET"]),

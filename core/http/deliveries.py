@@ -15,7 +15,9 @@ from starlette.responses import PlainTextResponse, Response
 
 from core.http.envelope import MalformedJson, PayloadTooLarge, read_body
 from core.models import WorkMessage
-from core.queue import Delivery, DeliveryResult
+from core.qstash_guard import UsageMeter
+from core.queue import DEAD_REASON_CHARS, Delivery, DeliveryResult
+from core.text import one_line
 from core.worker import StepWorker
 
 log = logging.getLogger(__name__)
@@ -26,12 +28,17 @@ MAX_RETRY_AFTER = 86_400  # QStash ignores a Retry-After beyond one day
 class WorkerEndpoint:
     """POST handler for QStash deliveries; the worker verifies the signature itself."""
 
-    def __init__(self, worker: StepWorker, body_limit: int) -> None:
+    def __init__(
+        self, worker: StepWorker, body_limit: int, usage: UsageMeter | None = None
+    ) -> None:
         self.worker = worker
         self.body_limit = body_limit
+        self.usage = usage
 
     async def handle(self, request: Request) -> Response:
         """Answer one delivery."""
+        if self.usage is not None:
+            self.usage.count(delivered=1)  # QStash bills every delivery, a refused one too
         try:
             # The raw bytes first: the signature covers exactly these.
             body = await read_body(request, self.body_limit)
@@ -65,10 +72,11 @@ def _text(result: DeliveryResult) -> str:
     if result.ok:
         return "ok"
     if result.status == 401:
-        return "unauthorized"
-    if result.non_retryable:
-        return "malformed message"
-    return "retry later"
+        return "unauthorized"  # why a signature failed is for our log, not for the caller
+    text = "malformed message" if result.non_retryable else "retry later"
+    # Only QStash reads this; it keeps the last answer in the DLQ, where `videoq dead` shows it.
+    reason = one_line(result.reason, DEAD_REASON_CHARS)
+    return f"{text}: {reason}" if reason and reason != text else text
 
 
 def _task_hint(body: bytes) -> str:

@@ -32,7 +32,14 @@ class Observer:
         """200 when the store and the queue answer, 503 (saying which does not) otherwise."""
         del request
         checks = {"store": await self._check(self._store), "queue": await self._check(self._queue)}
-        if all(value == "ok" for value in checks.values()):
+        guard = self.runtime.guard
+        carrying_on = False
+        if guard is not None and (degraded := guard.degraded_text()) is not None:
+            # Down QStash with a host running the steps is degraded, not broken.
+            carrying_on = guard.runs_steps_here
+            where = "due steps run on this host" if carrying_on else "no host here runs steps"
+            checks["queue"] = f"{degraded}; {where}"
+        if checks["store"] == "ok" and (checks["queue"] == "ok" or carrying_on):
             return ok(checks)
         broken = ", ".join(f"{name}: {value}" for name, value in checks.items() if value != "ok")
         error = {"code": "unavailable", "message": f"not healthy ({broken})"}
@@ -49,6 +56,7 @@ class Observer:
         await self._task_metrics(scrape)
         self._worker_metrics(scrape)
         await self._queue_metrics(scrape)
+        await self._qstash_metrics(scrape)
         scrape.single(
             "reconciler_republished_total",
             "counter",
@@ -125,6 +133,45 @@ class Observer:
                 "Messages of the embedded local queue not delivered yet (in flight included).",
                 stats.pending,
             )
+
+    async def _qstash_metrics(self, scrape: Scrape) -> None:
+        guard, usage = self.runtime.guard, self.runtime.usage
+        if guard is None or usage is None:
+            return
+        try:
+            today = await asyncio.wait_for(usage.refresh(), CHECK_TIMEOUT)
+        except (VideoqError, TimeoutError) as exc:
+            log.warning("metrics: QStash usage unavailable: %s", _why(exc))
+            today = usage.today()
+        scrape.family(
+            "qstash_messages_today",
+            "gauge",
+            "QStash messages this UTC day, by kind (QStash bills both, retries included).",
+            [({"kind": "published"}, today.published), ({"kind": "delivered"}, today.delivered)],
+        )
+        if usage.budget is not None:
+            scrape.single(
+                "qstash_daily_budget", "gauge", "VIDEOQ_QSTASH_DAILY_BUDGET.", usage.budget
+            )
+        since = guard.unreachable_since if guard.degraded else None
+        scrape.single(
+            "qstash_degraded",
+            "gauge",
+            "1 while QStash has refused publishes for longer than VIDEOQ_QSTASH_FALLBACK_AFTER.",
+            int(since is not None),
+        )
+        scrape.single(
+            "qstash_unreachable_since_seconds",
+            "gauge",
+            "Unix time QStash became unreachable, while degraded (else 0).",
+            since.timestamp() if since is not None else 0,
+        )
+        scrape.single(
+            "qstash_held_steps_total",
+            "counter",
+            "Steps held back from QStash (QStash down, or the daily budget used up).",
+            guard.held_total,
+        )
 
     async def _check(self, probe: Any) -> str:
         try:

@@ -1,5 +1,6 @@
-"""`videoq serve`: uvicorn for the app, plus the reconciler (and, without QStash, the local
-queue's dispatcher) in the same process, with a graceful stop on SIGTERM/SIGINT."""
+"""`videoq serve`: uvicorn for the app, plus the reconciler (and the local queue's dispatcher, or
+with QStash the in-process fallback runner) in the same process, with a graceful stop on
+SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from core.errors import VideoqError
 from core.http.app import create_app
 from core.http.auth import UserAuth
 from core.http.envelope import BodyLimits
-from core.queue import dispatches_in_process
 from core.runtime import Runtime
 from core.supervisor import supervise
 from core.urls import is_local_qstash, is_private_url
@@ -157,12 +157,10 @@ class Service:
 
 
 async def run_background(runtime: Runtime, stop: asyncio.Event) -> None:
-    """The reconciler and, on the local queue, its dispatcher, until `stop` is set."""
+    """The reconciler and, on the local queue, its dispatcher, or with QStash the in-process
+    runner for when QStash cannot take steps, until `stop` is set."""
     try:
-        if dispatches_in_process(runtime.queue):
-            await supervise(runtime, stop)
-        else:
-            await runtime.reconciler.run(stop, runtime.settings.reconcile_interval)
+        await supervise(runtime, stop)
     except VideoqError as exc:
         log.error("background work stopped: %s", exc.message)
     except Exception:

@@ -5,9 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import ClassVar, Protocol, TypeGuard
 
+from pydantic import ValidationError
+
 from core.models import WorkMessage
+from core.text import one_line
+
+DEAD_REASON_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +66,42 @@ class QueueStats:
     """Messages not delivered yet, in flight included; None where the queue cannot tell."""
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message the queue gave up on (out of retries, or refused for good), kept to inspect."""
+
+    id: str
+    """The queue's id of the dead letter (what `retry_dead` and `drop_dead` take)."""
+    task_id: str
+    """The task its body names, or "?" when the body is not a step message."""
+    step: str
+    """`submit` or `poll` with its sequence number, or "?"."""
+    died_at: datetime | None
+    last_status: int | None
+    """The HTTP status of the last failed delivery (0 when it got no answer)."""
+    reason: str
+    """Why the last delivery failed, on one line."""
+
+    @classmethod
+    def of(
+        cls,
+        dead_id: str,
+        body: bytes,
+        *,
+        died_at: datetime | None,
+        last_status: int | None,
+        reason: str | None,
+    ) -> DeadLetter:
+        """A dead letter from the raw message body and what the queue knows of its end."""
+        try:
+            message = WorkMessage.from_bytes(body)
+            task_id, step = message.task_id, f"{message.step} {message.seq}"
+        except (ValidationError, ValueError):
+            task_id, step = "?", "?"
+        text = one_line(reason or "", DEAD_REASON_CHARS) or "no reason recorded"
+        return cls(dead_id, task_id, step, died_at, last_status, text)
+
+
 class Queue(Protocol):
     """Publishes worker steps; a queue that dispatches in-process also delivers them."""
 
@@ -94,6 +136,18 @@ class Queue(Protocol):
         A dedup id is what a task row holds for its first step; a queue that cannot look one up
         (QStash) leaves that message to arrive, and the worker acknowledges it as stale.
         """
+        ...
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        """The messages the queue gave up on, oldest first; raise QueueError if unreachable."""
+        ...
+
+    async def retry_dead(self, dead_id: str) -> bool:
+        """Deliver a dead letter again (its retries start afresh); False when no such one."""
+        ...
+
+    async def drop_dead(self, dead_id: str) -> bool:
+        """Delete a dead letter for good; False when no such one."""
         ...
 
 

@@ -21,19 +21,22 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from core.errors import QueueError
 from core.models import WorkMessage
-from core.queue import Delivery, DeliveryHandler, DeliveryResult, QueueStats
+from core.queue import DeadLetter, Delivery, DeliveryHandler, DeliveryResult, QueueStats
 from core.queue.local_db import (
     BEAT,
     CANCEL,
     DEAD,
     DONE,
+    DROP_DEAD,
     GONE,
     NEVER,
+    REQUEUE_DEAD,
     RETRY,
     Claim,
     QueueDb,
@@ -208,9 +211,34 @@ class LocalQueue:
         found = await self._db.select("id = ?", (message_id,), self._clock())
         return found[0] if found else None
 
-    async def dead_letters(self) -> list[QueuedMessage]:
-        """Messages that will never be delivered again, oldest death first."""
+    async def dead_messages(self) -> list[QueuedMessage]:
+        """Messages that will never be delivered again, oldest death first, as stored."""
         return await self._db.select("state = 'dead'", (), self._clock())
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        """The dead messages, with the status and reason of their last failed delivery."""
+        return [
+            DeadLetter.of(
+                message.id,
+                message.body,
+                died_at=datetime.fromtimestamp(message.deliver_at, UTC),
+                last_status=message.last_status,
+                reason=message.reason,
+            )
+            for message in await self.dead_messages()
+        ]
+
+    async def retry_dead(self, dead_id: str) -> bool:
+        """Make a dead message pending again, due now, with its retries counted from zero."""
+        now = self._clock()
+        requeued = await self._db.change(REQUEUE_DEAD, (now, dead_id))
+        if requeued:
+            self._note_due(now)
+        return requeued
+
+    async def drop_dead(self, dead_id: str) -> bool:
+        """Delete a dead message."""
+        return await self._db.change(DROP_DEAD, (dead_id,))
 
     async def pending_count(self) -> int:
         """Messages still to be delivered, those in flight included."""

@@ -69,6 +69,10 @@ DEAD = """UPDATE queue_messages SET state = 'dead', deliver_at = ?, lease = NULL
     last_status = ?, reason = ? WHERE id = ? AND lease = ?"""
 CANCEL = """DELETE FROM queue_messages WHERE state = 'pending'
     AND id IN (?1, (SELECT message_id FROM queue_dedup WHERE dedup_id = ?1))"""
+# A dead letter requeued starts its retries afresh; its last reason stays until it is delivered.
+REQUEUE_DEAD = """UPDATE queue_messages SET state = 'pending', deliver_at = ?, retried = 0
+    WHERE id = ? AND state = 'dead'"""
+DROP_DEAD = "DELETE FROM queue_messages WHERE id = ? AND state = 'dead'"
 _RELEASE = "UPDATE queue_messages SET lease = NULL, deliver_at = ? WHERE id = ? AND lease = ?"
 _COLUMNS = "id, dedup_id, body, state, deliver_at, retried, lease, last_status, reason"
 

@@ -8,22 +8,25 @@ and the reconciler publishes the step again later (same deduplication id, so no 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import math
 import os
 import re
 import time
+from collections.abc import Awaitable
 from typing import ClassVar
 
 import httpx
 from qstash import AsyncQStash
+from qstash.dlq import DlqMessage
 from qstash.errors import DailyMessageLimitExceededError, QStashError, RateLimitExceededError
 from qstash.http import BASE_URL, RetryConfig
 from qstash.message import FlowControl, PublishResponse
 
 from core.errors import QueueError
 from core.models import WorkMessage
-from core.queue import QueueStats
+from core.queue import DeadLetter, QueueStats
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +139,46 @@ class QStashQueue:
                 f"QStash cancel of {message_id} failed: {_reason(exc, self.base_url)}"
             ) from exc
 
+    async def dead_letters(self) -> list[DeadLetter]:
+        """QStash's DLQ, every page of it, as dead letters."""
+        client = self._require_client()
+        found: list[DeadLetter] = []
+        cursor: str | None = None
+        try:
+            while True:
+                page = await asyncio.wait_for(client.dlq.list(cursor=cursor), PUBLISH_TIMEOUT)
+                found += [_dead_letter(message) for message in page.messages]
+                cursor = page.cursor
+                if not cursor or not page.messages:
+                    return found
+        except _FAILURES as exc:
+            raise QueueError(f"QStash DLQ not read: {_reason(exc, self.base_url)}") from exc
+
+    async def retry_dead(self, dead_id: str) -> bool:
+        """Publish a DLQ entry again (QStash makes a new message of it), then drop the entry."""
+        client = self._require_client()
+        retry = client.http.request(path=f"/v2/dlq/retry/{dead_id}", method="POST")
+        if not await self._dlq_call(retry, f"retry of {dead_id}"):
+            return False
+        # Servers that keep the entry after a retry would otherwise list it as still dead.
+        await self.drop_dead(dead_id)
+        return True
+
+    async def drop_dead(self, dead_id: str) -> bool:
+        """Delete a DLQ entry."""
+        client = self._require_client()
+        return await self._dlq_call(client.dlq.delete(dead_id), f"delete of {dead_id}")
+
+    async def _dlq_call(self, call: Awaitable[object], what: str) -> bool:
+        """Run one DLQ call: True when done, False when QStash knows no such entry (404)."""
+        try:
+            await asyncio.wait_for(call, PUBLISH_TIMEOUT)
+        except _FAILURES as exc:
+            if isinstance(exc, QStashError) and _status(exc) == 404:
+                return False
+            raise QueueError(f"QStash DLQ {what} failed: {_reason(exc, self.base_url)}") from exc
+        return True
+
     async def ping(self) -> None:
         """Prove the URL and the token with a read-only call (the signing keys)."""
         client = self._require_client()
@@ -175,6 +218,22 @@ def _flow_control(
         if period is not None:
             control["period"] = period
     return control
+
+
+def _dead_letter(message: DlqMessage) -> DeadLetter:
+    body = (message.body or "").encode()
+    if message.body is None and message.body_base64:
+        body = base64.b64decode(message.body_base64)
+    reason = message.response_body
+    if reason is None:
+        reason = "no answer" if message.response_status == 0 else "no response body"
+    return DeadLetter.of(
+        message.dlq_id,
+        body,
+        died_at=None,
+        last_status=message.response_status,
+        reason=f"HTTP {message.response_status}: {reason}" if message.response_status else reason,
+    )
 
 
 def _status(exc: QStashError) -> int | None:

@@ -320,6 +320,31 @@ begin
         select g.status, count(*) from gone as g group by g.status;
 end;
 $$;
+-- QStash messages per UTC day, published and delivered (QStash bills both, retries included):
+-- the daily budget (VIDEOQ_QSTASH_DAILY_BUDGET) reads it, /metrics and the dashboard show it.
+create table if not exists public.qstash_usage (
+    day       date primary key,
+    published bigint not null default 0 check (published >= 0),
+    delivered bigint not null default 0 check (delivered >= 0)
+);
+alter table public.qstash_usage enable row level security;
+
+-- Add to one day's counts in one statement, so hosts counting at once never lose an increment.
+create or replace function public.videoq_add_usage(
+    p_day date, p_published bigint default 0, p_delivered bigint default 0
+)
+returns table (published bigint, delivered bigint)
+language sql
+set search_path = ''
+as $$
+    insert into public.qstash_usage as u (day, published, delivered)
+    values (p_day, p_published, p_delivered)
+    on conflict (day) do update
+       set published = u.published + excluded.published,
+           delivered = u.delivered + excluded.delivered
+    returning u.published, u.delivered;
+$$;
+
 -- A task's images live apart from its row, so a Realtime change payload stays small (over
 -- 1,024 KB, Realtime blanks every field over 64 bytes). Not in the realtime publication.
 create table if not exists public.task_images (
@@ -400,6 +425,12 @@ grant execute on function public.videoq_update_task(text, text[], jsonb, integer
 grant execute on function public.videoq_count_by_status(text) to service_role;
 grant execute on function public.videoq_prune_tasks(timestamptz, text[], integer, boolean)
     to service_role;
+-- QStash usage is the operator's business: only the service role reads or counts it.
+revoke all on table public.qstash_usage from anon, authenticated;
+grant all on table public.qstash_usage to service_role;
+revoke all on function public.videoq_add_usage(date, bigint, bigint)
+    from public, anon, authenticated;
+grant execute on function public.videoq_add_usage(date, bigint, bigint) to service_role;
 
 -- Realtime: full old rows in UPDATE/DELETE events, and the table in the publication ----------
 

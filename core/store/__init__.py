@@ -14,7 +14,7 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -65,6 +65,19 @@ class Expect:
         cls, *statuses: TaskStatus, attempt: int | None = None, polls: int | None = None
     ) -> Expect:
         return cls(frozenset(statuses), attempt, polls)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """QStash messages counted on one UTC day (QStash bills both kinds, retries included)."""
+
+    day: date
+    published: int = 0
+    delivered: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.published + self.delivered
 
 
 class TaskStore(Protocol):
@@ -147,6 +160,10 @@ class TaskStore(Protocol):
 
     async def probe_write(self) -> None:
         """Commit a write that changes no task; raises StoreError when the store takes none."""
+        ...
+
+    async def add_usage(self, day: date, published: int = 0, delivered: int = 0) -> Usage:
+        """Add to the QStash messages counted on UTC `day`; returns the day's totals."""
         ...
 
     def changes(self) -> AsyncGenerator[TaskChange, None]:

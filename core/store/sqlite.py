@@ -20,7 +20,7 @@ import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,6 +36,7 @@ from core.store import (
     FeedState,
     FeedStatus,
     TaskPage,
+    Usage,
     prune_in_batches,
     readable_tasks,
     status_counts,
@@ -339,6 +340,11 @@ class SqliteStore:
     async def probe_write(self) -> None:
         """Commit a write to the probe table, as /healthz asks."""
         await self._write(self._open_db.probe_write)
+
+    async def add_usage(self, day: date, published: int = 0, delivered: int = 0) -> Usage:
+        """Add to the day's QStash message counts in one write; returns the day's totals."""
+        totals = await self._call(self._open_db.add_usage, day.isoformat(), published, delivered)
+        return Usage(day, *totals)
 
     async def count_by_status(self, user_id: str | None = None) -> dict[TaskStatus, int]:
         """Tasks per status, every status present (0 when there are none)."""

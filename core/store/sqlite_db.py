@@ -87,6 +87,8 @@ CREATE TABLE IF NOT EXISTS task_images (task_id TEXT NOT NULL, position INTEGER 
     data TEXT NOT NULL, PRIMARY KEY (task_id, position));
 CREATE TABLE IF NOT EXISTS change_log (seq INTEGER PRIMARY KEY AUTOINCREMENT,
     task_id TEXT NOT NULL, op TEXT NOT NULL, origin TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS qstash_usage (day TEXT PRIMARY KEY NOT NULL,
+    published INTEGER NOT NULL DEFAULT 0, delivered INTEGER NOT NULL DEFAULT 0);
 """  # noqa: E501
 # Write amplification: every step rewrites updated_at, so an index on it (the reconciler's
 # filter, which reads only active tasks through video_tasks_status) cost a B-tree write per step
@@ -113,6 +115,10 @@ WHEN old.status IS NOT new.status OR old.user_id IS NOT new.user_id BEGIN
         ON CONFLICT DO UPDATE SET tasks = tasks + 1;
 END""",
 )
+_ADD_USAGE = """INSERT INTO qstash_usage (day, published, delivered) VALUES (?, ?, ?)
+ON CONFLICT (day) DO UPDATE SET published = published + excluded.published,
+    delivered = delivered + excluded.delivered
+RETURNING published, delivered"""
 # Columns added since the first release: (definition, backfill) to add them to an older file.
 _ADDED_COLUMNS: dict[str, tuple[str, str | None]] = {
     # Earlier versions marked an own-key attempt only by this note on the event that queued it.
@@ -365,6 +371,12 @@ class Database:
     def probe_write(self) -> None:
         """One small real write (an update that matches nothing writes no page)."""
         self.db.execute("INSERT OR REPLACE INTO store_probe (id, at) VALUES (1, ?)", (time.time(),))
+
+    def add_usage(self, day: str, published: int, delivered: int) -> tuple[int, int]:
+        """Add to one day's QStash message counts; the day's totals after."""
+        with self._transaction():
+            row = self.db.execute(_ADD_USAGE, (day, published, delivered)).fetchone()
+        return int(row[0]), int(row[1])
 
     def get(self, task_id: str) -> tuple[Any, ...] | None:
         return self.db.execute(GET, (task_id,)).fetchone()

@@ -12,7 +12,7 @@ import logging
 import re
 from collections.abc import AsyncGenerator, Collection, Mapping, Sequence
 from contextlib import aclosing
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlparse
 
@@ -31,6 +31,7 @@ from core.store import (
     FeedState,
     FeedStatus,
     TaskPage,
+    Usage,
     prune_in_batches,
     readable_tasks,
     status_counts,
@@ -298,6 +299,16 @@ class SupabaseStore:
     async def probe_write(self) -> None:
         """A compare-and-set on an id no task has: PostgREST runs it as a write."""
         await self.update(_PROBE_ID, Expect.of(TaskStatus.QUEUED), {"progress": 0})
+
+    async def add_usage(self, day: date, published: int = 0, delivered: int = 0) -> Usage:
+        """Add to the day's QStash message counts in one SQL call; returns the day's totals."""
+        params = {"p_day": day.isoformat(), "p_published": published, "p_delivered": delivered}
+        response = await self._execute(
+            self._db.rpc("videoq_add_usage", params), "counting QStash messages"
+        )
+        rows = response.data if isinstance(response.data, list) else [response.data]
+        row = rows[0] if rows and rows[0] else {}
+        return Usage(day, int(row.get("published", 0)), int(row.get("delivered", 0)))
 
     async def count_by_status(self, user_id: str | None = None) -> dict[TaskStatus, int]:
         params = {"p_user_id": user_id}

@@ -257,6 +257,54 @@ class QueueContract:
         assert not await queue_harness.pending(message_id)
         assert recorder.count(message_id) == 1
 
+    async def test_a_dead_letter_is_listed_with_its_task_step_and_last_reason(
+        self, queue_harness: QueueHarness
+    ) -> None:
+        never = DeliveryResult(489, non_retryable=True, reason="upstream refused the key")
+        await started(queue_harness, answers(never))
+        message_id = await queue_harness.queue.publish(step(task_id="task-9", seq=3))
+        await wait_dead(queue_harness, message_id)
+        [dead] = await queue_harness.queue.dead_letters()
+        assert (dead.task_id, dead.step, dead.last_status) == ("task-9", "poll 3", 489)
+        assert "upstream refused the key" in dead.reason
+
+    async def test_a_requeued_dead_letter_is_delivered_again_and_leaves_the_list(
+        self, queue_harness: QueueHarness
+    ) -> None:
+        healed: list[bool] = []
+
+        def answer(seen: Seen) -> DeliveryResult:
+            return DeliveryResult(200) if healed else DeliveryResult(489, non_retryable=True)
+
+        recorder = await started(queue_harness, answer)
+        message = step(task_id="task-7")
+        message_id = await queue_harness.queue.publish(message)
+        await wait_dead(queue_harness, message_id)
+        [dead] = await queue_harness.queue.dead_letters()
+        healed.append(True)
+        assert await queue_harness.queue.retry_dead(dead.id)
+        # QStash makes a new message of it, the local queue keeps its id: count by body.
+        body = message.to_bytes()
+        await wait_until(
+            lambda: sum(seen.body == body for seen in recorder.seen) == 2,
+            "the requeued dead letter to be delivered",
+        )
+        assert await queue_harness.queue.dead_letters() == []
+        assert not await queue_harness.queue.retry_dead(dead.id)
+
+    async def test_a_dropped_dead_letter_is_gone_and_never_delivered(
+        self, queue_harness: QueueHarness
+    ) -> None:
+        recorder = await started(queue_harness, answers(DeliveryResult(489, non_retryable=True)))
+        message_id = await queue_harness.queue.publish(step(task_id="task-8"))
+        await wait_dead(queue_harness, message_id)
+        [dead] = await queue_harness.queue.dead_letters()
+        assert await queue_harness.queue.drop_dead(dead.id)
+        assert await queue_harness.queue.dead_letters() == []
+        assert not await queue_harness.queue.drop_dead(dead.id)
+        assert not await queue_harness.queue.retry_dead(dead.id)
+        assert recorder.count(message_id) == 1
+
     async def test_a_489_without_the_non_retryable_flag_is_retried(
         self, queue_harness: QueueHarness
     ) -> None:

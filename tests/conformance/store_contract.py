@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
@@ -26,7 +26,7 @@ from core.models import (
     end_changes,
 )
 from core.service import TaskService
-from core.store import STORE_SET_COLUMNS, Expect, TaskStore
+from core.store import STORE_SET_COLUMNS, Expect, TaskStore, Usage
 from tests.engine import HandQueue
 from tests.waiting import TIMEOUT
 
@@ -411,6 +411,16 @@ class StoreContract:
         assert await store.events("00000000-0000-4000-8000-000000000000") == []
 
     # -- images -----------------------------------------------------------------------------
+
+    async def test_qstash_usage_adds_up_per_utc_day(self, store: TaskStore) -> None:
+        today, tomorrow = date(2026, 12, 2), date(2026, 12, 3)
+        assert await store.add_usage(today) == Usage(today, 0, 0)
+        assert await store.add_usage(today, published=3) == Usage(today, 3, 0)
+        # Hosts counting at once: every increment lands.
+        await asyncio.gather(*(store.add_usage(today, 1, 2) for _ in range(5)))
+        assert await store.add_usage(today) == Usage(today, 8, 10)
+        assert await store.add_usage(tomorrow, delivered=1) == Usage(tomorrow, 0, 1)
+        assert (await store.add_usage(today)).total == 18
 
     async def test_images_are_kept_apart_from_the_row_in_order(self, store: TaskStore) -> None:
         images = ("https://example.com/a.png", PNG)

@@ -75,7 +75,7 @@ class LocalHarness:
         return message is not None and message.state != "dead"
 
     async def dead_letter_ids(self) -> list[str]:
-        return [message.id for message in await self.queue.dead_letters()]
+        return [message.id for message in await self.queue.dead_messages()]
 
     async def slow_backoff(self) -> None:
         self.queue.retry = RetryPolicy(retries=self.retries, base=3600, factor=1, cap=3600)
@@ -134,7 +134,7 @@ async def test_dead_letters_keep_the_body_the_last_status_and_the_reason(
     await started(queue_harness, Recorder(answers(failing)))
     message_id = await queue_harness.queue.publish(step(), delay=0)
     await wait_dead(queue_harness, message_id)
-    [dead] = await queue_harness.queue.dead_letters()
+    [dead] = await queue_harness.queue.dead_messages()
     assert (dead.id, dead.body, dead.state) == (message_id, step().to_bytes(), "dead")
     assert (dead.last_status, dead.reason, dead.retried) == (503, "upstream busy", 3)
     assert dead.dedup_id == step().dedup_id
@@ -422,7 +422,7 @@ async def test_a_process_killed_mid_delivery_loses_its_lease(
         assert recorder.of(message_id)[0].retried == 1  # the crashed attempt counts
     else:
         await wait_dead(harness, message_id)
-        [dead] = await queue.dead_letters()
+        [dead] = await queue.dead_messages()
         assert dead.reason == "no answer before the lease expired" and recorder.seen == []
 
 

@@ -368,3 +368,66 @@ async def test_signing_keys_rotate_without_losing_a_delivery(tmp_path: Path) -> 
         assert (await c.wait_terminal([second]))[second]["status"] == "succeeded"
         assert "signature matches neither signing key" in c.serve.read_log()
         assert current not in c.serve.read_log() and upcoming not in c.serve.read_log()
+
+
+@pytest.mark.slow
+async def test_while_qstash_refuses_publishes_serve_runs_the_steps_then_hands_back(
+    tmp_path: Path,
+) -> None:
+    async with cloud(tmp_path, env={"VIDEOQ_QSTASH_FALLBACK_AFTER": "0.5"}) as c:
+        before = [f"before {n}" for n in range(6)]
+        during = [f"during {n}" for n in range(6)]
+        after = [f"after {n}" for n in range(4)]
+        expected = scripted(c.t8, before + during + after)
+        # Steps of the first tasks are in QStash when it starts refusing publishes: QStash
+        # delivers those while this host runs the same steps from the store.
+        ids = await c.generate_many(before)
+        c.qstash.refuse_publishes()
+        ids += await c.generate_many(during)
+
+        async def degraded() -> bool:
+            answer = (await c.client.get("/healthz")).json()
+            return "degraded: QStash unreachable since" in answer["data"]["queue"]
+
+        await wait_until(degraded, "/healthz to say QStash is unreachable", TERMINAL_WAIT)
+        assert (await c.metrics())["videoq_qstash_degraded"] == 1
+        check_results(await c.wait_terminal(ids), expected)
+        assert c.qstash.refused > 0
+        c.qstash.accept_publishes()
+
+        async def recovered() -> bool:
+            return not await degraded()
+
+        await wait_until(recovered, "/healthz to say QStash is back", TERMINAL_WAIT)
+        delivered = len(c.qstash.delivered())
+        ids += await c.generate_many(after)
+        check_results(await c.wait_terminal(ids), expected)
+        assert len(c.qstash.delivered()) > delivered, "QStash never took the steps back"
+        assert {p: len(c.t8.submits(p)) for p in expected} == dict.fromkeys(expected, 1)
+        log = c.serve.read_log()
+        assert "degraded: QStash unreachable since" in log
+        assert "QStash takes messages again" in log
+        c.assert_every_delivery_verified()
+
+
+@pytest.mark.slow
+async def test_over_the_daily_budget_steps_run_in_process_and_none_is_dropped(
+    tmp_path: Path,
+) -> None:
+    budget = 20
+    async with cloud(tmp_path, env={"VIDEOQ_QSTASH_DAILY_BUDGET": str(budget)}) as c:
+        prompts = [f"thrifty {n}" for n in range(10)]
+        expected = scripted(c.t8, prompts)
+        ids = await c.generate_many(prompts)
+        check_results(await c.wait_terminal(ids), expected)
+        assert {p: len(c.t8.submits(p)) for p in prompts} == dict.fromkeys(prompts, 1)
+        metrics = await c.metrics()
+        assert metrics["videoq_qstash_daily_budget"] == budget
+        published = metrics['videoq_qstash_messages_today{kind="published"}']
+        delivered = metrics['videoq_qstash_messages_today{kind="delivered"}']
+        assert published + delivered >= budget
+        # Ten tasks need far more than 20 messages: past the budget the host ran the steps.
+        # Steps published at once as the budget is crossed may pass it by the concurrency.
+        assert c.qstash.publishes + c.qstash.deduplicated == published <= budget + 16
+        assert metrics["videoq_qstash_held_steps_total"] > 0
+        assert "of the daily budget" in c.serve.read_log()

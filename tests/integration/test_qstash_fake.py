@@ -143,6 +143,46 @@ async def test_489_with_the_non_retryable_header_dead_letters_at_once(
     assert fake_qstash.dead_letters()[0]["responseStatus"] == 489
 
 
+async def dead_lettered(
+    fake_qstash: FakeQStash, receiver: DeliveryReceiver, qstash_sdk: AsyncQStash, count: int
+) -> list[str]:
+    """Publish `count` messages that are refused for good; their dlqIds once all are dead."""
+
+    async def refuse(delivery: Delivery) -> DeliveryResult:
+        return DeliveryResult(489, non_retryable=True)
+
+    receiver.set_handler(refuse)
+    for _ in range(count):
+        await publish(qstash_sdk, receiver.url)
+    await fake_qstash.wait_for(lambda: len(fake_qstash.dead_letters()) == count)
+    return [entry["dlqId"] for entry in fake_qstash.dead_letters()]
+
+
+async def test_the_dlq_is_deleted_by_json_ids_by_query_ids_or_whole(
+    fake_qstash: FakeQStash, receiver: DeliveryReceiver, qstash_sdk: AsyncQStash
+) -> None:
+    first, second, third, fourth = await dead_lettered(fake_qstash, receiver, qstash_sdk, 4)
+    assert await qstash_sdk.dlq.delete_many([first]) == 1
+    query = await qstash_sdk.http.request(path=f"/v2/dlq?dlqIds={second}", method="DELETE")
+    assert query == {"deleted": 1}
+    assert [m.dlq_id for m in (await qstash_sdk.dlq.list()).messages] == [third, fourth]
+    assert await qstash_sdk.http.request(path="/v2/dlq", method="DELETE") == {"deleted": 2}
+    assert fake_qstash.dead_letters() == []
+
+
+async def test_a_dlq_retry_publishes_a_new_message_with_the_same_body(
+    fake_qstash: FakeQStash, receiver: DeliveryReceiver, qstash_sdk: AsyncQStash
+) -> None:
+    [dlq_id] = await dead_lettered(fake_qstash, receiver, qstash_sdk, 1)
+    receiver.set_handler(statuses([]))
+    answer = await qstash_sdk.http.request(path=f"/v2/dlq/retry/{dlq_id}", method="POST")
+    await fake_qstash.wait_for(lambda: answer["messageId"] in fake_qstash.delivered())
+    assert receiver.received[-1].delivery.body == BODY
+    assert fake_qstash.dead_letters() == []
+    with pytest.raises(QStashError, match="404"):
+        await qstash_sdk.http.request(path=f"/v2/dlq/retry/{dlq_id}", method="POST")
+
+
 async def test_489_without_the_header_is_an_ordinary_failure(
     fake_qstash: FakeQStash, receiver: DeliveryReceiver, qstash_sdk: AsyncQStash
 ) -> None:

@@ -72,6 +72,8 @@ def test_the_wrapper_sees_what_a_command_loads(cli: Cli) -> None:
         ("cancel", "{id}"),
         ("retry", "{id}"),
         ("prune", "--older-than", "0s", "--yes"),
+        ("dead",),
+        ("dead", "--json"),
         (IDS_COMMAND,),
     ],
     ids=lambda args: args[0],

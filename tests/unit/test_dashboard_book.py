@@ -188,6 +188,35 @@ def test_header_shows_backend_feed_counts_and_escapes_text() -> None:
     assert "[b]2[/]" in markup and '"cat"' in markup and "1[/] selected" in markup
 
 
+def test_header_shows_qstash_usage_the_dead_count_and_an_outage_only_when_known() -> None:
+    from dataclasses import replace
+
+    from core.store import FeedStatus, Usage
+
+    info = HeaderInfo(
+        backend="supabase: x",
+        upstream="t8star",
+        worker="none",
+        feed=FeedStatus(),
+        counts={},
+        finished_per_minute=0,
+        view="all",
+        sort="newest first",
+        search="",
+        selected=0,
+        shown=0,
+        now=T0,
+    )
+    assert "QStash" not in header_markup(info) and "dead" not in header_markup(info)
+    usage = Usage(T0.date(), published=200, delivered=112)
+    with_usage = replace(info, qstash_usage=usage, qstash_budget=1000, dead_letters=2)
+    assert "QStash 312 / 1,000 today" in header_markup(with_usage)
+    assert "2 dead (d)" in header_markup(with_usage)
+    assert "QStash 312 today" in header_markup(replace(with_usage, qstash_budget=None))
+    down = replace(with_usage, degraded="degraded: QStash unreachable since 2026-12-02 00:40 UTC")
+    assert "degraded: QStash unreachable since 2026-12-02 00:40 UTC" in header_markup(down)
+
+
 def test_the_worker_log_panel_writes_lines_as_the_console_does() -> None:
     record = logging.LogRecord(
         "core.worker", logging.WARNING, __file__, 1, "task %s: late", ("a",), None

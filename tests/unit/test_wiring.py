@@ -26,7 +26,9 @@ def runtime(tmp_path: Path, **values: Any) -> Runtime:
 
 
 def kinds(built: Runtime) -> tuple[type, type, type]:
-    return type(built.store), type(built.queue), type(built.upstream)
+    # QStash comes guarded (budget, outages): the adapter is the guard's inner queue.
+    queue = built.guard.inner if built.guard is not None else built.queue
+    return type(built.store), type(queue), type(built.upstream)
 
 
 def test_with_no_keys_everything_is_embedded(tmp_path: Path) -> None:
@@ -36,8 +38,9 @@ def test_with_no_keys_everything_is_embedded(tmp_path: Path) -> None:
 def test_the_keys_present_choose_the_cloud_adapters(tmp_path: Path) -> None:
     built = runtime(tmp_path, t8star_api_key="sk-t8", **QSTASH, **SUPABASE)
     assert kinds(built) == (SupabaseStore, QStashQueue, T8StarUpstream)
-    assert isinstance(built.queue, QStashQueue)
-    assert built.queue.flow_control is not None and built.queue.flow_control["key"] == "t8star"
+    assert built.guard is not None and isinstance(built.guard.inner, QStashQueue)
+    flow_control = built.guard.inner.flow_control
+    assert flow_control is not None and flow_control["key"] == "t8star"
 
 
 def test_explicit_settings_win_over_the_keys_present(tmp_path: Path) -> None:
@@ -81,11 +84,26 @@ def test_a_bad_choice_names_the_variable(
     assert not (tmp_path / "v.db").exists()
 
 
-async def test_the_supervisor_refuses_a_queue_that_delivers_over_http(tmp_path: Path) -> None:
+def test_qstash_is_guarded_by_the_budget_and_the_outage_fallback(tmp_path: Path) -> None:
+    from core.qstash_guard import GuardedQueue
+
+    built = runtime(tmp_path, **QSTASH, qstash_daily_budget=1000, qstash_fallback_after=5.0)
+    assert isinstance(built.queue, GuardedQueue) and built.guard is built.queue
+    assert built.usage is not None and built.usage.budget == 1000
+    assert built.queue.fallback_after == 5.0
+    assert runtime(tmp_path).guard is None
+
+
+async def test_the_supervisor_refuses_an_unguarded_queue_that_delivers_over_http(
+    tmp_path: Path,
+) -> None:
     import asyncio
 
+    from core.qstash_guard import GuardedQueue
     from core.supervisor import supervise
 
     built = runtime(tmp_path, **QSTASH)
+    assert isinstance(built.queue, GuardedQueue)
+    built.queue = built.queue.inner
     with pytest.raises(ConfigError, match="run `videoq serve`"):
         await supervise(built, asyncio.Event())

@@ -12,7 +12,8 @@ from textual.widgets import Static
 
 from core.insight import UpstreamHealth
 from core.models import TaskStatus
-from core.store import FeedState, FeedStatus
+from core.qstash_guard import NEAR_BUDGET
+from core.store import FeedState, FeedStatus, Usage
 from tui.render import age, plural
 from tui.state.task_cells import STATUS_GLYPHS, status_label
 from tui.widgets.styled import styled
@@ -51,6 +52,13 @@ class HeaderInfo:
     finished_series: tuple[Sequence[int], Sequence[int]] = ((), ())
     # Upstream calls of this process's worker lately (None without a worker here).
     upstream_health: UpstreamHealth | None = None
+    dead_letters: int | None = None
+    """How many messages the queue gave up on; None until first read (then not shown)."""
+    qstash_usage: Usage | None = None
+    """Today's QStash messages, in QStash mode only (the local queue bills nothing)."""
+    qstash_budget: int | None = None
+    degraded: str | None = None
+    """"degraded: QStash unreachable since …" while QStash refuses this process."""
 
 
 def plain(_: str, text: str) -> str:
@@ -103,6 +111,26 @@ def health_markup(health: UpstreamHealth | None, style: Styler, narrow: bool) ->
     return style("header--warning", text) if health.failed else text
 
 
+def dead_markup(info: HeaderInfo, style: Styler = plain) -> str:
+    """The dead-letter count, a warning while there is any (d lists them)."""
+    if not info.dead_letters:
+        return "0 dead"
+    return style("header--warning", f"{info.dead_letters} dead (d)")
+
+
+def qstash_markup(info: HeaderInfo, style: Styler = plain) -> list[str]:
+    """ "QStash 312 / 1,000 today" (a warning from 80 % of the budget), and any outage."""
+    parts = []
+    if info.degraded:
+        parts.append(style("header--warning", escape(info.degraded)))
+    if info.qstash_usage is not None:
+        used, budget = info.qstash_usage.total, info.qstash_budget
+        text = f"QStash {used:,} / {budget:,} today" if budget else f"QStash {used:,} today"
+        near = budget is not None and used >= NEAR_BUDGET * budget
+        parts.append(style("header--warning", text) if near else text)
+    return parts
+
+
 def header_markup(info: HeaderInfo, style: Styler = plain, width: int = NARROW) -> str:
     """Two lines of Textual markup (dynamic text escaped); short forms below NARROW cells."""
     narrow = width < NARROW
@@ -111,6 +139,8 @@ def header_markup(info: HeaderInfo, style: Styler = plain, width: int = NARROW) 
     first = gap.join(
         (
             "[b]videoq[/]  " + feed_markup(info.feed, info.now, style, narrow=narrow),
+            *qstash_markup(info, style),
+            *([] if info.dead_letters is None else [dead_markup(info, style)]),
             worker_markup(info, style),
             escape(info.backend),
             escape(info.upstream) if narrow else f"upstream: {escape(info.upstream)}",

@@ -116,6 +116,8 @@ class State:
     messages: dict[str, Message] = field(default_factory=dict)
     dedup: dict[str, tuple[str, float]] = field(default_factory=dict)
     dlq: list[dict[str, Any]] = field(default_factory=list)
+    dead_messages: dict[str, Message] = field(default_factory=dict)
+    """The message behind each DLQ entry, by dlqId, so `POST /v2/dlq/retry/{id}` can resend it."""
     attempts: list[Attempt] = field(default_factory=list)
     deliveries: Counter[str] = field(default_factory=Counter)
     delivered: list[str] = field(default_factory=list)
@@ -383,6 +385,7 @@ class Engine:
         self._end(message, delivered=False)
         with self.state.lock:
             self.state.dlq.append(entry)
+            self.state.dead_messages[entry["dlqId"]] = message
         log.info("message %s: dead-lettered after %s retries", message.message_id, message.retried)
 
 

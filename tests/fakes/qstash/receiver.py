@@ -130,7 +130,8 @@ class DeliveryReceiver:
             self.received.append(Received(delivery, True, f"handler raised {exc!r}", None))
             return Response(status_code=500)
         self.received.append(Received(delivery, True, "", result))
-        return Response(status_code=result.status, headers=answer_headers(result))
+        # The reason as the body, as the worker endpoint answers: QStash keeps it in the DLQ.
+        return Response(result.reason, status_code=result.status, headers=answer_headers(result))
 
 
 def answer_headers(result: DeliveryResult) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hmac
 import json
 import logging
@@ -121,6 +122,8 @@ class FakeQStash:
                 Route("/v2/messages/{message_id}", self._cancel_message, methods=["DELETE"]),
                 Route("/v2/messages", self._cancel_messages, methods=["DELETE"]),
                 Route("/v2/dlq", self._list_dlq, methods=["GET"]),
+                Route("/v2/dlq", self._delete_dlq, methods=["DELETE"]),
+                Route("/v2/dlq/retry/{dlq_id}", self._retry_dlq, methods=["POST"]),
                 Route("/v2/dlq/{dlq_id}", self._dlq_entry, methods=["GET", "DELETE"]),
                 Route("/v2/keys", self._keys, methods=["GET"]),
                 Route("/v2/keys/rotate", self._rotate_keys, methods=["POST"]),
@@ -321,9 +324,45 @@ class FakeQStash:
             entry = next((e for e in self.state.dlq if e["dlqId"] == dlq_id), None)
             if entry is not None and request.method == "DELETE":
                 self.state.dlq.remove(entry)
+                self.state.dead_messages.pop(dlq_id, None)
         if entry is None:
             return _error(404, "dlq message not found")
         return Response(status_code=200) if request.method == "DELETE" else JSONResponse(entry)
+
+    async def _delete_dlq(self, request: Request) -> Response:
+        """`DELETE /v2/dlq`: the JSON `{"dlqIds": [...]}` form or `?dlqIds=a,b`; none named: all."""
+        if not self._authorized(request):
+            return _error(401, "Unauthorized")
+        ids = await _requested_ids(request, "dlqIds")
+        with self.state.lock:
+            chosen = [e for e in self.state.dlq if ids is None or e["dlqId"] in ids]
+            for entry in chosen:
+                self.state.dlq.remove(entry)
+                self.state.dead_messages.pop(entry["dlqId"], None)
+        return JSONResponse({"deleted": len(chosen)})
+
+    async def _retry_dlq(self, request: Request) -> Response:
+        """`POST /v2/dlq/retry/{dlqId}`: a new message with the dead one's body and headers."""
+        if not self._authorized(request):
+            return _error(401, "Unauthorized")
+        dlq_id = request.path_params["dlq_id"]
+        with self.state.lock:
+            dead = self.state.dead_messages.pop(dlq_id, None)
+            self.state.dlq = [e for e in self.state.dlq if e["dlqId"] != dlq_id]
+        if dead is None:
+            return _error(404, "dlq message not found")
+        now_ms = int(time.time() * 1000)
+        fresh = dataclasses.replace(
+            dead,
+            message_id="msg_" + secrets.token_hex(20),
+            not_before_ms=now_ms,
+            created_ms=now_ms,
+            retried=0,
+            in_flight=False,
+            cancel_requested=False,
+            task=None,
+        )
+        return self._accept(fresh, None)
 
     async def _keys(self, request: Request) -> Response:
         if not self._authorized(request):
