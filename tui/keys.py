@@ -106,7 +106,7 @@ APP_BINDINGS: list[BindingType] = [
         "Failures",
         show=False,
         id="failures",
-        tooltip="Failures of the last day grouped by reason; R there retries a group",
+        tooltip="Failures of the last day by reason (R there retries a group)",
     ),
     Binding(
         "d",
