@@ -244,15 +244,16 @@ def decode_task(row: tuple[Any, ...]) -> Task:
     Rows this module wrote are built without pydantic's validation (the hot path reads one per
     step); a row with a value of an unexpected type (another writer, a hand edit) is validated.
     """
-    try:
-        if all(
-            value is None or type(value) is kind for value, kind in zip(row, _TYPES, strict=True)
-        ):
+    if all(value is None or type(value) is kind for value, kind in zip(row, _TYPES, strict=True)):
+        try:
             values = {
                 name: value if decode is None or value is None else decode(value)
                 for (name, decode), value in zip(_DECODERS, row, strict=True)
             }
             return Task.model_construct(**values)
+        except ValueError:
+            pass  # a value no decoder takes (an unknown status): validation names the field
+    try:
         return Task.model_validate(dict(zip(TASK_COLUMNS, row, strict=True)))
     except ValueError as exc:
         raise unreadable_row(row[0], exc) from exc

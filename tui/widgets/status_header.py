@@ -111,11 +111,12 @@ def health_markup(health: UpstreamHealth | None, style: Styler, narrow: bool) ->
     return style("header--warning", text) if health.failed else text
 
 
-def dead_markup(info: HeaderInfo, style: Styler = plain) -> str:
-    """The dead-letter count, a warning while there is any (d lists them)."""
+def dead_markup(info: HeaderInfo, style: Styler = plain) -> list[str]:
+    """The dead-letter count as a warning while there is any (d lists them); else nothing, so
+    an 80-column header keeps its room for the worker and the store."""
     if not info.dead_letters:
-        return "0 dead"
-    return style("header--warning", f"{info.dead_letters} dead (d)")
+        return []
+    return [style("header--warning", f"{info.dead_letters} dead (d)")]
 
 
 def qstash_markup(info: HeaderInfo, style: Styler = plain) -> list[str]:
@@ -140,7 +141,7 @@ def header_markup(info: HeaderInfo, style: Styler = plain, width: int = NARROW) 
         (
             "[b]videoq[/]  " + feed_markup(info.feed, info.now, style, narrow=narrow),
             *qstash_markup(info, style),
-            *([] if info.dead_letters is None else [dead_markup(info, style)]),
+            *dead_markup(info, style),
             worker_markup(info, style),
             escape(info.backend),
             escape(info.upstream) if narrow else f"upstream: {escape(info.upstream)}",
