@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from rich.cells import cell_len
@@ -33,6 +34,25 @@ def make(n: int, **fields: object) -> Task:
     task = Task.new(VideoRequest(prompt=f"prompt {n}"))
     values = {"created_at": T0 + timedelta(seconds=n), "updated_at": T0 + timedelta(seconds=n)}
     return task.model_copy(update=values | fields)
+
+
+def header_info(**fields: Any) -> HeaderInfo:
+    """A header's facts with plain defaults, `fields` overriding them."""
+    values: dict[str, Any] = {
+        "backend": "sqlite: v.db",
+        "upstream": "simulator",
+        "worker": "running",
+        "feed": FeedStatus(),
+        "counts": {},
+        "finished_per_minute": 0,
+        "view": "all",
+        "sort": "newest first",
+        "search": "",
+        "selected": 0,
+        "shown": 0,
+        "now": T0,
+    }
+    return HeaderInfo(**(values | fields))
 
 
 def bump(task: Task, **fields: object) -> Task:
@@ -191,22 +211,9 @@ def test_header_shows_backend_feed_counts_and_escapes_text() -> None:
 def test_header_shows_qstash_usage_the_dead_count_and_an_outage_only_when_known() -> None:
     from dataclasses import replace
 
-    from core.store import FeedStatus, Usage
+    from core.store import Usage
 
-    info = HeaderInfo(
-        backend="supabase: x",
-        upstream="t8star",
-        worker="none",
-        feed=FeedStatus(),
-        counts={},
-        finished_per_minute=0,
-        view="all",
-        sort="newest first",
-        search="",
-        selected=0,
-        shown=0,
-        now=T0,
-    )
+    info = header_info(backend="supabase: x", upstream="t8star", worker="none")
     assert "QStash" not in header_markup(info) and "dead" not in header_markup(info)
     usage = Usage(T0.date(), published=200, delivered=112)
     with_usage = replace(info, qstash_usage=usage, qstash_budget=1000, dead_letters=2)
@@ -267,20 +274,7 @@ def test_overdue_follows_the_upstream_clock_in_the_book() -> None:
 
 
 def test_header_counts_overdue_and_stalled_only_when_there_are_some() -> None:
-    info = HeaderInfo(
-        backend="sqlite: v.db",
-        upstream="simulator",
-        worker="running",
-        feed=FeedStatus(),
-        counts={TaskStatus.RUNNING: 3},
-        finished_per_minute=0,
-        view="all",
-        sort="newest first",
-        search="",
-        selected=0,
-        shown=3,
-        now=T0,
-    )
+    info = header_info(counts={TaskStatus.RUNNING: 3}, shown=3)
     assert "overdue" not in header_markup(info) and "stalled" not in header_markup(info)
     late = dataclasses.replace(info, overdue=2, stalled=1)
     assert "[b]2[/] overdue [b]1[/] stalled" in header_markup(late)
