@@ -27,14 +27,14 @@ BATCH = 500
 
 def due_step(task: Task, now: datetime) -> WorkMessage | None:
     """The step `task` waits for if it is due at `now`, else None."""
+    if task.step_claimed(now):
+        return None  # a submit or a poll is in flight
+    if task.next_poll_at is not None and task.next_poll_at > now:
+        return None  # not due yet: a poll, or an automatic retry's held-back submit
     if task.status is TaskStatus.QUEUED:
-        if task.step_lease_until is not None and task.step_lease_until > now:
-            return None  # a submit is in flight
         # The worker takes any submit of the current attempt.
         return WorkMessage(task_id=task.id, attempt=task.attempt, step="submit", seq=1)
-    if task.status is TaskStatus.RUNNING and (
-        task.next_poll_at is None or task.next_poll_at <= now
-    ):
+    if task.status is TaskStatus.RUNNING:
         return WorkMessage(task_id=task.id, attempt=task.attempt, step="poll", seq=task.polls + 1)
     return None
 
