@@ -68,6 +68,10 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True, validate_default=True)
 
     def __init__(self, _env_file: str | Path | None = ".env", **values: Any) -> None:
+        # A misspelt keyword would otherwise be ignored, and its default silently used.
+        unknown = sorted(set(values) - _KNOWN_NAMES)
+        if unknown:
+            raise TypeError(f"Settings() got unknown settings: {', '.join(unknown)}")
         found = read_environment(_env_file)
         from_env = {name: found[env] for name, env in _ENV_NAMES.items() if env in found}
         super().__init__(**(from_env | values))
@@ -337,6 +341,12 @@ _ENV_NAMES = {
     name: str(field.validation_alias.choices[0]).lower()  # type: ignore[union-attr]
     for name, field in Settings.model_fields.items()
 }
+# What a keyword argument may be called: the field's name or its variable, in either case.
+_KNOWN_NAMES = {
+    *Settings.model_fields,
+    *(str(choice) for field in Settings.model_fields.values()
+      for choice in field.validation_alias.choices),  # type: ignore[union-attr]
+}  # fmt: skip
 
 
 def settings_problem(exc: ValidationError) -> str:

@@ -68,3 +68,10 @@ def test_a_bad_value_is_refused_naming_the_field(monkeypatch: pytest.MonkeyPatch
 def test_unrelated_variables_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIDEOQ_NOT_A_SETTING", "x")
     assert "not_a_setting" not in Settings().model_dump()
+
+
+def test_a_misspelt_keyword_is_refused_naming_it() -> None:
+    with pytest.raises(TypeError, match="unknown settings: db_pth, sim_speed"):
+        Settings(_env_file=None, db_pth="/tmp/x.db", sim_speed=2)
+    # Fields go by their name or their variable.
+    assert Settings(_env_file=None, VIDEOQ_SIM_SPEED=2, concurrency=3).sim_speedup == 2
