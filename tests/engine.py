@@ -110,6 +110,12 @@ class Engine:
     async def submit(self, prompt: str = "a fox in the snow", **fields: object) -> Task:
         return await self.service.submit(VideoRequest.parse({"prompt": prompt, **fields}))
 
+    async def submitted_with_first_poll(self) -> tuple[Task, WorkMessage]:
+        """A task whose submit step ran, and the first poll it published (not delivered yet)."""
+        task = await self.submit()
+        await self.deliver(self.queue.take().message)
+        return task, self.queue.take().message
+
     async def deliver(self, message: WorkMessage, times: int = 1) -> list[DeliveryResult]:
         return [await self.worker.handle(delivery(message)) for _ in range(times)]
 

@@ -310,9 +310,7 @@ async def test_a_poll_in_flight_during_cancel_does_not_overwrite_it(
     engine: Engine, fake: FakeT8Star
 ) -> None:
     fake.script_default(JobScript(polls=1))
-    task = await engine.submit()
-    await engine.deliver(engine.queue.take().message)
-    poll = engine.queue.take().message
+    task, poll = await engine.submitted_with_first_poll()
     fake.fault("status", Fault.slow(0.5))
     in_flight = asyncio.create_task(engine.worker.handle(delivery(poll)))
     await fake.wait_for(lambda: len(fake.status_calls()) == 1, what="the poll to reach upstream")

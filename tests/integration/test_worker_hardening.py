@@ -108,9 +108,7 @@ async def test_a_poll_whose_holder_died_is_taken_over_once_its_claim_expires(
     engine: Engine, fake: FakeT8Star
 ) -> None:
     fake.script_default(JobScript(polls=2))
-    task = await engine.submit()
-    await engine.deliver(engine.queue.take().message)
-    poll = engine.queue.take().message
+    task, poll = await engine.submitted_with_first_poll()
     fake.fault("status", Fault.slow(30.0))
     holder = asyncio.create_task(engine.worker.handle(delivery(poll)))
     await wait_until(lambda: len(fake.status_calls()) == 1, "the poll to reach T8Star")
@@ -136,9 +134,7 @@ async def test_a_poll_cut_by_the_step_timeout_releases_its_claim(
     engine: Engine, fake: FakeT8Star
 ) -> None:
     fake.script_default(JobScript(polls=2))
-    task = await engine.submit()
-    await engine.deliver(engine.queue.take().message)
-    poll = engine.queue.take().message
+    task, poll = await engine.submitted_with_first_poll()
     fake.fault("status", Fault.slow(30.0))
     engine.worker.timing = replace(engine.worker.timing, step_timeout=0.5)
     [timed_out] = await engine.deliver(poll)
