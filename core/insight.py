@@ -6,6 +6,7 @@ timings; nothing is kept on the side, so every process that reads the store agre
 
 from __future__ import annotations
 
+import functools
 import re
 import statistics
 import time
@@ -14,10 +15,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from core.models import TERMINAL, Task, TaskStatus
+from core.models import TERMINAL, Task, TaskStatus, VideoRequest
 from core.store import TaskStore
 from core.text import one_line
-from core.upstream import expected_timing
+from core.upstream import Estimate, expected_timing
 
 STALLED_POLLS = 4
 """A running task whose last this-many polls reported no new progress has stalled."""
@@ -32,6 +33,27 @@ _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _VOLATILE = re.compile(rf"{_UUID}|\b(?=[0-9a-f]*\d)[0-9a-f]{{12,}}\b|\d+(?:\.\d+)?", re.I)
 
 
+def estimate_of(task: Task) -> Estimate:
+    """The provider's expected timing for the task's request, the same for every such task.
+
+    The dashboard asks for every running row on every frame: cached, it builds no request.
+    """
+    return _estimate(task.provider, task.model, task.duration, task.hd, task.aspect_ratio)
+
+
+@functools.lru_cache(maxsize=256)
+def _estimate(provider: str, model: str, duration: int, hd: bool, aspect_ratio: str) -> Estimate:
+    request = VideoRequest(
+        prompt="-",
+        provider=provider,
+        model=model,
+        duration=duration,
+        hd=hd,
+        aspect_ratio=aspect_ratio,
+    )
+    return expected_timing(request)
+
+
 def overdue(task: Task, now: datetime, speedup: float = 1.0) -> bool:
     """Running past the end of the provider's published time range for this request.
 
@@ -40,7 +62,7 @@ def overdue(task: Task, now: datetime, speedup: float = 1.0) -> bool:
     if task.status is not TaskStatus.RUNNING or task.started_at is None:
         return False
     elapsed = (now - task.started_at).total_seconds() * speedup
-    return elapsed > expected_timing(task.request()).high
+    return elapsed > estimate_of(task).high
 
 
 def stalled(task: Task) -> bool:
@@ -207,7 +229,7 @@ class Lateness:
 
 def lateness(task: Task, now: datetime, speedup: float = 1.0) -> Lateness:
     """How `task` stands against the provider's timings and its own recent progress."""
-    estimate = expected_timing(task.request())
+    estimate = estimate_of(task)
     elapsed = None
     if task.started_at is not None:
         end = task.completed_at or now

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -214,13 +214,14 @@ def idle_summary(counts: Mapping[TaskStatus, int]) -> str:
     return f"idle: {ended}"
 
 
-def timing_line(late: Lateness) -> str:
-    """`expected 1m–3m; upstream for 4m 10s, overdue`: the job against the provider's range."""
+def timing_line(late: Lateness, mark: Callable[[str], str] = str) -> str:
+    """`expected 1m–3m; upstream for 4m 10s, overdue`: the job against the provider's range;
+    `mark` styles the overdue/stalled words (the dashboard's warning style)."""
     line = f"expected {span(late.expected_low)}–{span(late.expected_high)}"
     if late.elapsed is not None:
         line += f"; upstream for {span(late.elapsed)}"
     marks = late_marks(late).replace(",", ", ")
-    return f"{line}, {marks}" if marks else line
+    return f"{line}, {mark(marks)}" if marks else line
 
 
 def task_detail(task: Task, history: list[TaskEvent], late: Lateness | None = None) -> str:

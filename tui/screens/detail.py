@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from datetime import datetime
 from typing import ClassVar
@@ -19,7 +18,7 @@ from core.insight import lateness
 from core.models import Task, TaskEvent
 from core.service import TaskDetail
 from core.text import one_line, visible_lines
-from tui.render import describe_event, image_summary, late_marks, relative, span, timing_line
+from tui.render import describe_event, image_summary, relative, span, timing_line
 from tui.state.task_cells import status_label
 from tui.widgets.status_header import STATUS_CLASSES
 from tui.widgets.styled import styled
@@ -35,10 +34,7 @@ def stamp(moment: datetime | None, now: datetime) -> str:
 
 def timing_markup(task: Task, now: datetime, style: Styler, speedup: float) -> str:
     """The job against the provider's range, its overdue or stalled mark in the warning style."""
-    late = lateness(task, now, speedup)
-    marks = late_marks(late).replace(",", ", ")
-    line = timing_line(dataclasses.replace(late, overdue=False, stalled=False))
-    return f"{line}, {style('detail--late', marks)}" if marks else line
+    return timing_line(lateness(task, now, speedup), lambda marks: style("detail--late", marks))
 
 
 def queue_time(task: Task, now: datetime) -> str:
