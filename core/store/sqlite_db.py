@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import sqlite3
+import threading
 import time
 from collections import Counter
 from collections.abc import Collection, Iterator
@@ -261,6 +262,20 @@ def decode_task(row: tuple[Any, ...]) -> Task:
 
 ChangeRow = tuple[ChangeOp, tuple[Any, ...]]
 
+_PREPARING: dict[str, threading.Lock] = {}
+_PREPARING_GUARD = threading.Lock()
+
+
+def _preparing(path: Path) -> threading.Lock:
+    """One lock per file, so this process's stores bring it up to date one at a time.
+
+    Stores opening an old file at once otherwise each run every migration step, and their
+    busy handlers can starve one another past the busy timeout; other processes still wait
+    on SQLite's own lock.
+    """
+    with _PREPARING_GUARD:
+        return _PREPARING.setdefault(str(path.resolve()), threading.Lock())
+
 
 class Database:
     """The synchronous side; every method runs on the store's one thread."""
@@ -271,7 +286,8 @@ class Database:
         self.origin = origin
         self.db = db
         if prepare:  # the reading connection opens a file its writing twin prepared
-            self._prepare(path)
+            with _preparing(path):
+                self._prepare(path)
         self.data_version = -1
         self.next_prune = time.monotonic() + PRUNE_EVERY
 
