@@ -106,5 +106,14 @@ def test_cron_fields_take_steps_ranges_and_lists() -> None:
             Cron.parse(bad)
 
 
-def _at(*, hour: int = 0, minute: int = 0) -> datetime:
-    return datetime(2026, 12, 2, hour, minute, tzinfo=UTC)
+def test_day_of_month_and_weekday_restricted_together_fire_on_either() -> None:
+    # As cron does: "the 1st, and every Monday", not "a Monday that is the 1st".
+    either = Cron.parse("0 9 1 * 1")
+    days = [d for d in range(1, 32) if either.matches(_at(day=d, hour=9))]
+    assert days == [1, 7, 14, 21, 28]  # December 2026: the 1st (a Tuesday) and its Mondays
+    mondays = Cron.parse("0 9 * * 1")
+    assert [d for d in range(1, 32) if mondays.matches(_at(day=d, hour=9))] == [7, 14, 21, 28]
+
+
+def _at(*, day: int = 2, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(2026, 12, day, hour, minute, tzinfo=UTC)

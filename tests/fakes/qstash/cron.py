@@ -16,6 +16,9 @@ class Cron:
 
     expression: str
     allowed: tuple[frozenset[int], ...]
+    # Whether day of month and day of week are both restricted (neither starts with `*`): then
+    # cron fires on a day that matches either of them, not only on days matching both.
+    either_day: bool = False
 
     @classmethod
     def parse(cls, expression: str) -> Cron:
@@ -24,18 +27,16 @@ class Cron:
         if len(parts) != len(_FIELDS):
             raise ValueError(f"invalid cron expression {expression!r}: want 5 fields")
         allowed = tuple(_field(part, *spec) for part, spec in zip(parts, _FIELDS, strict=True))
-        return cls(expression, allowed)
+        either_day = not parts[2].startswith("*") and not parts[4].startswith("*")
+        return cls(expression, allowed, either_day)
 
     def matches(self, moment: datetime) -> bool:
         """Whether the schedule fires in the minute `moment` falls in (UTC)."""
         minute, hour, day, month, weekday = self.allowed
-        return (
-            moment.minute in minute
-            and moment.hour in hour
-            and moment.day in day
-            and moment.month in month
-            and (moment.isoweekday() % 7) in weekday
-        )
+        by_date = moment.day in day
+        by_weekday = (moment.isoweekday() % 7) in weekday
+        on_day = (by_date or by_weekday) if self.either_day else (by_date and by_weekday)
+        return moment.minute in minute and moment.hour in hour and moment.month in month and on_day
 
 
 def _field(text: str, name: str, lowest: int, highest: int) -> frozenset[int]:
