@@ -10,6 +10,7 @@ from typing import TextIO
 
 from core.config import Settings
 from core.doctor import CheckResult, run_checks
+from tui.i18n import tn
 
 GLYPHS = {"ok": "✓", "failed": "✗", "skipped": "–"}
 COLOURS = {"ok": "32", "failed": "31", "skipped": "2"}  # green, red, dim
@@ -26,7 +27,9 @@ def doctor(settings: Settings, *, as_json: bool, out: TextIO = sys.stdout) -> in
         for result in results:
             print(report_line(result, width, colour=colour), file=out)
         failures = sum(not result.ok for result in results)
-        print(f"\n{len(results)} checks, {failures} failed", file=out)
+        summary = tn("{count} check, {failed} failed", "{count} checks, {failed} failed",
+                     len(results), failed=failures)  # fmt: skip
+        print("\n" + summary, file=out)
     return 0 if all(result.ok for result in results) else 1
 
 
