@@ -40,6 +40,10 @@ def uses_in(source: str, where: str) -> list[Use]:
         at = f"{where}:{node.lineno}"
         if name in LOOKUPS and node.args and (text := _literal(node.args[0])) is not None:
             found.append(Use(text, at))
+        elif name == "tc" and len(node.args) >= 2:
+            context, text = _literal(node.args[0]), _literal(node.args[1])
+            if context is not None and text is not None:
+                found.append(Use(f"{context}\x04{text}", at))
         elif name == "tn" and len(node.args) >= 2:
             one, many = _literal(node.args[0]), _literal(node.args[1])
             if one is not None:

@@ -77,6 +77,13 @@ def tn(one: str, many: str, count: int, /, **values: object) -> str:
     return chosen.format_map({"count": count, **values})
 
 
+def tc(context: str, text: str, /, **values: object) -> str:
+    """`text` where one English word needs two Chinese ones: the catalog's key is the context
+    and the text joined by gettext's separator (`when\x04queued`, the time it was queued)."""
+    found = _catalog().get(f"{context}\x04{text}", text)
+    return found.format_map(values)
+
+
 def N_(text: str) -> str:
     """Mark `text` for the catalog without translating it yet (it is translated when shown)."""
     return text

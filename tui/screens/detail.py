@@ -19,7 +19,7 @@ from core.insight import lateness
 from core.models import Task, TaskEvent
 from core.service import TaskDetail
 from core.text import one_line, visible_lines
-from tui.i18n import t
+from tui.i18n import t, tc
 from tui.keys import speak
 from tui.render import (
     describe_event,
@@ -73,12 +73,12 @@ def field_lines(
         (t("timing"), timing_markup(task, now, style, speedup)),
         (t("in queue"), queue_time(task, now)),
         (t("created"), stamp(task.created_at, now)),
-        (t("queued"), stamp(task.queued_at, now)),
+        (tc("when", "queued"), stamp(task.queued_at, now)),
         (t("started"), stamp(task.started_at, now)),
         (t("completed"), stamp(task.completed_at, now)),
         (t("last poll"), stamp(task.last_polled_at, now)),
         (t("next poll"), stamp(task.next_poll_at if task.status.active else None, now)),
-        (t("updated"), stamp(task.updated_at, now) + f" [dim]{version}[/]"),
+        (tc("when", "updated"), stamp(task.updated_at, now) + f" [dim]{version}[/]"),
     ]
 
 
