@@ -39,7 +39,7 @@ MESSAGES: dict[str, str] = {
     " s": " 秒",
     ",": "、",
     ", ": "，",
-    " and ": "和",
+    " and ": "，",
     "{count} {status}": "{status} {count}",
     "never": "从未",
     "none": "无",
@@ -408,7 +408,7 @@ MESSAGES: dict[str, str] = {
     "按 n 新建任务，或运行 `videoq submit`",
     "{count} task still running upstream": "{count} 个任务仍在上游运行",
     "{count} queued": "{count} 个排队中",
-    "Quit with {counts}?": "在{counts}时退出？",
+    "Quit with {counts}?": "{counts}，确定退出？",
     "They are not lost: they resume when a worker next runs on this store (videoq, or videoq "
     "--no-ui).": "它们不会丢失：下次有 worker 在此存储上运行时会继续（videoq 或 videoq --no-ui）。",
     "Drain: take no new deliveries, finish the steps in flight, then quit.": "排空：不再接收新投递"
