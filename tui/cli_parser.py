@@ -6,6 +6,7 @@ Done by subclassing (a parser and a help formatter), never by patching the stand
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Any, NoReturn
 
@@ -13,10 +14,44 @@ from tui.i18n import outside_text, t
 
 
 class HelpFormatter(argparse.HelpFormatter):
-    """argparse's formatter with the catalog's word for "usage:"."""
+    """argparse's formatter with the catalog's word for "usage:", wrapping by terminal cells
+    (textwrap counts characters and breaks only at spaces: Chinese would overflow)."""
 
     def add_usage(self, usage: Any, actions: Any, groups: Any, prefix: str | None = None) -> None:
         super().add_usage(usage, actions, groups, t("usage: ") if prefix is None else prefix)
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        if text.isascii():
+            return super()._split_lines(text, width)
+        return wrap_cells(" ".join(text.split()), width)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.isascii():
+            return super()._fill_text(text, width, indent)
+        return "\n".join(indent + line for line in wrap_cells(" ".join(text.split()), width))
+
+
+# A run of characters that stays together: a word with its spaces, or one wide character; an
+# opening bracket or quote stays with what follows it (a line never ends on one).
+_WIDE = "\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef"
+_PIECES = re.compile(f"[（《“]?(?:[{_WIDE}]|[^\\s{_WIDE}]+\\s*)|\\s+")
+
+
+def wrap_cells(text: str, width: int) -> list[str]:
+    """`text` in lines of at most `width` cells, broken at spaces or between CJK characters."""
+    from rich.cells import cell_len  # the one-shot commands load it anyway (render.py)
+
+    lines: list[str] = []
+    line = ""
+    for piece in _PIECES.findall(text):
+        if line and cell_len((line + piece).rstrip()) > width:
+            lines.append(line.rstrip())
+            line = piece.lstrip()
+        else:
+            line += piece
+    if line.strip():
+        lines.append(line.rstrip())
+    return lines
 
 
 class Parser(argparse.ArgumentParser):

@@ -37,7 +37,7 @@ def package_version() -> str:
     try:
         return version("videoq")
     except PackageNotFoundError:
-        return "unknown (not installed as a package)"
+        return t("unknown (not installed as a package)")
 
 
 class _VersionAction(argparse._VersionAction):

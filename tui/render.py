@@ -92,11 +92,6 @@ def fit(text: str | None, width: int) -> str:
     return set_cell_size(ellipsize(text, width), width)
 
 
-def plural(count: int, noun: str) -> str:
-    """English's `1 task`, `2 tasks` (only for text that the catalog does not show)."""
-    return f"{count} {noun}" + ("" if count == 1 else "s")
-
-
 def status_word(status: TaskStatus | str) -> str:
     """A status as a person reads it (`--json` and the API keep the English code)."""
     return t(STATUS_WORDS[TaskStatus(status)])

@@ -78,6 +78,17 @@ def test_help_is_in_chinese_with_argparse_s_own_words(cli: Cli) -> None:
     assert "重试所有已失败的任务" in sub and "示例：videoq retry 3f2a9c1e" in sub
 
 
+@pytest.mark.parametrize("width", [60, 80])
+def test_chinese_help_wraps_by_cells(cli: Cli, width: int) -> None:
+    narrow = chinese(cli, COLUMNS=str(width))
+    for args in (("--help",), ("schedule", "--help"), ("retry", "--help")):
+        lines = narrow.ok(*args).splitlines()
+        assert max(cell_len(line) for line in lines) <= width, args
+        assert not any(line.rstrip().endswith("（") for line in lines)
+    text = narrow.ok("--help").replace("\n", "").replace(" ", "")
+    assert "与--no-ui一起用：没有排队或运行中的任务时停止" in text  # nothing lost in the wrapping
+
+
 def _column_starts(lines: list[str], texts: list[str]) -> set[int]:
     """The cell offset at which each line's text (a prompt or reason prefix) starts."""
     starts = set()

@@ -109,6 +109,7 @@ MESSAGES: dict[str, str] = {
     "print the figures as one JSON object": "以一个 JSON 对象打印统计数据",
     "print the SQL that sets up Supabase/Postgres": "打印初始化 Supabase/Postgres 的 SQL",
     "print the version and exit": "打印版本并退出",
+    "unknown (not installed as a package)": "未知（未作为软件包安装）",
     "check the configuration and the services it names; exit 1 on a problem": "检查配置及其指向的"
     "服务；有问题时以 1 退出",
     "print a JSON list of the checks": "以 JSON 列表打印各项检查",
