@@ -22,6 +22,7 @@ from typing import ClassVar
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.command import CommandPalette
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input
@@ -364,6 +365,12 @@ class VideoqApp(DashboardActions):
             HelpSection(t("Everywhere"), [palette]),
         ]
         self.push_screen(HelpScreen(left, right))
+
+    def action_command_palette(self) -> None:
+        """Textual's palette (ctrl+p), its prompt in the interface's language."""
+        if self.use_command_palette and not CommandPalette.is_open(self):
+            placeholder = t("Search for commands…")
+            self.push_screen(CommandPalette(id="--command-palette", placeholder=placeholder))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         # One "Quit" (ours, which asks while tasks run) and our help instead of Textual's keys.

@@ -291,6 +291,7 @@ MESSAGES: dict[str, str] = {
     "Clear the filter or the selection": "清除筛选或选择",
     "palette": "命令面板",
     "Command palette": "命令面板",
+    "Search for commands…": "搜索命令…",
     "Details": "详情",
     "Open the task under the cursor": "打开光标所在的任务",
     "Up": "上移",
