@@ -368,7 +368,8 @@ class VideoqApp(DashboardActions):
 
     def action_command_palette(self) -> None:
         """Textual's palette (ctrl+p), its prompt in the interface's language."""
-        if self.use_command_palette and not CommandPalette.is_open(self):
+        open_already = any(isinstance(screen, CommandPalette) for screen in self.screen_stack)
+        if self.use_command_palette and not open_already:
             placeholder = t("Search for commands…")
             self.push_screen(CommandPalette(id="--command-palette", placeholder=placeholder))
 
