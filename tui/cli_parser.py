@@ -20,6 +20,12 @@ class HelpFormatter(argparse.HelpFormatter):
     def add_usage(self, usage: Any, actions: Any, groups: Any, prefix: str | None = None) -> None:
         super().add_usage(usage, actions, groups, t("usage: ") if prefix is None else prefix)
 
+    def _format_usage(self, usage: Any, actions: Any, groups: Any, prefix: str | None) -> str:
+        text = super()._format_usage(usage, actions, groups, prefix)
+        # argparse indents continuation lines by len(prefix); a wide "用法：" takes more cells.
+        extra = _cells(prefix) - len(prefix) if prefix else 0
+        return text.replace("\n ", "\n " + " " * extra) if extra > 0 else text
+
     def _split_lines(self, text: str, width: int) -> list[str]:
         if text.isascii():
             return super()._split_lines(text, width)
@@ -37,14 +43,18 @@ _WIDE = "\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef"
 _PIECES = re.compile(f"[（《“]?(?:[{_WIDE}]|[^\\s{_WIDE}]+\\s*)|\\s+")
 
 
-def wrap_cells(text: str, width: int) -> list[str]:
-    """`text` in lines of at most `width` cells, broken at spaces or between CJK characters."""
+def _cells(text: str) -> int:
     from rich.cells import cell_len  # the one-shot commands load it anyway (render.py)
 
+    return cell_len(text)
+
+
+def wrap_cells(text: str, width: int) -> list[str]:
+    """`text` in lines of at most `width` cells, broken at spaces or between CJK characters."""
     lines: list[str] = []
     line = ""
     for piece in _PIECES.findall(text):
-        if line and cell_len((line + piece).rstrip()) > width:
+        if line and _cells((line + piece).rstrip()) > width:
             lines.append(line.rstrip())
             line = piece.lstrip()
         else:

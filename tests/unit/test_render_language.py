@@ -56,3 +56,23 @@ def test_doctor_lines_pad_names_by_cells() -> None:
     lines = [report_line(result, width) for result in results]
     assert [cell_len(line[: line.index(r.detail)]) for line, r in zip(
         lines, results, strict=True)] == [width + 4] * 2  # fmt: skip
+
+
+@pytest.mark.parametrize("width", [72, 152])
+@pytest.mark.parametrize("language", ["en", ZH_CN])
+def test_failure_groups_line_up_with_their_legend(width: int, language: str) -> None:
+    from core.insight import FailureGroup
+    from tui.screens.failures import group_line, legend_line
+
+    groups = [
+        FailureGroup(reason, count=n * 7, recovered=n, newest_at=NOW - timedelta(hours=n * 5))
+        for n, reason in enumerate(REASONS, start=1)
+    ]
+    with using(language):
+        legend = legend_line()
+        lines = [group_line(group, NOW, width) for group in groups]
+    assert all(cell_len(line) <= width for line in lines)
+    starts = {cell_len(line[: line.index(g.reason[:3])]) for line, g in zip(
+        lines, groups, strict=True)}  # fmt: skip
+    reason_word = "原因" if language == ZH_CN else "REASON"
+    assert starts == {cell_len(legend[: legend.index(reason_word)])}
