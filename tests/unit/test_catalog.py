@@ -96,6 +96,9 @@ def test_core_refusals_and_validation_reasons_are_translated_at_display() -> Non
         )
         assert outside_text("prompt: must not be blank") == "prompt：不能为空"
         assert outside_text("is longer than 4,000 characters") == "超过 4,000 个字符"
+        assert outside_text("degraded: QStash unreachable since 2025-06-01 12:00:00 UTC") == (
+            "降级：QStash 自 2025-06-01 12:00:00 UTC 起无法连接"
+        )
         assert outside_text(upstream) == upstream
         assert outside_text("upstream overloaded, try later") == "upstream overloaded, try later"
     assert outside_text(refusal) == refusal

@@ -546,6 +546,11 @@ PATTERNS: list[tuple[str, str]] = [
         r"image (?P<raw_n>\d+) is not an http\(s\) URL or a data URL",
         "第 {raw_n} 张图片不是 http(s) URL 或 data URL",
     ),
+    # core/qstash_guard.py: the header's outage line
+    (
+        r"degraded: QStash unreachable since (?P<raw_moment>.+)",
+        "降级：QStash 自 {raw_moment} 起无法连接",
+    ),
     # argparse's error lines
     (r"argument (?P<raw_argument>[^:]+): (?P<message>.+)", "参数 {raw_argument}：{message}"),
     (r"the following arguments are required: (?P<raw>.+)", "缺少必需的参数：{raw}"),
