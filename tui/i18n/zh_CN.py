@@ -524,7 +524,10 @@ PATTERNS: list[tuple[str, str]] = [
         "{raw_header} 请求头）",
     ),
     # core/messages.py and the request rules: why a request is refused, field by field
-    (r"(?P<raw_field>[a-z_]+): (?P<reason>.+)", "{raw_field}：{reason}"),
+    (
+        r"(?P<raw_field>prompt|model|duration|aspect_ratio|hd|images|request): (?P<reason>.+)",
+        "{raw_field}：{reason}",
+    ),
     (r"must not be blank", "不能为空"),
     (r"is required", "必填"),
     (r"must be true or false", "必须是 true 或 false"),
