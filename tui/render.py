@@ -54,7 +54,6 @@ UNITS = ((N_("{n}d"), 86400), (N_("{n}h"), 3600), (N_("{n}m"), 60), (N_("{n}s"),
 def span(seconds: float) -> str:
     """A span in its two largest units, such as `2m 53s`, `1h 4m` or `9s`."""
     left = max(0, int(seconds))
-    parts: list[str] = []
     counts: list[tuple[str, int]] = []
     for unit, size in UNITS:
         count, left = divmod(left, size)
@@ -63,12 +62,10 @@ def span(seconds: float) -> str:
     top = counts[:2]
     if len(top) == 2 and top[1][1] == 0:
         top.pop()
-    parts = [t(unit, n=count) for unit, count in top]
-    return (
-        t("{first} {second}", first=parts[0], second=parts[1])
-        if len(parts) == 2
-        else (parts[0] if parts else t("{n}s", n=0))
-    )
+    parts = [t(unit, n=count) for unit, count in top] or [t("{n}s", n=0)]
+    if len(parts) == 2:
+        return t("{first} {second}", first=parts[0], second=parts[1])
+    return parts[0]
 
 
 def relative(moment: datetime, now: datetime) -> str:
