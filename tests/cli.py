@@ -30,6 +30,7 @@ class Cli:
         env.update(
             {"VIDEOQ_DB": str(db_path), "VIDEOQ_SIM_SPEED": "400", "VIDEOQ_SIM_FAILURE_RATE": "0.2"}
         )
+        env["VIDEOQ_LANG"] = "en"  # whatever the machine's locale; a test may ask for zh_CN
         env.update(settings)
         return cls(db_path, env)
 

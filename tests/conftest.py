@@ -13,6 +13,7 @@ from core.store.supabase_feed import FeedOptions
 from tests.fakes.qstash import DEV_TOKEN, DeliveryReceiver, FakeQStash
 from tests.fakes.supabase import FakeSupabase
 from tests.local_postgres import postgres_server
+from tui.i18n import EN, using
 
 # Short timings so fault tests recover in well under a second.
 FAST_FEED = FeedOptions(
@@ -82,3 +83,11 @@ async def qstash_sdk(fake_qstash: FakeQStash) -> AsyncIterator[AsyncQStash]:
     client = AsyncQStash(DEV_TOKEN, base_url=fake_qstash.url, retry=False)
     yield client
     await client.http._client.aclose()
+
+
+@pytest.fixture(autouse=True)
+def english() -> Iterator[None]:
+    """Every test reads English unless it asks for another language (a zh_CN LANG on the
+    machine must not change what the tests see); `using(ZH_CN)` inside a test overrides it."""
+    with using(EN):
+        yield

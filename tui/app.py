@@ -22,6 +22,7 @@ from typing import ClassVar
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.command import CommandPalette
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input
@@ -40,7 +41,8 @@ from core.supervisor import supervise
 from core.text import one_line
 from tui.app_actions import DashboardActions
 from tui.commands import TaskCommands
-from tui.keys import APP_BINDINGS
+from tui.i18n import N_, outside_text, t
+from tui.keys import APP_BINDINGS, speak
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.dead import DeadLettersScreen
 from tui.screens.detail import DetailScreen
@@ -60,7 +62,7 @@ SNAPSHOT_LIMIT = 10_000
 DEAD_COUNT_EVERY = 10.0
 """Seconds between reads of the dead-letter count (on QStash each read is an API call)."""
 TARGETED_ACTIONS = ("cancel", "retry", "retry_failed", "open_detail", "toggle_select", "clear")
-WORKER_NAMES = {"feed": "live feed", "engine": "worker", "boot": "start-up"}
+WORKER_NAMES = {"feed": N_("live feed"), "engine": N_("worker"), "boot": N_("start-up")}
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class VideoqApp(DashboardActions):
         freeze_gc: bool = False,
     ) -> None:
         super().__init__()
+        speak(self)
         self.runtime = runtime
         self.demo = demo
         self.start_worker = start_worker
@@ -136,7 +139,7 @@ class VideoqApp(DashboardActions):
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="header")
         yield Input(
-            placeholder="filter by id, prompt or error  (enter: keep, esc: clear)", id="search"
+            placeholder=t("filter by id, prompt or error  (enter: keep, esc: clear)"), id="search"
         )
         self._table = TaskTable(self.book, self.clock, id="tasks")
         yield self._table
@@ -183,7 +186,7 @@ class VideoqApp(DashboardActions):
         self.show_header()
         if self.demo:
             await seed_demo(self.runtime.service, self.demo)
-            self.notify(f"{self.demo} demo tasks queued")
+            self.notify(t("{count} demo tasks queued", count=self.demo))
 
     async def _follow_feed(self) -> None:
         store = self.runtime.store
@@ -238,7 +241,7 @@ class VideoqApp(DashboardActions):
         before, self._unreadable = self._unreadable, {row.task_id: row for row in rows}
         for row in rows:
             if row.task_id not in before:
-                self.notify(one_line(row.message), severity="warning", markup=False)
+                self.notify(one_line(outside_text(row.message)), severity="warning", markup=False)
 
     def _after_change(self, changed: set[str]) -> None:
         if self._jump_to in changed and (row := self.table.index_of(self._jump_to)) is not None:
@@ -306,15 +309,15 @@ class VideoqApp(DashboardActions):
     def _worker_state(self) -> str:
         """running, paused, draining, or none (and why), as the header says it."""
         if not self.start_worker:
-            return "none (QStash: videoq serve takes deliveries)"
+            return t("none (QStash: videoq serve takes deliveries)")
         if self._engine is None:
-            return "starting"
+            return t("starting")
         if self._engine.is_finished:
-            return "none (stopped)"
+            return t("none (stopped)")
         if self._stop.is_set():
-            return "draining"
+            return t("draining")
         queue = self._local_queue()
-        return "paused (p resumes)" if queue is not None and queue.paused else "running"
+        return t("paused (p resumes)") if queue is not None and queue.paused else t("running")
 
     def _tick(self) -> None:
         if not self.is_running or not self.screen_stack:
@@ -352,16 +355,23 @@ class VideoqApp(DashboardActions):
 
     def action_help(self) -> None:
         palette = Binding(self.COMMAND_PALETTE_BINDING, "command_palette", "Command palette")
-        left = [HelpSection("Task table", [*TaskTable.BINDINGS, *self.BINDINGS])]
+        left = [HelpSection(t("Task table"), [*TaskTable.BINDINGS, *self.BINDINGS])]
         right = [
-            HelpSection("Task detail (enter)", DetailScreen.BINDINGS),
-            HelpSection("Failures by reason (6)", FailuresScreen.BINDINGS),
-            HelpSection("Dead letters (d)", DeadLettersScreen.BINDINGS),
-            HelpSection("New-task form (n; tab moves)", NewTaskScreen.BINDINGS),
-            HelpSection("Confirmations", ConfirmScreen.BINDINGS),
-            HelpSection("Everywhere", [palette]),
+            HelpSection(t("Task detail (enter)"), DetailScreen.BINDINGS),
+            HelpSection(t("Failures by reason (6)"), FailuresScreen.BINDINGS),
+            HelpSection(t("Dead letters (d)"), DeadLettersScreen.BINDINGS),
+            HelpSection(t("New-task form (n; tab moves)"), NewTaskScreen.BINDINGS),
+            HelpSection(t("Confirmations"), ConfirmScreen.BINDINGS),
+            HelpSection(t("Everywhere"), [palette]),
         ]
         self.push_screen(HelpScreen(left, right))
+
+    def action_command_palette(self) -> None:
+        """Textual's palette (ctrl+p), its prompt in the interface's language."""
+        open_already = any(isinstance(screen, CommandPalette) for screen in self.screen_stack)
+        if self.use_command_palette and not open_already:
+            placeholder = t("Search for commands…")
+            self.push_screen(CommandPalette(id="--command-palette", placeholder=placeholder))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         # One "Quit" (ours, which asks while tasks run) and our help instead of Textual's keys.
@@ -408,7 +418,7 @@ class VideoqApp(DashboardActions):
             return
         self._quitting = True
         self._stop.set()
-        self.notify("finishing in-flight steps… (q again quits at once)")
+        self.notify(t("finishing in-flight steps… (q again quits at once)"))
         self.show_header()
 
         async def drain() -> None:
@@ -423,14 +433,17 @@ class VideoqApp(DashboardActions):
         queue = self._local_queue()
         if queue is None or self._engine is None or self._engine.is_finished:
             self.notify(
-                f"no worker runs in this dashboard ({self._worker_state()})", severity="warning"
+                t("no worker runs in this dashboard ({state})", state=self._worker_state()),
+                severity="warning",
             )
             return
         queue.set_paused(not queue.paused)
         if queue.paused:
-            self.notify("paused: no new deliveries are taken (steps in flight finish); p resumes")
+            self.notify(
+                t("paused: no new deliveries are taken (steps in flight finish); p resumes")
+            )
         else:
-            self.notify("resumed taking deliveries")
+            self.notify(t("resumed taking deliveries"))
         self.show_header()
 
     def _local_queue(self) -> DispatchingQueue | None:
@@ -474,18 +487,22 @@ class VideoqApp(DashboardActions):
         if worker.group in WORKER_NAMES:
             self.show_header()
         if event.state is WorkerState.SUCCESS and worker.group == "engine" and not self._quitting:
-            self.notify("the worker stopped", severity="warning")
+            self.notify(t("the worker stopped"), severity="warning")
         if event.state is not WorkerState.ERROR:
             return
         error = worker.error
-        what = WORKER_NAMES.get(worker.group, "action")
+        what = WORKER_NAMES.get(worker.group, N_("action"))
         if isinstance(error, VideoqError):
             log.warning("%s failed: %s", what, error.message)
-            message = error.message
+            message = outside_text(error.message)
         else:
             log.error("%s failed unexpectedly", what, exc_info=error)
             message = f"{type(error).__name__}: {error}"
-        self.notify(f"{what} failed: {message}", severity="error", timeout=10)
+        self.notify(
+            t("{what} failed: {message}", what=t(what), message=message),
+            severity="error",
+            timeout=10,
+        )
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from core.errors import VideoqError
 from core.insight import FailureGroup, Stats, collect_stats
 from core.models import Task, VideoRequest
 from core.runtime import Runtime
+from tui.i18n import N_, t
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.detail import DetailScreen
 from tui.screens.failures import FailuresScreen
@@ -142,16 +143,21 @@ class DashboardActions(App[None]):
         async def cancel(task_id: str) -> Task:
             return await self.runtime.service.cancel(task_id, actor=ACTOR)
 
-        await self._each(ids, cancel, lambda t: f"task {t.id[:8]} cancelled", "cancelled")
+        def one(task: Task) -> str:
+            return t("task {id} cancelled", id=task.id[:8])
+
+        await self._each(ids, cancel, one, N_("{count} tasks cancelled"))
 
     async def _retry_tasks(self, ids: list[str]) -> None:
         async def retry(task_id: str) -> Task:
             return await self.runtime.service.retry(task_id, actor=ACTOR)
 
         def one(task: Task) -> str:
-            return f"task {task.id[:8]} queued again (attempt {task.attempt})"
+            return t(
+                "task {id} queued again (attempt {attempt})", id=task.id[:8], attempt=task.attempt
+            )
 
-        await self._each(ids, retry, one, "queued again")
+        await self._each(ids, retry, one, N_("{count} tasks queued again"))
 
     async def _each(
         self, ids: list[str], call: TaskCall, one: Callable[[Task], str], many: str
@@ -194,7 +200,7 @@ class DashboardActions(App[None]):
     async def _submit(self, request: VideoRequest) -> None:
         task = await self.runtime.service.submit(request, actor=ACTOR)
         self._jump_to = task.id
-        self.notify(f"task {task.id[:8]} queued")
+        self.notify(t("task {id} queued", id=task.id[:8]))
 
     # --- what the table shows ------------------------------------------------------------
 

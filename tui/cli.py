@@ -25,6 +25,8 @@ from core.errors import InvalidRequest, VideoqError
 from core.models import ACTIVE, TERMINAL, TaskStatus, VideoRequest, utcnow
 from core.service import MAX_LIST_LIMIT
 from tui import cli_tools, render
+from tui.cli_parser import Parser
+from tui.i18n import outside_text, t, tn
 
 if TYPE_CHECKING:
     # Start-up: only what parsing and the settings need is imported at the top of this module;
@@ -39,117 +41,140 @@ FINISHED = [status for status in TaskStatus if status in TERMINAL]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="videoq",
-        description="A durable queue for AI video-generation jobs. With no command, opens the "
-        "dashboard with the worker running in the same process.",
+        description=t(
+            "A durable queue for AI video-generation jobs. With no command, opens the "
+            "dashboard with the worker running in the same process."
+        ),
     )
     parser.add_argument(
-        "--no-ui", action="store_true", help="run the worker headless (logs to stdout)"
+        "--no-ui", action="store_true", help=t("run the worker headless (logs to stdout)")
     )
     parser.add_argument(
         "--until-idle",
         action="store_true",
-        help="with --no-ui: stop once no task is queued or running, print a summary line "
-        "(succeeded / failed / cancelled) and exit 0, whatever the tasks' outcomes",
+        help=t(
+            "with --no-ui: stop once no task is queued or running, print a summary line "
+            "(succeeded / failed / cancelled) and exit 0, whatever the tasks' outcomes"
+        ),
     )
     parser.add_argument(
-        "--demo", type=_count, default=0, metavar="N", help="first submit N varied sample tasks"
+        "--demo",
+        type=_count,
+        default=0,
+        metavar="N",
+        help=t("first submit N varied sample tasks"),
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    submit = commands.add_parser("submit", help="queue a new video task and print its id")
-    submit.add_argument("--prompt", required=True, help="what the video should show")
-    submit.add_argument("--model", default="sora-2", help="sora-2 (default) or sora-2-pro")
+    submit = commands.add_parser("submit", help=t("queue a new video task and print its id"))
+    submit.add_argument("--prompt", required=True, help=t("what the video should show"))
+    submit.add_argument("--model", default="sora-2", help=t("sora-2 (default) or sora-2-pro"))
     submit.add_argument(
-        "--duration", default="10", help="seconds: 10 (default), 15, or 25 (sora-2-pro only)"
+        "--duration",
+        default="10",
+        help=t("seconds: 10 (default), 15, or 25 (sora-2-pro only)"),
     )
-    submit.add_argument("--aspect-ratio", default="16:9", help="16:9 (default) or 9:16")
+    submit.add_argument("--aspect-ratio", default="16:9", help=t("16:9 (default) or 9:16"))
     submit.add_argument(
-        "--hd", action="store_true", help="high definition (sora-2-pro only; much slower)"
+        "--hd", action="store_true", help=t("high definition (sora-2-pro only; much slower)")
     )
     submit.add_argument(
         "--image",
         action="append",
         default=[],
         metavar="URL",
-        help="reference image URL or data URL (repeatable)",
+        help=t("reference image URL or data URL (repeatable)"),
     )
-    submit.add_argument("--json", action="store_true", help="print the stored task as JSON")
+    submit.add_argument("--json", action="store_true", help=t("print the stored task as JSON"))
 
-    listing = commands.add_parser("list", help="list tasks, newest first")
+    listing = commands.add_parser("list", help=t("list tasks, newest first"))
     listing.add_argument(
         "--status",
         action="append",
         metavar="S",
-        help="only this status (repeatable): " + ", ".join(TaskStatus),
+        help=t("only this status (repeatable): {statuses}", statuses=", ".join(TaskStatus)),
     )
     listing.add_argument(
         "--limit",
         type=_limit,
         default=100,
-        help=f"at most this many, 1 to {MAX_LIST_LIMIT} (default 100)",
+        help=t("at most this many, 1 to {most} (default 100)", most=MAX_LIST_LIMIT),
     )
     listing.add_argument(
-        "--json", action="store_true", help="print one JSON array with every column"
+        "--json", action="store_true", help=t("print one JSON array with every column")
     )
 
-    show = commands.add_parser("show", help="show one task and its history")
-    show.add_argument("task_id", metavar="ID", help="task id (or an unambiguous prefix)")
-    show.add_argument("--json", action="store_true", help="print {task, history} as JSON")
+    show = commands.add_parser("show", help=t("show one task and its history"))
+    show.add_argument("task_id", metavar="ID", help=t("task id (or an unambiguous prefix)"))
+    show.add_argument("--json", action="store_true", help=t("print {{task, history}} as JSON"))
 
-    cancel = commands.add_parser("cancel", help="cancel queued or running tasks")
-    cancel.add_argument("task_ids", nargs="+", metavar="ID", help="task ids (or unique prefixes)")
+    ids_help = t("task ids (or unique prefixes)")
+    cancel = commands.add_parser("cancel", help=t("cancel queued or running tasks"))
+    cancel.add_argument("task_ids", nargs="+", metavar="ID", help=ids_help)
     retry = commands.add_parser(
-        "retry", help="retry failed or cancelled tasks, or every failed one with --failed"
+        "retry", help=t("retry failed or cancelled tasks, or every failed one with --failed")
     )
-    retry.add_argument("task_ids", nargs="*", metavar="ID", help="task ids (or unique prefixes)")
-    retry.add_argument("--failed", action="store_true", help="retry every failed task")
+    retry.add_argument("task_ids", nargs="*", metavar="ID", help=ids_help)
+    retry.add_argument("--failed", action="store_true", help=t("retry every failed task"))
     retry.add_argument(
-        "--since", type=_duration, metavar="AGE", help="with --failed: failed within AGE (1h, 30m)"
+        "--since",
+        type=_duration,
+        metavar="AGE",
+        help=t("with --failed: failed within AGE (1h, 30m)"),
     )
-    retry.add_argument("--model", metavar="M", help="with --failed: only tasks of model M")
-    retry.add_argument("--yes", action="store_true", help="with --failed: do not ask first")
+    retry.add_argument("--model", metavar="M", help=t("with --failed: only tasks of model M"))
+    retry.add_argument("--yes", action="store_true", help=t("with --failed: do not ask first"))
 
     prune = commands.add_parser(
-        "prune", help="delete finished tasks older than an age, with their history and images"
+        "prune", help=t("delete finished tasks older than an age, with their history and images")
     )
     prune.add_argument(
-        "--older-than", required=True, metavar="AGE", help="last changed over AGE ago: 30d, 12h"
+        "--older-than",
+        required=True,
+        metavar="AGE",
+        help=t("last changed over AGE ago: 30d, 12h"),
     )
     prune.add_argument(
         "--status",
         default=",".join(FINISHED),
         metavar="S,S",
-        help="only these finished statuses, comma-separated (default: all three)",
+        help=t("only these finished statuses, comma-separated (default: all three)"),
     )
-    prune.add_argument("--yes", action="store_true", help="do not ask first")
+    prune.add_argument("--yes", action="store_true", help=t("do not ask first"))
     dead = commands.add_parser(
-        "dead", help="list the step messages the queue gave up on, or requeue or drop them"
+        "dead", help=t("list the step messages the queue gave up on, or requeue or drop them")
     )
-    dead.add_argument("--json", action="store_true", help="print one JSON array")
+    dead.add_argument("--json", action="store_true", help=t("print one JSON array"))
     dead_actions = dead.add_subparsers(dest="dead_action", metavar="ACTION")
     for action, text in (
-        ("retry", "deliver the named dead letters again (their retries start afresh)"),
-        ("drop", "delete the named dead letters for good"),
+        ("retry", t("deliver the named dead letters again (their retries start afresh)")),
+        ("drop", t("delete the named dead letters for good")),
     ):
         sub = dead_actions.add_parser(action, help=text)
-        sub.add_argument("dead_ids", nargs="+", metavar="ID", help="ids (or unique prefixes)")
+        sub.add_argument("dead_ids", nargs="+", metavar="ID", help=t("ids (or unique prefixes)"))
 
-    serve = commands.add_parser("serve", help="run the HTTP service (worker endpoint and task API)")
-    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve = commands.add_parser(
+        "serve", help=t("run the HTTP service (worker endpoint and task API)")
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help=t("interface to bind (default 127.0.0.1)")
+    )
+    serve.add_argument("--port", type=int, default=8000, help=t("port (default 8000)"))
 
     stats = commands.add_parser(
-        "stats", help="failures grouped by reason, and results per model and duration"
+        "stats", help=t("failures grouped by reason, and results per model and duration")
     )
     stats.add_argument(
         "--since", type=_duration, default=timedelta(hours=24), metavar="AGE",
-        help="the window, ending now (default 24h; 30m, 7d)",
+        help=t("the window, ending now (default 24h; 30m, 7d)"),
     )  # fmt: skip
-    stats.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    stats.add_argument(
+        "--json", action="store_true", help=t("print the figures as one JSON object")
+    )
 
-    commands.add_parser("schema", help="print the SQL that sets up Supabase/Postgres")
+    commands.add_parser("schema", help=t("print the SQL that sets up Supabase/Postgres"))
     cli_tools.extend(parser, commands)
     return parser
 
@@ -158,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.until_idle and not args.no_ui:
-        parser.error("--until-idle works only with --no-ui (the dashboard runs until you quit)")
+        parser.error(t("--until-idle works only with --no-ui (the dashboard runs until you quit)"))
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -257,7 +282,7 @@ async def cmd_list(runtime: Runtime, args: argparse.Namespace) -> int:
         for row in found.unreadable:
             print(render.unreadable_line(row, width))
     if cut:
-        note = f"showing the newest {args.limit}; more tasks match (raise --limit)"
+        note = t("showing the newest {limit}; more tasks match (raise --limit)", limit=args.limit)
         print(note, file=sys.stderr if args.json else sys.stdout)
     return 0
 
@@ -289,7 +314,7 @@ async def cmd_stats(runtime: Runtime, args: argparse.Namespace) -> int:
 async def cmd_cancel(runtime: Runtime, args: argparse.Namespace) -> int:
     async def cancel(task_id: str) -> str:
         task = await runtime.service.cancel(task_id, actor="cli")
-        return f"task {task.id} cancelled"
+        return t("task {id} cancelled", id=task.id)
 
     return await _each_id(runtime, args.task_ids, cancel)
 
@@ -298,15 +323,17 @@ async def cmd_retry(runtime: Runtime, args: argparse.Namespace) -> int:
     if args.failed:
         return await _retry_failed(runtime, args)
     if args.since is not None or args.model or args.yes:
-        raise InvalidRequest("--since, --model and --yes go with --failed")
+        raise InvalidRequest(t("--since, --model and --yes go with --failed"))
     if not args.task_ids:
-        raise InvalidRequest("give the ids of the tasks to retry, or --failed for every failed one")
+        raise InvalidRequest(
+            t("give the ids of the tasks to retry, or --failed for every failed one")
+        )
     return await _each_id(runtime, args.task_ids, lambda task_id: _retry_one(runtime, task_id))
 
 
 async def _retry_one(runtime: Runtime, task_id: str) -> str:
     task = await runtime.service.retry(task_id, actor="cli")
-    return f"task {task.id} queued again (attempt {task.attempt})"
+    return t("task {id} queued again (attempt {attempt})", id=task.id, attempt=task.attempt)
 
 
 async def _each_id(
@@ -319,13 +346,13 @@ async def _each_id(
             print(await act(await runtime.service.resolve_id(prefix)))
         except VideoqError as exc:
             failures += 1
-            print(f"videoq: error: {exc.message}", file=sys.stderr)
+            print(t("videoq: error: {message}", message=outside_text(exc.message)), file=sys.stderr)
     return 1 if failures else 0
 
 
 async def _retry_failed(runtime: Runtime, args: argparse.Namespace) -> int:
     if args.task_ids:
-        raise InvalidRequest("give ids or --failed, not both")
+        raise InvalidRequest(t("give ids or --failed, not both"))
     failed = await runtime.service.list(statuses=[TaskStatus.FAILED], limit=MAX_LIST_LIMIT)
     cutoff = None if args.since is None else utcnow() - args.since
     picked = [
@@ -334,10 +361,12 @@ async def _retry_failed(runtime: Runtime, args: argparse.Namespace) -> int:
         if (args.model is None or t.model == args.model)
         and (cutoff is None or (t.completed_at or t.updated_at) >= cutoff)
     ]
-    print(f"{render.plural(len(picked), 'failed task')} to retry (each starts a new upstream job)")
+    count = len(picked)
+    print(tn("{count} failed task to retry (each starts a new upstream job)",
+             "{count} failed tasks to retry (each starts a new upstream job)", count))  # fmt: skip
     if not picked:
         return 0
-    if not args.yes and not _confirmed("Retry them?", "retry them"):
+    if not args.yes and not _confirmed(t("Retry them?"), t("retry them")):
         return 1
     for task in picked:
         print(await _retry_one(runtime, task.id))
@@ -351,7 +380,7 @@ async def cmd_prune(runtime: Runtime, args: argparse.Namespace) -> int:
     print(render.prune_counts(planned, statuses, before, done=False))
     if not sum(planned.values()):
         return 0
-    if not args.yes and not _confirmed("Delete them?", "delete them"):
+    if not args.yes and not _confirmed(t("Delete them?"), t("delete them")):
         return 1
     deleted = await runtime.service.prune(before, statuses)
     print(render.prune_counts(deleted, statuses, before, done=True))
@@ -365,7 +394,9 @@ def _cutoff(age: str) -> datetime:
     except argparse.ArgumentTypeError as exc:
         raise InvalidRequest(f"--older-than: {exc}") from None
     except OverflowError:
-        raise InvalidRequest(f"--older-than: {age!r} reaches back before the year 1") from None
+        raise InvalidRequest(
+            t("--older-than: {age} reaches back before the year 1", age=repr(age))
+        ) from None
 
 
 def _finished_statuses(text: str) -> list[TaskStatus]:
@@ -374,8 +405,12 @@ def _finished_statuses(text: str) -> list[TaskStatus]:
     for word in text.split(","):
         if word.strip() not in TERMINAL:
             raise InvalidRequest(
-                f"--status: {word.strip()!r} is not a finished status ({', '.join(FINISHED)});"
-                " queued and running tasks are never pruned"
+                t(
+                    "--status: {word} is not a finished status ({finished});"
+                    " queued and running tasks are never pruned",
+                    word=repr(word.strip()),
+                    finished=", ".join(FINISHED),
+                )
             )
         statuses.append(TaskStatus(word.strip()))
     return list(dict.fromkeys(statuses))
@@ -383,8 +418,11 @@ def _finished_statuses(text: str) -> list[TaskStatus]:
 
 def _confirmed(question: str, action: str) -> bool:
     if not sys.stdin.isatty():
-        raise InvalidRequest(f"not asking without a terminal: add --yes to {action}")
-    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+        raise InvalidRequest(
+            t("not asking without a terminal: add --yes to {action}", action=action)
+        )
+    answer = input(t("{question} [y/N] ", question=question)).strip().lower()
+    return answer in ("y", "yes", t("y"), t("yes"))
 
 
 async def cmd_dead(runtime: Runtime, args: argparse.Namespace) -> int:
@@ -393,11 +431,13 @@ async def cmd_dead(runtime: Runtime, args: argparse.Namespace) -> int:
     dead = DeadLetters(runtime.queue)
     if args.dead_action == "retry":
         for letter in await dead.retry(args.dead_ids):
-            print(f"dead letter {letter.id} requeued (task {letter.task_id}, {letter.step})")
+            print(t("dead letter {id} requeued (task {task}, {step})", id=letter.id,
+                    task=letter.task_id, step=letter.step))  # fmt: skip
         return 0
     if args.dead_action == "drop":
         for letter in await dead.drop(args.dead_ids):
-            print(f"dead letter {letter.id} dropped (task {letter.task_id}, {letter.step})")
+            print(t("dead letter {id} dropped (task {task}, {step})", id=letter.id,
+                    task=letter.task_id, step=letter.step))  # fmt: skip
         return 0
     letters = await dead.list_all()
     if args.json:
@@ -432,7 +472,7 @@ def _run_guarded(run: Callable[[], Any]) -> int:
     except InvalidRequest as exc:
         return _fail(_cli_field_message(exc))
     except VideoqError as exc:
-        return _fail(exc.message)
+        return _fail(outside_text(exc.message))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -443,8 +483,9 @@ def _run_guarded(run: Callable[[], Any]) -> int:
 def _cli_field_message(exc: InvalidRequest) -> str:
     if exc.field in {"prompt", "model", "duration", "aspect_ratio", "hd", "images"}:
         option = "--image" if exc.field == "images" else "--" + exc.field.replace("_", "-")
-        return f"invalid {option}: {exc.message.split(': ', 1)[-1]}"
-    return exc.message
+        reason = outside_text(exc.message.split(": ", 1)[-1])
+        return t("invalid {option}: {reason}", option=option, reason=reason)
+    return outside_text(exc.message)
 
 
 def _print_json(value: Any) -> None:
@@ -453,7 +494,7 @@ def _print_json(value: Any) -> None:
 
 
 def _fail(message: str) -> int:
-    print(f"videoq: error: {message}", file=sys.stderr)
+    print(t("videoq: error: {message}", message=message), file=sys.stderr)
     return 1
 
 
@@ -462,7 +503,11 @@ def _status(value: str) -> TaskStatus:
         return TaskStatus(value)
     except ValueError:
         raise InvalidRequest(
-            f"--status must be one of {', '.join(TaskStatus)}, not {value!r}"
+            t(
+                "--status must be one of {statuses}, not {value}",
+                statuses=", ".join(TaskStatus),
+                value=repr(value),
+            )
         ) from None
 
 
@@ -470,16 +515,20 @@ def _count(value: str) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(
+            t("{value} is not a whole number", value=repr(value))
+        ) from None
     if number < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
+        raise argparse.ArgumentTypeError(t("must not be negative"))
     return number
 
 
 def _limit(value: str) -> int:
     number = _count(value)
     if not 1 <= number <= MAX_LIST_LIMIT:
-        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_LIST_LIMIT}, not {number}")
+        raise argparse.ArgumentTypeError(
+            t("must be from 1 to {most}, not {number}", most=MAX_LIST_LIMIT, number=number)
+        )
     return number
 
 
@@ -490,7 +539,9 @@ def _duration(value: str) -> timedelta:
     """`90s`, `30m`, `1h`, `2d` as a timedelta."""
     number, unit = value[:-1], value[-1:].lower()
     if unit not in DURATION_UNITS or not number.isdigit():
-        raise argparse.ArgumentTypeError(f"{value!r} is not an age such as 30m, 1h or 2d")
+        raise argparse.ArgumentTypeError(
+            t("{value} is not an age such as 30m, 1h or 2d", value=repr(value))
+        )
     return timedelta(seconds=int(number) * DURATION_UNITS[unit])
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from core.config import Settings
 from tui import cli_schedule, completion
+from tui.i18n import t
 
 EXAMPLES: dict[str, str] = {
     "": "videoq --no-ui --until-idle",
@@ -36,7 +37,7 @@ def package_version() -> str:
     try:
         return version("videoq")
     except PackageNotFoundError:
-        return "unknown (not installed as a package)"
+        return t("unknown (not installed as a package)")
 
 
 class _VersionAction(argparse._VersionAction):
@@ -49,19 +50,19 @@ class _VersionAction(argparse._VersionAction):
 
 def extend(parser: argparse.ArgumentParser, commands: argparse._SubParsersAction) -> None:
     """Add `--version`, `doctor`, `completion`, `schedule`, `_ids`, and an example to each help."""
-    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
+    parser.add_argument("--version", action=_VersionAction, help=t("print the version and exit"))
     doctor = commands.add_parser(
-        "doctor", help="check the configuration and the services it names; exit 1 on a problem"
+        "doctor", help=t("check the configuration and the services it names; exit 1 on a problem")
     )
-    doctor.add_argument("--json", action="store_true", help="print a JSON list of the checks")
-    shells = commands.add_parser("completion", help="print a shell completion script")
-    shells.add_argument("shell", choices=completion.SHELLS, help="bash, zsh or fish")
+    doctor.add_argument("--json", action="store_true", help=t("print a JSON list of the checks"))
+    shells = commands.add_parser("completion", help=t("print a shell completion script"))
+    shells.add_argument("shell", choices=completion.SHELLS, help=t("bash, zsh or fish"))
     shells.set_defaults(root_parser=parser)  # the script is generated from the whole parser
     cli_schedule.add_parser(commands)
     commands.add_parser(completion.IDS_COMMAND)  # no help: hidden from --help and completion
     for name, sub in [("", parser), *commands.choices.items()]:
         if name in EXAMPLES:
-            sub.epilog = f"example: {EXAMPLES[name]}"
+            sub.epilog = t("example: {command}", command=EXAMPLES[name])
 
 
 def run_doctor(settings: Settings, args: argparse.Namespace) -> int:

@@ -11,6 +11,8 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.dom import DOMNode
 
+from tui.i18n import t
+
 # Keys that only make sense pressed, not picked from a list.
 NOT_IN_PALETTE = frozenset({"clear"})
 
@@ -24,7 +26,7 @@ def palette_bindings(*owners: DOMNode) -> Iterator[tuple[DOMNode, Binding]]:
 
 
 def entry_help(binding: Binding, key: str) -> str:
-    return f"{binding.tooltip or binding.description} ({key})"
+    return f"{t(binding.tooltip or binding.description)} ({key})"
 
 
 class TaskCommands(Provider):
@@ -42,7 +44,7 @@ class TaskCommands(Provider):
             if owner.check_action(name, params):
                 run = partial(app.run_action, binding.action, owner)
                 help_text = entry_help(binding, app.get_key_display(binding))
-                found.append((binding.description, help_text, run))
+                found.append((t(binding.description), help_text, run))
         return found
 
     async def discover(self) -> Hits:

@@ -8,8 +8,11 @@ import os
 import sys
 from typing import TextIO
 
+from rich.cells import cell_len, set_cell_size
+
 from core.config import Settings
 from core.doctor import CheckResult, run_checks
+from tui.i18n import tn
 
 GLYPHS = {"ok": "✓", "failed": "✗", "skipped": "–"}
 COLOURS = {"ok": "32", "failed": "31", "skipped": "2"}  # green, red, dim
@@ -22,11 +25,13 @@ def doctor(settings: Settings, *, as_json: bool, out: TextIO = sys.stdout) -> in
         print(json.dumps([result.as_dict() for result in results], indent=2), file=out)
     else:
         colour = _use_colour(out)
-        width = max(len(result.name) for result in results)
+        width = max(cell_len(result.name) for result in results)
         for result in results:
             print(report_line(result, width, colour=colour), file=out)
         failures = sum(not result.ok for result in results)
-        print(f"\n{len(results)} checks, {failures} failed", file=out)
+        summary = tn("{count} check, {failed} failed", "{count} checks, {failed} failed",
+                     len(results), failed=failures)  # fmt: skip
+        print("\n" + summary, file=out)
     return 0 if all(result.ok for result in results) else 1
 
 
@@ -36,7 +41,9 @@ def report_line(result: CheckResult, width: int, *, colour: bool = False) -> str
     glyph = GLYPHS[outcome]
     if colour:
         glyph = f"\x1b[{COLOURS[outcome]}m{glyph}\x1b[0m"
-    line = f"{glyph} {result.name.ljust(width)}  {result.detail}"
+    line = (
+        f"{glyph} {set_cell_size(result.name, max(width, cell_len(result.name)))}  {result.detail}"
+    )
     if result.fix:
         line += f"\n  {' ' * width}  → {result.fix}"
     return line

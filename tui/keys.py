@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from textual.binding import Binding, BindingType
+from textual.dom import DOMNode
+
+from tui.i18n import EN, N_, language, t
 
 # The task table's own keys (enter, movement) are on TaskTable; the detail and form screens
 # declare theirs. These are the App's, in footer order: help and quit first, so that they fit.
@@ -149,3 +154,23 @@ APP_BINDINGS: list[BindingType] = [
         tooltip="Clear the filter or the selection",
     ),
 ]
+
+# Textual's own keys that our screens show (the command palette's entry in the footer).
+TEXTUAL_WORDS = (N_("palette"), N_("Quit"))
+
+
+def speaking(binding: Binding) -> Binding:
+    """`binding` with its description and tooltip in the interface's language."""
+    return replace(binding, description=t(binding.description), tooltip=t(binding.tooltip))
+
+
+def speak(node: DOMNode) -> None:
+    """Put the keys of `node` (declared in English, the catalog's keys) in the interface's
+    language; the footer reads them from the node's own copy of its bindings."""
+    if language() == EN:
+        return
+    bindings = node._bindings  # each node's own copy (DOMNode.__init__), so the class keeps English
+    bindings.key_to_bindings = {
+        key: [speaking(binding) for binding in found]
+        for key, found in bindings.key_to_bindings.items()
+    }

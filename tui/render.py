@@ -14,6 +14,7 @@ from core.errors import RowUnreadable
 from core.models import Task, TaskEvent, TaskStatus, utcnow
 from core.queue import DeadLetter
 from core.text import one_line, visible_lines
+from tui.i18n import N_, outside_text, t, tn
 
 if TYPE_CHECKING:
     from core.insight import Lateness, ModelStats, Stats
@@ -40,30 +41,39 @@ def age(moment: datetime | None, now: datetime | None = None) -> str:
     if moment is None:
         return "-"
     seconds = max(0, int(((now or utcnow()) - moment).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+    for unit, size in UNITS[:3]:
         if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+            return t(unit, n=seconds // size)
+    return t(UNITS[3][0], n=seconds)
+
+
+# Each unit of a time, largest first: `{n}d` reads `3d` in English, `3天` in Chinese.
+UNITS = ((N_("{n}d"), 86400), (N_("{n}h"), 3600), (N_("{n}m"), 60), (N_("{n}s"), 1))
 
 
 def span(seconds: float) -> str:
     """A span in its two largest units, such as `2m 53s`, `1h 4m` or `9s`."""
     left = max(0, int(seconds))
-    parts: list[str] = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+    counts: list[tuple[str, int]] = []
+    for unit, size in UNITS:
         count, left = divmod(left, size)
-        if count or parts:
-            parts.append(f"{count}{unit}")
-    top = parts[:2]
-    if len(top) == 2 and top[1].startswith("0"):
+        if count or counts:
+            counts.append((unit, count))
+    top = counts[:2]
+    if len(top) == 2 and top[1][1] == 0:
         top.pop()
-    return " ".join(top) or "0s"
+    parts = [t(unit, n=count) for unit, count in top] or [t("{n}s", n=0)]
+    if len(parts) == 2:
+        return t("{first} {second}", first=parts[0], second=parts[1])
+    return parts[0]
 
 
 def relative(moment: datetime, now: datetime) -> str:
     """`3m 12s ago` for the past, `in 2m 53s` for the future."""
     seconds = (moment - now).total_seconds()
-    return f"in {span(seconds)}" if seconds >= 1 else f"{span(-seconds)} ago"
+    if seconds >= 1:
+        return t("in {span}", span=span(seconds))
+    return t("{span} ago", span=span(-seconds))
 
 
 def ellipsize(text: str | None, width: int) -> str:
@@ -79,8 +89,18 @@ def fit(text: str | None, width: int) -> str:
     return set_cell_size(ellipsize(text, width), width)
 
 
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
+def status_word(status: TaskStatus | str) -> str:
+    """A status as a person reads it (`--json` and the API keep the English code)."""
+    return t(STATUS_WORDS[TaskStatus(status)])
+
+
+STATUS_WORDS = {
+    TaskStatus.QUEUED: N_("queued"),
+    TaskStatus.RUNNING: N_("running"),
+    TaskStatus.SUCCEEDED: N_("succeeded"),
+    TaskStatus.FAILED: N_("failed"),
+    TaskStatus.CANCELLED: N_("cancelled"),
+}
 
 
 def prune_counts(
@@ -92,12 +112,29 @@ def prune_counts(
 ) -> str:
     """What `prune` will delete (or deleted): the total, then the count of each status asked."""
     total = sum(counts[status] for status in statuses)
-    each = ", ".join(f"{counts[status]} {status}" for status in statuses)
+    each = t(", ").join(
+        t("{count} {status}", count=counts[status], status=status_word(status))
+        for status in statuses
+    )
     moment = before.strftime("%Y-%m-%d %H:%M:%S UTC")
-    verb = "deleted" if done else "to delete"
-    return (
-        f"{verb}: {plural(total, 'finished task')} last changed before {moment} ({each}),"
-        " with their history and images"
+    if done:
+        return tn(
+            "deleted: {count} finished task last changed before {moment} ({each}),"
+            " with its history and images",
+            "deleted: {count} finished tasks last changed before {moment} ({each}),"
+            " with their history and images",
+            total,
+            moment=moment,
+            each=each,
+        )
+    return tn(
+        "to delete: {count} finished task last changed before {moment} ({each}),"
+        " with its history and images",
+        "to delete: {count} finished tasks last changed before {moment} ({each}),"
+        " with their history and images",
+        total,
+        moment=moment,
+        each=each,
     )
 
 
@@ -110,8 +147,8 @@ def late_marks(late: Lateness | None) -> str:
     """`overdue`, `stalled` or both, for a task past its expected time or not progressing."""
     if late is None:
         return ""
-    marks = (("overdue", late.overdue), ("stalled", late.stalled))
-    return ",".join(word for word, on in marks if on)
+    marks = ((N_("overdue"), late.overdue), (N_("stalled"), late.stalled))
+    return t(",").join(t(word) for word, on in marks if on)
 
 
 def task_json(task: Task, late: Lateness | None = None) -> dict[str, Any]:
@@ -128,22 +165,21 @@ def task_table(
 ) -> str:
     """Tasks as aligned columns that fit `width`, the prompt beside the error."""
     if not tasks:
-        return "no tasks"
+        return t("no tasks")
     wide = width >= WIDE_LIST
-    header = ["ID", "STATUS", "PROG", *(["MODEL"] if wide else []), "DUR"]
-    header += [*(["TRY"] if wide else []), "AGE"]
+    header = [t("ID"), t("STATUS"), t("PROG"), *([t("MODEL")] if wide else []), t("DUR")]
+    header += [*([t("TRY")] if wide else []), t("AGE")]
     rows = [header] + [_list_cells(task, wide, (late or {}).get(task.id)) for task in tasks]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    fixed = "".join(cell.ljust(w) + GAP for cell, w in zip(header, widths, strict=True))
-    room = max(20, width - len(fixed) - len(GAP) - 1)
+    widths = cell_widths(rows)
+    room = max(20, width - sum(w + len(GAP) for w in widths) - len(GAP) - 1)
     has_error = any(task.error_message for task in tasks)
     prompt_room = room // 2 if has_error else room
-    texts = [("PROMPT", "ERROR" if has_error else "")] + [
+    texts = [(t("PROMPT"), t("ERROR") if has_error else "")] + [
         (task.prompt, task.error_message or "") for task in tasks
     ]
     lines = []
     for cells, (prompt, error) in zip(rows, texts, strict=True):
-        line = "".join(cell.ljust(w) + GAP for cell, w in zip(cells, widths, strict=True))
+        line = padded(cells, widths)
         line += fit(prompt, prompt_room)
         if has_error:
             line += GAP + ellipsize(error, room - prompt_room)
@@ -153,16 +189,16 @@ def task_table(
 
 def unreadable_line(row: RowUnreadable, width: int = 80) -> str:
     """A row `list` could not decode: its whole id (no prefix finds it) and what is wrong."""
-    start = f"{one_line(row.task_id)}{GAP}unreadable{GAP}"
+    start = f"{one_line(row.task_id)}{GAP}{t('unreadable')}{GAP}"
     return start + ellipsize(row.why, max(20, width - cell_len(start) - 1))
 
 
 def _list_cells(task: Task, wide: bool, late: Lateness | None) -> list[str]:
     marks = late_marks(late)
-    status = f"{task.status.value} {marks}" if marks else task.status.value
+    status = status_word(task.status) + (f" {marks}" if marks else "")
     cells = [short_id(task.id), status, f"{task.progress}%"]
     cells += [task.model] if wide else []
-    cells.append(f"{task.duration}s" + (" hd" if task.hd else ""))
+    cells.append(duration_text(task))
     cells += [str(task.attempt)] if wide else []
     return [*cells, age(task.created_at)]
 
@@ -174,22 +210,36 @@ def dead_cells(letter: DeadLetter, now: datetime | None = None) -> list[str]:
     return [short_dead_id(letter.id), task, letter.step, status, age(letter.died_at, now)]
 
 
-DEAD_HEADER = ["ID", "TASK", "STEP", "HTTP", "AGE"]
+DEAD_HEADER = [N_("ID"), N_("TASK"), N_("STEP"), N_("HTTP"), N_("AGE")]
 
 
 def dead_table(letters: list[DeadLetter], width: int = 80) -> str:
     """Dead letters as aligned columns that fit `width`, the reason of the last failure last."""
     if not letters:
-        return "no dead letters"
-    rows = [DEAD_HEADER] + [dead_cells(letter) for letter in letters]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(DEAD_HEADER))]
+        return t("no dead letters")
+    rows = [[t(label) for label in DEAD_HEADER]] + [dead_cells(letter) for letter in letters]
+    widths = cell_widths(rows)
     room = max(20, width - sum(w + len(GAP) for w in widths) - 1)
-    reasons = ["REASON"] + [letter.reason for letter in letters]
+    reasons = [t("REASON")] + [letter.reason for letter in letters]
     return "\n".join(
-        "".join(cell.ljust(w) + GAP for cell, w in zip(cells, widths, strict=True))
-        + ellipsize(reason, room)
+        padded(cells, widths) + ellipsize(reason, room)
         for cells, reason in zip(rows, reasons, strict=True)
     )
+
+
+def cell_widths(rows: Sequence[Sequence[str]]) -> list[int]:
+    """Each column's width in terminal cells (a CJK character takes two), header included."""
+    return [max(cell_len(row[i]) for row in rows) for i in range(len(rows[0]))]
+
+
+def padded(cells: Sequence[str], widths: Sequence[int]) -> str:
+    """Cells padded to their column's width in cells, each followed by the gap."""
+    return "".join(set_cell_size(cell, w) + GAP for cell, w in zip(cells, widths, strict=True))
+
+
+def duration_text(task: Task) -> str:
+    """`10s`, or `25s hd` for a high-definition video."""
+    return t("{seconds}s", seconds=task.duration) + (" hd" if task.hd else "")
 
 
 def dead_dict(letter: DeadLetter) -> dict[str, object]:
@@ -207,73 +257,79 @@ def dead_dict(letter: DeadLetter) -> dict[str, object]:
 
 def idle_summary(counts: Mapping[TaskStatus, int]) -> str:
     """The last line of `--until-idle`: how the tasks it saw ended."""
-    ended = ", ".join(
-        f"{counts.get(status, 0)} {status.value}"
+    ended = t(", ").join(
+        t("{count} {status}", count=counts.get(status, 0), status=status_word(status))
         for status in (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED)
     )
-    return f"idle: {ended}"
+    return t("idle: {ended}", ended=ended)
 
 
 def timing_line(late: Lateness, mark: Callable[[str], str] = str) -> str:
     """`expected 1m–3m; upstream for 4m 10s, overdue`: the job against the provider's range;
     `mark` styles the overdue/stalled words (the dashboard's warning style)."""
-    line = f"expected {span(late.expected_low)}–{span(late.expected_high)}"
+    line = t("expected {low}–{high}", low=span(late.expected_low), high=span(late.expected_high))
     if late.elapsed is not None:
-        line += f"; upstream for {span(late.elapsed)}"
-    marks = late_marks(late).replace(",", ", ")
-    return f"{line}, {mark(marks)}" if marks else line
+        line += t("; upstream for {span}", span=span(late.elapsed))
+    marks = late_marks(late).replace(t(","), t(", "))
+    return t("{line}, {marks}", line=line, marks=mark(marks)) if marks else line
 
 
 def task_detail(task: Task, history: list[TaskEvent], late: Lateness | None = None) -> str:
     fields = [
-        ("id", task.id),
-        ("status", f"{task.status} ({task.progress}%)"),
-        ("attempt", str(task.attempt)),
-        (
-            "request",
-            f"{task.model}, {task.duration}s, {task.aspect_ratio}" + (", hd" if task.hd else ""),
-        ),
-        ("prompt", visible_lines(task.prompt)),
-        ("images", image_summary(task)),
-        ("upstream id", task.upstream_task_id or "-"),
-        ("upstream status", one_line(task.upstream_status) or "-"),
-        ("polls", str(task.polls)),
-        *([("timing", timing_line(late))] if late is not None else []),
-        ("video", task.video_url or "-"),
-        ("error", visible_lines(task.error_message) or "-"),
-        ("created", _stamp(task.created_at)),
-        ("started", _stamp(task.started_at)),
-        ("completed", _stamp(task.completed_at)),
+        (t("id"), task.id),
+        (t("status"), f"{status_word(task.status)} ({task.progress}%)"),
+        (t("attempt"), str(task.attempt)),
+        (t("request"), request_text(task)),
+        (t("prompt"), visible_lines(task.prompt)),
+        (t("images"), image_summary(task)),
+        (t("upstream id"), task.upstream_task_id or "-"),
+        (t("upstream status"), one_line(task.upstream_status) or "-"),
+        (t("polls"), str(task.polls)),
+        *([(t("timing"), timing_line(late))] if late is not None else []),
+        (t("video"), task.video_url or "-"),
+        (t("error"), visible_lines(task.error_message) or "-"),
+        (t("created"), _stamp(task.created_at)),
+        (t("started"), _stamp(task.started_at)),
+        (t("completed"), _stamp(task.completed_at)),
     ]
-    # Continuation lines of a multi-line value line up under its first line.
-    lines = [f"{name:>16}: {value}".replace("\n", "\n" + " " * 18) for name, value in fields]
-    lines += ["", "history:"] + [f"  {describe_event(event)}" for event in history]
+    # Labels right-aligned by cells; continuation lines of a value line up under its first line.
+    lines = [
+        f"{' ' * (16 - cell_len(name))}{name}: {value}".replace("\n", "\n" + " " * 18)
+        for name, value in fields
+    ]
+    lines += ["", t("history:")] + [f"  {describe_event(event)}" for event in history]
     return "\n".join(lines)
+
+
+def request_text(task: Task) -> str:
+    """`sora-2, 10s, 16:9` and `, hd` for a high-definition video."""
+    seconds = t("{seconds}s", seconds=task.duration)
+    return f"{task.model}, {seconds}, {task.aspect_ratio}" + (", hd" if task.hd else "")
 
 
 def image_summary(task: Task) -> str:
     """How many images the task has and how large they are (the images stay in the store)."""
     if not task.image_count:
         return "-"
-    return f"{task.image_count} ({task.image_bytes:,} bytes)"
+    return t("{count} ({size} bytes)", count=task.image_count, size=f"{task.image_bytes:,}")
 
 
 def describe_event(event: TaskEvent) -> str:
     """One line of history, e.g. `12:00:03 attempt 1 poll IN_PROGRESS 37% (HTTP 200, 84 ms)`."""
-    parts = [event.at.strftime("%H:%M:%S"), f"attempt {event.attempt}"]
+    parts = [event.at.strftime("%H:%M:%S"), t("attempt {n}", n=event.attempt)]
     if event.kind == "poll":
-        parts += ["poll", event.upstream_status or "error"]
+        parts += [t("poll"), event.upstream_status or t("error")]
         if event.progress is not None:
             parts.append(f"{event.progress}%")
-        http = f"HTTP {event.http_status}" if event.http_status else "no answer"
-        parts.append(f"({http}, {event.latency_ms or 0:.0f} ms)")
+        http = f"HTTP {event.http_status}" if event.http_status else t("no answer")
+        parts.append(t("({http}, {ms} ms)", http=http, ms=f"{event.latency_ms or 0:.0f}"))
     else:
-        source = event.from_status.value if event.from_status else "new"
-        parts.append(f"{source} -> {event.to_status.value if event.to_status else '?'}")
+        source = status_word(event.from_status) if event.from_status else t("new")
+        parts.append(f"{source} -> {status_word(event.to_status) if event.to_status else '?'}")
         if event.actor:
-            parts.append(f"by {event.actor}")
+            parts.append(t("by {actor}", actor=event.actor))
     if event.detail:
-        parts.append(f"- {event.detail}")
+        parts.append(f"- {outside_text(event.detail)}")
     return one_line(" ".join(parts))
 
 
@@ -299,11 +355,11 @@ def stats_json(stats: Stats) -> dict[str, Any]:
 
 def stats_report(stats: Stats, width: int = 80) -> str:
     """`videoq stats`: failures by reason, then results per model and duration."""
-    lines = [f"since {_stamp(stats.since)}"]
+    lines = [t("since {moment}", moment=_stamp(stats.since))]
     if stats.cut:
-        lines.append("(more tasks than one read takes: the figures cover the newest ones)")
-    lines += ["", "failures by reason (RETRIED OK: failed so, then succeeded on a retry):"]
-    rows: list[tuple[str, ...]] = [("COUNT", "RETRIED OK", "NEWEST", "REASON")]
+        lines.append(t("(more tasks than one read takes: the figures cover the newest ones)"))
+    lines += ["", t("failures by reason (RETRIED OK: failed so, then succeeded on a retry):")]
+    rows: list[tuple[str, ...]] = [(t("COUNT"), t("RETRIED OK"), t("NEWEST"), t("REASON"))]
     rows += [
         (
             str(group.count),
@@ -313,11 +369,11 @@ def stats_report(stats: Stats, width: int = 80) -> str:
         )
         for group in stats.failures
     ]
-    lines += columns(rows, width) if stats.failures else ["  none"]
-    lines += ["", "per model and duration (finished in the window; times from queued to done):"]
-    rows = [("MODEL", "DUR", "DONE", "OK", "P50", "P95", "POLLS", "MSGS")]
+    lines += columns(rows, width) if stats.failures else ["  " + t("none")]
+    lines += ["", t("per model and duration (finished in the window; times from queued to done):")]
+    rows = [(t("MODEL"), t("DUR"), t("DONE"), t("OK"), "P50", "P95", t("POLLS"), t("MSGS"))]
     rows += [_model_cells(kind) for kind in stats.models]
-    lines += columns(rows, width) if stats.models else ["  none"]
+    lines += columns(rows, width) if stats.models else ["  " + t("none")]
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -336,7 +392,7 @@ def _model_cells(kind: ModelStats) -> tuple[str, ...]:
     rate = kind.success_rate
     return (
         kind.model,
-        f"{kind.duration}s",
+        t("{seconds}s", seconds=kind.duration),
         str(kind.finished),
         "-" if rate is None else f"{rate:.0%}",
         "-" if kind.p50_seconds is None else span(kind.p50_seconds),

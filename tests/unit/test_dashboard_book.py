@@ -168,7 +168,7 @@ def test_wording_matches_what_the_operator_needs_to_know() -> None:
     question = confirm_text("Retry", many, failed=True)
     assert question.question == "Retry 3 failed tasks?"
     assert "new attempt" in question.details
-    notes = outcome(many[:2], ["no", "nope"], lambda t: "one", "queued again")
+    notes = outcome(many[:2], ["no", "nope"], lambda t: "one", "{count} tasks queued again")
     assert notes == [("2 tasks queued again", "information"), ("no (and 1 more)", "warning")]
 
 

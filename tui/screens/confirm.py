@@ -10,6 +10,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
+from tui.i18n import t
+from tui.keys import speak
+
 
 class ConfirmScreen(ModalScreen[bool]):
     """Asks before an action that changes tasks; dismisses with True to go ahead."""
@@ -19,11 +22,12 @@ class ConfirmScreen(ModalScreen[bool]):
         Binding("n,escape", "answer(False)", "No", tooltip="Change nothing"),
     ]
 
-    def __init__(self, question: str, details: str = "", yes: str = "Yes") -> None:
+    def __init__(self, question: str, details: str = "", yes: str = "") -> None:
         super().__init__()
+        speak(self)
         self.question = question
         self.details = details
-        self.yes = yes
+        self.yes = yes or t("Yes")
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -31,8 +35,8 @@ class ConfirmScreen(ModalScreen[bool]):
             if self.details:
                 yield Static(self.details, id="details", markup=False)
             with Horizontal():
-                yield Button("No (n)", id="no")
-                yield Button(f"{self.yes} (y)", id="yes", variant="warning")
+                yield Button(t("No (n)"), id="no")
+                yield Button(t("{yes} (y)", yes=self.yes), id="yes", variant="warning")
 
     def on_mount(self) -> None:
         self.query_one("#yes", Button).focus()

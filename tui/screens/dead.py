@@ -14,6 +14,8 @@ from textual.widgets import DataTable, Footer, Static
 
 from core.dead_letters import DeadLetters, short_dead_id
 from core.queue import DeadLetter
+from tui.i18n import outside_text, t
+from tui.keys import speak
 from tui.render import DEAD_HEADER, dead_cells, short_id
 from tui.screens.confirm import ConfirmScreen
 
@@ -48,14 +50,15 @@ class DeadLettersScreen(ModalScreen[None]):
 
     def __init__(self, dead: DeadLetters) -> None:
         super().__init__()
+        speak(self)
         self.dead = dead
         self.letters: list[DeadLetter] = []
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dead"):
-            yield Static("[b]Dead letters[/]  [dim]loading…[/]", id="dead-title")
+            yield Static(t("[b]Dead letters[/]  [dim]loading…[/]"), id="dead-title")
             table: DataTable[str] = DataTable(id="dead-table", cursor_type="row")
-            table.add_columns(*DEAD_HEADER, "REASON")
+            table.add_columns(*(t(label) for label in DEAD_HEADER), t("REASON"))
             yield table
             yield Static("", id="dead-reason", markup=False)
         yield Footer()
@@ -80,9 +83,12 @@ class DeadLettersScreen(ModalScreen[None]):
             table.add_row(*dead_cells(letter), letter.reason, key=letter.id)
         if letters:
             table.move_cursor(row=min(row, len(letters) - 1))
-        count = f"{len(letters)}" if letters else "none"
+        count = f"{len(letters)}" if letters else t("none")
         self.query_one("#dead-title", Static).update(
-            f"[b]Dead letters[/]  {count}  [dim]steps the queue gave up on, and why[/]"
+            t(
+                "[b]Dead letters[/]  {count}  [dim]steps the queue gave up on, and why[/]",
+                count=count,
+            )
         )
         self._show_reason()
         self.post_message(self.Counted(len(letters)))
@@ -104,24 +110,30 @@ class DeadLettersScreen(ModalScreen[None]):
                 self._act(letter, requeue=False)
 
         task = short_id(letter.task_id)
-        question = f"Drop dead letter {short_dead_id(letter.id)} (task {task}, {letter.step})?"
-        details = "It is deleted for good; the task's step is not delivered again."
-        self.app.push_screen(ConfirmScreen(question, details, yes="Drop"), answered)
+        question = t(
+            "Drop dead letter {id} (task {task}, {step})?",
+            id=short_dead_id(letter.id),
+            task=task,
+            step=letter.step,
+        )
+        details = t("It is deleted for good; the task's step is not delivered again.")
+        self.app.push_screen(ConfirmScreen(question, details, yes=t("Drop")), answered)
 
     @work(exclusive=True, group="dead-letters")
     async def _act(self, letter: DeadLetter, *, requeue: bool) -> None:
         if requeue:
-            done, word = await self.dead.retry([letter.id]), "requeued"
+            done = await self.dead.retry([letter.id])
+            said = t("dead letter {id} requeued", id=letter.id)
         else:
-            done, word = await self.dead.drop([letter.id]), "dropped"
-        gone = "" if done else " (it was gone already)"
-        self.notify(f"dead letter {letter.id} {word}{gone}")
+            done = await self.dead.drop([letter.id])
+            said = t("dead letter {id} dropped", id=letter.id)
+        self.notify(said + ("" if done else t(" (it was gone already)")))
         self.show(await self.dead.list_all())
 
     def _under_cursor(self) -> DeadLetter | None:
         table = self.query_one(DataTable)
         if not self.letters or table.cursor_row >= len(self.letters):
-            self.notify("no dead letter here", severity="warning")
+            self.notify(t("no dead letter here"), severity="warning")
             return None
         return self.letters[table.cursor_row]
 
@@ -130,5 +142,10 @@ class DeadLettersScreen(ModalScreen[None]):
         reason = ""
         if self.letters and table.cursor_row < len(self.letters):
             letter = self.letters[table.cursor_row]
-            reason = f"task {letter.task_id}, {letter.step}: {letter.reason}"
+            reason = t(
+                "task {task}, {step}: {reason}",
+                task=letter.task_id,
+                step=letter.step,
+                reason=outside_text(letter.reason),
+            )
         self.query_one("#dead-reason", Static).update(reason)

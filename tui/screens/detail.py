@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import ClassVar
 
+from rich.cells import cell_len
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
@@ -18,7 +19,17 @@ from core.insight import lateness
 from core.models import Task, TaskEvent
 from core.service import TaskDetail
 from core.text import one_line, visible_lines
-from tui.render import describe_event, image_summary, relative, span, timing_line
+from tui.i18n import t, tc
+from tui.keys import speak
+from tui.render import (
+    describe_event,
+    image_summary,
+    relative,
+    request_text,
+    span,
+    status_word,
+    timing_line,
+)
 from tui.state.task_cells import status_label
 from tui.widgets.status_header import STATUS_CLASSES
 from tui.widgets.styled import styled
@@ -48,26 +59,26 @@ def field_lines(
     task: Task, now: datetime, style: Styler, speedup: float = 1.0
 ) -> list[tuple[str, str]]:
     """(label, markup) pairs for every request and bookkeeping field of the row."""
-    request = f"{task.model}, {task.duration}s, {task.aspect_ratio}" + (", hd" if task.hd else "")
     status = style(f"status--{task.status}", status_label(task.status))
+    version = t("version {n}", n=task.version)
     return [
-        ("id", task.id),
-        ("status", f"{status} ({task.progress}%)"),
-        ("attempt", str(task.attempt)),
-        ("request", request),
-        ("images", image_summary(task)),
-        ("upstream id", escape(task.upstream_task_id or "-")),
-        ("upstream status", escape(one_line(task.upstream_status) or "-")),
-        ("polls", str(task.polls)),
-        ("timing", timing_markup(task, now, style, speedup)),
-        ("in queue", queue_time(task, now)),
-        ("created", stamp(task.created_at, now)),
-        ("queued", stamp(task.queued_at, now)),
-        ("started", stamp(task.started_at, now)),
-        ("completed", stamp(task.completed_at, now)),
-        ("last poll", stamp(task.last_polled_at, now)),
-        ("next poll", stamp(task.next_poll_at if task.status.active else None, now)),
-        ("updated", stamp(task.updated_at, now) + f" [dim]version {task.version}[/]"),
+        (t("id"), task.id),
+        (t("status"), f"{status} ({task.progress}%)"),
+        (t("attempt"), str(task.attempt)),
+        (t("request"), request_text(task)),
+        (t("images"), image_summary(task)),
+        (t("upstream id"), escape(task.upstream_task_id or "-")),
+        (t("upstream status"), escape(one_line(task.upstream_status) or "-")),
+        (t("polls"), str(task.polls)),
+        (t("timing"), timing_markup(task, now, style, speedup)),
+        (t("in queue"), queue_time(task, now)),
+        (t("created"), stamp(task.created_at, now)),
+        (tc("when", "queued"), stamp(task.queued_at, now)),
+        (t("started"), stamp(task.started_at, now)),
+        (t("completed"), stamp(task.completed_at, now)),
+        (t("last poll"), stamp(task.last_polled_at, now)),
+        (t("next poll"), stamp(task.next_poll_at if task.status.active else None, now)),
+        (tc("when", "updated"), stamp(task.updated_at, now) + f" [dim]{version}[/]"),
     ]
 
 
@@ -108,6 +119,7 @@ class DetailScreen(ModalScreen[None]):
 
     def __init__(self, task: Task, clock: Callable[[], datetime], speedup: float = 1.0) -> None:
         super().__init__()
+        speak(self)
         self.current = task
         self.history: list[TaskEvent] | None = None
         self._clock = clock
@@ -121,11 +133,11 @@ class DetailScreen(ModalScreen[None]):
         with VerticalScroll(id="detail"):
             yield Static(id="detail-title")
             yield Static(id="detail-fields")
-            yield Static("Prompt", classes="detail-heading")
+            yield Static(t("Prompt"), classes="detail-heading")
             yield Static(id="detail-prompt", markup=False)
-            yield Static("Result", classes="detail-heading")
+            yield Static(t("Result"), classes="detail-heading")
             yield Static(id="detail-result")
-            yield Static("History", classes="detail-heading")
+            yield Static(t("History"), classes="detail-heading")
             yield Static(id="detail-history", markup=False)
         yield Footer()
 
@@ -152,25 +164,31 @@ class DetailScreen(ModalScreen[None]):
     def action_copy_url(self) -> None:
         if url := self._video_url():
             self.app.copy_to_clipboard(url)
-            self.notify("video URL copied to the clipboard")
+            self.notify(t("video URL copied to the clipboard"))
 
     def action_copy_id(self) -> None:
         self.app.copy_to_clipboard(self.current.id)
-        self.notify(f"task id {self.current.id} copied to the clipboard")
+        self.notify(t("task id {id} copied to the clipboard", id=self.current.id))
 
     def action_open_url(self) -> None:
         url = self._video_url()
         opener = getattr(self.app, "open_in_browser", None)
         if url and opener is not None:
             if opener(url):
-                self.notify("video opened in the browser")
+                self.notify(t("video opened in the browser"))
             else:
-                self.notify(f"no browser to open here; the video is at {url}", timeout=20)
+                self.notify(
+                    t("no browser to open here; the video is at {url}", url=url), timeout=20
+                )
 
     def _video_url(self) -> str | None:
         if not self.current.video_url:
             self.notify(
-                f"task {self.current.id[:8]} has no video URL yet ({self.current.status})",
+                t(
+                    "task {id} has no video URL yet ({status})",
+                    id=self.current.id[:8],
+                    status=status_word(self.current.status),
+                ),
                 severity="warning",
             )
         return self.current.video_url
@@ -182,11 +200,19 @@ class DetailScreen(ModalScreen[None]):
         task, now = self.current, self._clock()
         status = self._styled(f"status--{task.status}", status_label(task.status))
         self.query_one("#detail-title", Static).update(
-            f"[b]Task {task.id[:8]}[/]  {status}  attempt {task.attempt}"
+            t(
+                "[b]Task {id}[/]  {status}  attempt {attempt}",
+                id=task.id[:8],
+                status=status,
+                attempt=task.attempt,
+            )  # fmt: skip
         )
         fields = field_lines(task, now, self._styled, self._speedup)
-        width = max(len(label) for label, _ in fields)
-        lines = [f"[dim]{label:>{width}}[/]  {value}" for label, value in fields]
+        # Labels right-aligned by terminal cells: a Chinese label's characters take two each.
+        width = max(cell_len(label) for label, _ in fields)
+        lines = [
+            f"[dim]{' ' * (width - cell_len(label))}{label}[/]  {value}" for label, value in fields
+        ]
         self.query_one("#detail-fields", Static).update("\n".join(lines))
         self.query_one("#detail-prompt", Static).update(visible_lines(task.prompt))
         self.query_one("#detail-result", Static).update(result_markup(task, self._styled))
@@ -194,17 +220,17 @@ class DetailScreen(ModalScreen[None]):
 
     def _history_text(self) -> str:
         if self.history is None:
-            return "loading…"
-        return "\n".join(describe_event(event) for event in self.history) or "no events recorded"
+            return t("loading…")
+        return "\n".join(describe_event(event) for event in self.history) or t("no events recorded")
 
 
 def result_markup(task: Task, style: Styler) -> str:
     lines = []
     if task.video_url:
-        video = style("detail--video", "video")
-        lines.append(f"{video}  {escape(task.video_url)}  [dim](y copies it, o opens it)[/]")
+        video = style("detail--video", t("video"))
+        hint = t("(y copies it, o opens it)")
+        lines.append(f"{video}  {escape(task.video_url)}  [dim]{hint}[/]")
     if task.error_message:
-        lines.append(
-            f"{style('detail--error', 'error')}  {escape(visible_lines(task.error_message))}"
-        )
-    return "\n".join(lines) or "[dim]no result yet[/]"
+        error = style("detail--error", t("error"))
+        lines.append(f"{error}  {escape(visible_lines(task.error_message))}")
+    return "\n".join(lines) or f"[dim]{t('no result yet')}[/]"

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import ClassVar
 
+from rich.cells import cell_len
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -15,18 +16,39 @@ from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from core.insight import FailureGroup, Stats
-from tui.render import age, ellipsize, plural, short_id
+from tui.i18n import N_, t, tn
+from tui.keys import speak
+from tui.render import age, ellipsize, short_id
 
 WINDOW = timedelta(hours=24)
-TITLE = "[b]Failures by reason[/], last 24 hours  [dim](R retries a group's failed tasks)[/]"
-LEGEND = f"{'COUNT':>5}  {'RETRIED OK':>10}  {'NEWEST':>6}  REASON"
+TITLE = N_("[b]Failures by reason[/], last 24 hours  [dim](R retries a group's failed tasks)[/]")
+# The legend's columns: each as wide as its label, at least as wide as the values below it.
+LEGEND = (N_("COUNT"), N_("RETRIED OK"), N_("NEWEST"))
+LEAST = (5, 10, 6)
+
+
+def legend_widths() -> list[int]:
+    """The width in cells of each column before the reason, in the interface's language."""
+    return [max(least, cell_len(t(label))) for label, least in zip(LEGEND, LEAST, strict=True)]
+
+
+def right(text: str, width: int) -> str:
+    """`text` right-aligned in `width` terminal cells."""
+    return " " * max(0, width - cell_len(text)) + text
+
+
+def legend_line() -> str:
+    """The legend over the groups, aligned with group_line."""
+    cells = [right(t(label), w) for label, w in zip(LEGEND, legend_widths(), strict=True)]
+    return "  ".join([*cells, t("REASON")])
 
 
 def group_line(group: FailureGroup, now: datetime, width: int) -> str:
     """Count, how many a retry recovered, the newest one's age, and the reason, aligned with
-    LEGEND."""
-    head = f"{group.count:>5}  {group.recovered:>10}  {age(group.newest_at, now):>6}  "
-    return head + ellipsize(group.reason, max(10, width - len(head)))
+    the legend."""
+    values = (str(group.count), str(group.recovered), age(group.newest_at, now))
+    head = "".join(right(v, w) + "  " for v, w in zip(values, legend_widths(), strict=True))
+    return head + ellipsize(group.reason, max(10, width - cell_len(head)))
 
 
 class FailuresScreen(ModalScreen[FailureGroup | None]):
@@ -47,19 +69,20 @@ class FailuresScreen(ModalScreen[FailureGroup | None]):
         self, load: Callable[[datetime], Awaitable[Stats]], clock: Callable[[], datetime]
     ) -> None:
         super().__init__()
+        speak(self)
         self._load = load
         self._clock = clock
         self.groups: list[FailureGroup] | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="failures"):
-            yield Static(TITLE, id="failures-title")
+            yield Static(t(TITLE), id="failures-title")
             yield Static("", id="failures-legend")
             yield OptionList(id="failures-list")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#failures-legend", Static).update("loading…")
+        self.query_one("#failures-legend", Static).update(t("loading…"))
         self._fetch()
 
     @work(exclusive=True, group="failures")
@@ -73,9 +96,9 @@ class FailuresScreen(ModalScreen[FailureGroup | None]):
         listing = self.query_one("#failures-list", OptionList)
         listing.clear_options()
         if not groups:
-            legend.update("No task failed in the last 24 hours.")
+            legend.update(t("No task failed in the last 24 hours."))
             return
-        legend.update(f"[dim]{LEGEND}[/]")
+        legend.update(f"[dim]{legend_line()}[/]")
         width = max(20, self.size.width - 8)
         now = self._clock()
         listing.add_options(Option(group_line(group, now, width)) for group in groups)
@@ -85,13 +108,18 @@ class FailuresScreen(ModalScreen[FailureGroup | None]):
     def action_retry_group(self) -> None:
         listing = self.query_one("#failures-list", OptionList)
         if not self.groups or listing.highlighted is None:
-            self.notify("no failure group to retry", severity="warning")
+            self.notify(t("no failure group to retry"), severity="warning")
             return
         group = self.groups[listing.highlighted]
         if not group.failed_now:
             self.notify(
-                f"none of the {plural(group.count, 'failure')} with this reason is failed now "
-                f"(newest: {short_id(group.example_task)})",
+                tn(
+                    "the {count} failure with this reason is not failed now (newest: {newest})",
+                    "none of the {count} failures with this reason is failed now "
+                    "(newest: {newest})",
+                    group.count,
+                    newest=short_id(group.example_task),
+                ),
                 severity="warning",
             )
             return

@@ -13,6 +13,9 @@ from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from tui.i18n import t
+from tui.keys import speak
+
 KEY_WIDTH = 11
 # Narrower than this, the two columns stack into one that scrolls.
 SIDE_BY_SIDE = 110
@@ -28,7 +31,7 @@ class HelpSection:
 
 def binding_help(binding: Binding) -> str:
     """What a binding does, in one line: its tooltip if it has one, else its description."""
-    return binding.tooltip or binding.description
+    return t(binding.tooltip or binding.description)
 
 
 def section_markup(section: HelpSection, key_display: Callable[[Binding], str]) -> str:
@@ -53,12 +56,13 @@ class HelpScreen(ModalScreen[None]):
 
     def __init__(self, left: Sequence[HelpSection], right: Sequence[HelpSection]) -> None:
         super().__init__()
+        speak(self)
         self.left = left
         self.right = right
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help"):
-            yield Static("[b]videoq keys[/]  [dim](esc, ? or q closes this)[/]", id="help-title")
+            yield Static(t("[b]videoq keys[/]  [dim](esc, ? or q closes this)[/]"), id="help-title")
             with Horizontal(id="help-columns"):
                 yield Static(self._column(self.left), classes="help-column")
                 yield Static(self._column(self.right), classes="help-column")

@@ -14,22 +14,24 @@ from textual.widgets import Button, Input, Label, Select, Static, Switch
 
 from core.messages import every_problem
 from core.models import MAX_IMAGES, VideoRequest
+from tui.i18n import N_, outside_text, t
+from tui.keys import speak
 from tui.screens.confirm import ConfirmScreen
 
 FIELDS = ("prompt", "model", "duration", "aspect_ratio", "hd", "images")
 LABELS = {
-    "prompt": "Prompt",
-    "model": "Model",
-    "duration": "Duration",
-    "aspect_ratio": "Aspect ratio",
-    "hd": "HD",
-    "images": "Image URLs",
+    "prompt": N_("Prompt"),
+    "model": N_("Model"),
+    "duration": N_("Duration"),
+    "aspect_ratio": N_("Aspect ratio"),
+    "hd": N_("HD"),
+    "images": N_("Image URLs"),
 }
 
 
 def hd_word(on: bool) -> str:
     """The HD switch's state in words, so it reads without colour."""
-    return "on (sora-2-pro only, much slower)" if on else "off"
+    return t("on (sora-2-pro only, much slower)") if on else t("off")
 
 
 class NewTaskScreen(ModalScreen[VideoRequest | None]):
@@ -42,29 +44,32 @@ class NewTaskScreen(ModalScreen[VideoRequest | None]):
 
     def __init__(self) -> None:
         super().__init__()
+        speak(self)
         # Once a submit has failed, every change re-checks the form, so fixed errors go at once.
         self._checking = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="new-task"):
-            yield Static("[b]New video task[/]", id="new-task-title")
+            yield Static(t("[b]New video task[/]"), id="new-task-title")
             yield self._row(
-                "prompt", Input(placeholder="What should the video show?", compact=True)
+                "prompt", Input(placeholder=t("What should the video show?"), compact=True)
             )
             yield self._row("model", _select(("sora-2", "sora-2-pro")))
-            yield self._row("duration", _select((10, 15, 25), suffix=" s"))
+            yield self._row("duration", _select((10, 15, 25), suffix=t(" s")))
             yield self._row("aspect_ratio", _select(("16:9", "9:16")))
             yield self._row("hd", Switch(value=False), Static(hd_word(False), id="hd-word"))
-            placeholder = f"up to {MAX_IMAGES} http(s) or data URLs, separated by spaces"
+            placeholder = t(
+                "up to {count} http(s) or data URLs, separated by spaces", count=MAX_IMAGES
+            )
             yield self._row("images", Input(placeholder=placeholder, compact=True))
             yield Static(id="error-request", classes="field-error")
             with Horizontal(id="new-task-buttons"):
-                yield Button("Cancel (esc)", id="cancel", compact=True)
-                yield Button("Queue it (ctrl+s)", id="submit", variant="primary", compact=True)
+                yield Button(t("Cancel (esc)"), id="cancel", compact=True)
+                yield Button(t("Queue it (ctrl+s)"), id="submit", variant="primary", compact=True)
 
     def _row(self, field: str, widget: Widget, *extra: Widget) -> Vertical:
         widget.id = field
-        line = Horizontal(Label(LABELS[field], classes="field-label"), widget, *extra)
+        line = Horizontal(Label(t(LABELS[field]), classes="field-label"), widget, *extra)
         line.add_class("field-line")
         error = Static(id=f"error-{field}", classes="field-error", markup=False)
         return Vertical(line, error, classes="field-row")
@@ -103,7 +108,7 @@ class NewTaskScreen(ModalScreen[VideoRequest | None]):
                 self.dismiss(None)
 
         question = ConfirmScreen(
-            "Discard this new task?", "What you typed is not kept.", yes="Yes, discard"
+            t("Discard this new task?"), t("What you typed is not kept."), yes=t("Yes, discard")
         )
         self.app.push_screen(question, answered)
 
@@ -140,7 +145,7 @@ class NewTaskScreen(ModalScreen[VideoRequest | None]):
     def _show_problems(self, found: list[tuple[str, str]], *, focus: bool) -> None:
         reasons = dict(found)
         for field in (*FIELDS, "request"):
-            reason = reasons.get(field, "")
+            reason = outside_text(reasons.get(field, ""))
             error = self.query_one(f"#error-{field}", Static)
             error.update(reason)
             error.set_class(bool(reason), "-shown")

@@ -10,6 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
+from tui.i18n import t
+from tui.keys import speak
 from tui.state.wording import Question
 
 
@@ -24,6 +26,7 @@ class QuitScreen(ModalScreen[str | None]):
 
     def __init__(self, text: Question, *, can_drain: bool) -> None:
         super().__init__()
+        speak(self)
         self.text = text
         self.can_drain = can_drain
 
@@ -32,10 +35,10 @@ class QuitScreen(ModalScreen[str | None]):
             yield Label(self.text.question, id="question", markup=False)
             yield Static(self.text.details, id="details", markup=False)
             with Horizontal():
-                yield Button("Stay (esc)", id="stay")
+                yield Button(t("Stay (esc)"), id="stay")
                 if self.can_drain:
-                    yield Button("Drain, then quit (d)", id="drain", variant="primary")
-                yield Button("Quit now (q)", id="now", variant="warning")
+                    yield Button(t("Drain, then quit (d)"), id="drain", variant="primary")
+                yield Button(t("Quit now (q)"), id="now", variant="warning")
 
     def on_mount(self) -> None:
         self.query_one("#drain" if self.can_drain else "#now", Button).focus()

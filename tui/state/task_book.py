@@ -25,17 +25,19 @@ from core.models import (
     TaskStatus,
     utcnow,
 )
+from tui.i18n import N_
 
 RATE_WINDOW = timedelta(minutes=1)
 SERIES_MINUTES = 30
 
 
 class View(StrEnum):
-    ALL = "all"
-    ACTIVE = "active"
-    FAILED = "failed"
-    FINISHED = "finished"
-    LATE = "late"  # running tasks that are overdue or stalled
+    # The values are the catalog's keys too: the header shows them translated.
+    ALL = N_("all")
+    ACTIVE = N_("active")
+    FAILED = N_("failed")
+    FINISHED = N_("finished")
+    LATE = N_("late")  # running tasks that are overdue or stalled
 
 
 VIEW_STATUSES: dict[View, frozenset[TaskStatus] | None] = {
@@ -70,10 +72,10 @@ class SortOrder:
 
 
 SORT_ORDERS: tuple[SortOrder, ...] = (
-    SortOrder("newest first", "age", lambda t: (-_ts(t.created_at), t.id)),
-    SortOrder("last update", "updated", lambda t: (-_ts(t.updated_at), t.id)),
-    SortOrder("status", "status", lambda t: (STATUS_RANK[t.status], -_ts(t.created_at), t.id)),
-    SortOrder("progress", "progress", lambda t: (-t.progress, -_ts(t.created_at), t.id)),
+    SortOrder(N_("newest first"), "age", lambda t: (-_ts(t.created_at), t.id)),
+    SortOrder(N_("last update"), "updated", lambda t: (-_ts(t.updated_at), t.id)),
+    SortOrder(N_("status"), "status", lambda t: (STATUS_RANK[t.status], -_ts(t.created_at), t.id)),
+    SortOrder(N_("progress"), "progress", lambda t: (-t.progress, -_ts(t.created_at), t.id)),
 )
 
 

@@ -10,7 +10,8 @@ from collections import deque
 
 from textual.widgets import Collapsible, Log
 
-from tui.render import LOG_FORMAT, VisibleFormatter, plural
+from tui.i18n import t, tn
+from tui.render import LOG_FORMAT, VisibleFormatter
 
 PANEL_LINES = 1000
 # A full task id in a log line; the panel shows its first 8 characters, as the table does.
@@ -29,7 +30,8 @@ class LogPanel(Collapsible):
 
     def __init__(self, **kwargs: object) -> None:
         log = Log(max_lines=PANEL_LINES, id="log")
-        super().__init__(log, title="Worker log", collapsed=True, **kwargs)  # type: ignore[arg-type]
+        title = t("Worker log")
+        super().__init__(log, title=title, collapsed=True, **kwargs)  # type: ignore[arg-type]
         self.lines = 0
         self.warnings = 0
 
@@ -38,8 +40,10 @@ class LogPanel(Collapsible):
         self.query_one("#log", Log).write_lines(line for _, line in records)
         self.lines += len(records)
         self.warnings += sum(1 for level, _ in records if level >= logging.WARNING)
-        warned = f", {plural(self.warnings, 'warning')}" if self.warnings else ""
-        self.title = f"Worker log ({plural(self.lines, 'line')}{warned})"
+        lines = tn("{count} line", "{count} lines", self.lines)
+        if self.warnings:
+            lines += tn(", {count} warning", ", {count} warnings", self.warnings)
+        self.title = t("Worker log ({lines})", lines=lines)
 
 
 class PanelLogHandler(logging.Handler):

@@ -14,7 +14,8 @@ from core.insight import UpstreamHealth
 from core.models import TaskStatus
 from core.qstash_guard import NEAR_BUDGET
 from core.store import FeedState, FeedStatus, Usage
-from tui.render import age, plural
+from tui.i18n import N_, outside_text, t, tn
+from tui.render import age
 from tui.state.task_cells import STATUS_GLYPHS, status_label
 from tui.widgets.styled import styled
 
@@ -69,21 +70,34 @@ def plain(_: str, text: str) -> str:
 def feed_markup(
     feed: FeedStatus, now: datetime, style: Styler = plain, *, narrow: bool = False
 ) -> str:
-    text = style(f"feed--{feed.state}", f"● {feed.state.value}")
+    text = style(f"feed--{feed.state}", f"● {t(FEED_WORDS.get(feed.state, feed.state.value))}")
     if feed.last_event_at is not None:
-        last = "" if narrow else "last event "
-        text += f" [dim]({last}{age(feed.last_event_at, now)} ago)[/]"
+        ago = age(feed.last_event_at, now)
+        last = t("({age} ago)", age=ago) if narrow else t("(last event {age} ago)", age=ago)
+        text += f" [dim]{last}[/]"
     if feed.detail and feed.state is not FeedState.LIVE:
-        text += f" [dim]{escape(feed.detail)}[/]"
+        text += f" [dim]{escape(outside_text(feed.detail))}[/]"
     return text
 
 
 def worker_markup(info: HeaderInfo, style: Styler = plain) -> str:
-    text = f"worker {escape(info.worker)}"
+    text = t("worker {state}", state=escape(info.worker))
     if info.other_workers:
-        others = "another worker" if info.other_workers == 1 else f"{info.other_workers} workers"
-        text += " " + style("header--warning", f"(+{others} on this store)")
+        others = tn(
+            "(+another worker on this store)",
+            "(+{count} workers on this store)",
+            info.other_workers,
+        )
+        text += " " + style("header--warning", others)
     return text
+
+
+# The feed's states in words (FeedState's values are the keys).
+FEED_WORDS = {
+    FeedState.LIVE: N_("live"),
+    FeedState.RECONNECTING: N_("reconnecting"),
+    FeedState.OFFLINE: N_("offline"),
+}
 
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -105,9 +119,9 @@ def health_markup(health: UpstreamHealth | None, style: Styler, narrow: bool) ->
     """`upstream 4% failed, p95 340 ms`; said only when something failed at narrow widths."""
     if health is None or not health.calls or (narrow and not health.failed):
         return ""
-    text = f"upstream {health.failed_share:.0%} failed"
+    text = t("upstream {share} failed", share=f"{health.failed_share:.0%}")
     if health.p95_seconds is not None and not narrow:
-        text += f", p95 {health.p95_seconds * 1000:.0f} ms"
+        text += t(", p95 {ms} ms", ms=f"{health.p95_seconds * 1000:.0f}")
     return style("header--warning", text) if health.failed else text
 
 
@@ -116,17 +130,21 @@ def dead_markup(info: HeaderInfo, style: Styler = plain) -> list[str]:
     an 80-column header keeps its room for the worker and the store."""
     if not info.dead_letters:
         return []
-    return [style("header--warning", f"{info.dead_letters} dead (d)")]
+    return [style("header--warning", t("{count} dead (d)", count=info.dead_letters))]
 
 
 def qstash_markup(info: HeaderInfo, style: Styler = plain) -> list[str]:
     """ "QStash 312 / 1,000 today" (a warning from 80 % of the budget), and any outage."""
     parts = []
     if info.degraded:
-        parts.append(style("header--warning", escape(info.degraded)))
+        parts.append(style("header--warning", escape(outside_text(info.degraded))))
     if info.qstash_usage is not None:
         used, budget = info.qstash_usage.total, info.qstash_budget
-        text = f"QStash {used:,} / {budget:,} today" if budget else f"QStash {used:,} today"
+        text = (
+            t("QStash {used} / {budget} today", used=f"{used:,}", budget=f"{budget:,}")
+            if budget
+            else t("QStash {used} today", used=f"{used:,}")
+        )
         near = budget is not None and used >= NEAR_BUDGET * budget
         parts.append(style("header--warning", text) if near else text)
     return parts
@@ -144,7 +162,7 @@ def header_markup(info: HeaderInfo, style: Styler = plain, width: int = NARROW) 
             *dead_markup(info, style),
             worker_markup(info, style),
             escape(info.backend),
-            escape(info.upstream) if narrow else f"upstream: {escape(info.upstream)}",
+            escape(info.upstream) if narrow else t("upstream: {name}", name=escape(info.upstream)),
         )
     )
     counts = "  ".join(
@@ -158,23 +176,24 @@ def header_markup(info: HeaderInfo, style: Styler = plain, width: int = NARROW) 
     view = [counts]
     if info.overdue or info.stalled:
         late = [
-            f"[b]{n}[/] {word}"
-            for n, word in ((info.overdue, "overdue"), (info.stalled, "stalled"))
+            f"[b]{n}[/] {t(word)}"
+            for n, word in ((info.overdue, N_("overdue")), (info.stalled, N_("stalled")))
             if n
         ]
         view.append(style("header--warning", " ".join(late)))
-    view.append(f"view [b]{info.view}[/] ({info.shown} shown)")
+    view.append(t("view [b]{view}[/] ({shown} shown)", view=t(info.view), shown=info.shown))
     if info.unreadable:
-        view.insert(0, style("header--warning", f"⚠ {plural(info.unreadable, 'unreadable row')}"))
+        rows = tn("⚠ {count} unreadable row", "⚠ {count} unreadable rows", info.unreadable)
+        view.insert(0, style("header--warning", rows))
     if info.search:
-        view.append(f'filter [b]"{escape(info.search)}"[/]')
+        view.append(t('filter [b]"{search}"[/]', search=escape(info.search)))
     if info.selected:
-        view.append(style("header--selected", f"[b]{info.selected}[/] selected"))
-    sort = "" if narrow else "sort "
-    view.append(f"{sort}[b]{escape(info.sort)}[/]")
+        view.append(style("header--selected", t("[b]{count}[/] selected", count=info.selected)))
+    sort = f"[b]{escape(t(info.sort))}[/]"
+    view.append(sort if narrow else t("sort {order}", order=sort))
     succeeded, failed = info.finished_series
     if narrow or not succeeded:
-        view.append(f"[b]{info.finished_per_minute}[/] done/min")
+        view.append(t("[b]{count}[/] done/min", count=info.finished_per_minute))
     else:
         view.append(
             style("status--succeeded", f"✓{sparkline(succeeded)}")

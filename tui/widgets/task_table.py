@@ -28,6 +28,8 @@ from textual.strip import Strip
 
 from core.insight import stalled
 from core.models import Task, TaskStatus
+from tui.i18n import N_, t
+from tui.keys import speak
 from tui.render import age, ellipsize
 from tui.state.task_book import TaskBook
 from tui.state.task_cells import (
@@ -84,6 +86,7 @@ class TaskTable(ScrollView, can_focus=True):
 
     def __init__(self, book: TaskBook, clock: Callable[[], datetime], **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        speak(self)
         self.book = book
         self._clock = clock
         self._ids: list[str] = []
@@ -303,7 +306,7 @@ class TaskTable(ScrollView, can_focus=True):
         key = ("header", self.book.sort.column, self._widths)
         if key not in self._strips:
             labels: list[Fragments] = [
-                [(c.label + (SORT_MARK if c.key == self.book.sort.column else ""), "")]
+                [(t(c.label) + (SORT_MARK if c.key == self.book.sort.column else ""), "")]
                 for c in self._columns
             ]
             self._strips[key] = self._line(labels, self._style("header"))
@@ -344,8 +347,8 @@ class TaskTable(ScrollView, can_focus=True):
         if task.status is not TaskStatus.RUNNING:
             return ""
         if self.book.is_overdue(task):
-            return "overdue"
-        return "stalled" if stalled(task) else ""
+            return N_("overdue")
+        return N_("stalled") if stalled(task) else ""
 
     @property
     def empty_text(self) -> list[str]:

@@ -1,0 +1,88 @@
+"""argparse in the interface's language: its usage line, group titles, `-h` and error lines.
+
+Done by subclassing (a parser and a help formatter), never by patching the standard library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from typing import Any, NoReturn
+
+from tui.i18n import outside_text, t
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter with the catalog's word for "usage:", wrapping by terminal cells
+    (textwrap counts characters and breaks only at spaces: Chinese would overflow)."""
+
+    def add_usage(self, usage: Any, actions: Any, groups: Any, prefix: str | None = None) -> None:
+        super().add_usage(usage, actions, groups, t("usage: ") if prefix is None else prefix)
+
+    def _format_usage(self, usage: Any, actions: Any, groups: Any, prefix: str | None) -> str:
+        text = super()._format_usage(usage, actions, groups, prefix)
+        # argparse indents continuation lines by len(prefix); a wide "用法：" takes more cells.
+        extra = _cells(prefix) - len(prefix) if prefix else 0
+        return text.replace("\n ", "\n " + " " * extra) if extra > 0 else text
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        if text.isascii():
+            return super()._split_lines(text, width)
+        return wrap_cells(" ".join(text.split()), width)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.isascii():
+            return super()._fill_text(text, width, indent)
+        return "\n".join(indent + line for line in wrap_cells(" ".join(text.split()), width))
+
+
+# A run of characters that stays together: a word with its spaces, or one wide character; an
+# opening bracket or quote stays with what follows it (a line never ends on one).
+_WIDE = "\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef"
+_PIECES = re.compile(f"[（《“]?(?:[{_WIDE}]|[^\\s{_WIDE}]+\\s*)|\\s+")
+
+
+def _cells(text: str) -> int:
+    from rich.cells import cell_len  # the one-shot commands load it anyway (render.py)
+
+    return cell_len(text)
+
+
+def wrap_cells(text: str, width: int) -> list[str]:
+    """`text` in lines of at most `width` cells, broken at spaces or between CJK characters."""
+    lines: list[str] = []
+    line = ""
+    for piece in _PIECES.findall(text):
+        if line and _cells((line + piece).rstrip()) > width:
+            lines.append(line.rstrip())
+            line = piece.lstrip()
+        else:
+            line += piece
+    if line.strip():
+        lines.append(line.rstrip())
+    return lines
+
+
+class Parser(argparse.ArgumentParser):
+    """A parser (and, through add_subparsers, every subparser) that speaks the catalog."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        kwargs["add_help"] = False  # our own -h below, with the help text translated
+        super().__init__(*args, **kwargs)
+        self._positionals.title = t("positional arguments")
+        self._optionals.title = t("options")
+        self.add_argument(
+            "-h",
+            "--help",
+            action="help",
+            default=argparse.SUPPRESS,
+            help=t("show this help message and exit"),
+        )
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(
+            2, t("{prog}: error: {message}", prog=self.prog, message=outside_text(message)) + "\n"
+        )
