@@ -1,8 +1,9 @@
 """The dashboard: a live task table fed by the store's change feed, with the worker in-process.
 
 The table changes only when `store.changes()` delivers an event (a 1 s timer redraws ages, never
-data). Events are buffered and applied once per frame, in place. Every store or queue call runs in
-a Textual worker; failures of all of them land in one `on_worker_state_changed`.
+data). Events are buffered and applied in one batch per turn of the app's message queue, in
+place. Every store or queue call runs in a Textual worker; failures of all of them land in one
+`on_worker_state_changed`.
 """
 
 from __future__ import annotations
@@ -203,7 +204,10 @@ class VideoqApp(DashboardActions):
         self._inbox.append(item)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self.call_after_refresh(self._apply_inbox)
+            # The app's own queue, not call_after_refresh: Textual hands that callback to the
+            # screen on top, and a screen closing at that moment (the help screen, at a resize)
+            # sometimes never ran it, leaving the flag set and the table frozen for good.
+            self.call_later(self._apply_inbox)
 
     def _apply_inbox(self) -> None:
         """Apply everything that arrived since the last frame, in one pass over the table."""
