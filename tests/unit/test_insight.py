@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 
 from core.insight import (
     STALLED_POLLS,
@@ -25,7 +26,7 @@ TEN_SECONDS = expected_timing(VideoRequest(prompt="-"))  # sora-2, 10 s: 1-3 min
 
 
 def task(**fields: object) -> Task:
-    return Task.new(VideoRequest(prompt="a fox")).model_copy(update=fields)
+    return replace(Task.new(VideoRequest(prompt="a fox")), **fields)
 
 
 def running_for(seconds: float, **fields: object) -> Task:
