@@ -367,6 +367,8 @@ class Settings:
 
 
 def _a_pattern(value: str) -> None:
+    if value == DEFAULT_AUTO_RETRY_REASONS:
+        return  # known good; compiling it would cost every command's start-up
     try:
         re.compile(value)
     except re.error as exc:

@@ -118,8 +118,10 @@ def end_changes(status: TaskStatus, at: datetime) -> dict[str, Any]:
     }
 
 
-_URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
-_DATA_URL = re.compile(r"^data:image/[a-z0-9.+-]+;base64,[A-Za-z0-9+/=\s]+$", re.IGNORECASE)
+# Patterns, not compiled ones: `re` compiles them on the first request with images, not at
+# every start-up of every command.
+_URL = r"^https?://[^\s/$.?#][^\s]*$"
+_DATA_URL = r"^data:image/[a-z0-9.+-]+;base64,[A-Za-z0-9+/=\s]+$"
 
 
 class VideoRequest(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -197,11 +199,11 @@ def _duration_from_text(data: dict[str, Any]) -> dict[str, Any]:
 def _images_are_urls(images: tuple[str, ...]) -> None:
     for index, image in enumerate(images):
         if image.startswith("data:"):
-            if len(image) > MAX_DATA_URL_CHARS or not _DATA_URL.match(image):
+            if len(image) > MAX_DATA_URL_CHARS or not re.match(_DATA_URL, image, re.IGNORECASE):
                 raise InvalidRequestRule(
                     "images", f"image {index + 1} is not a base64 image data URL"
                 )
-        elif len(image) > MAX_IMAGE_URL_CHARS or not _URL.match(image):
+        elif len(image) > MAX_IMAGE_URL_CHARS or not re.match(_URL, image, re.IGNORECASE):
             raise InvalidRequestRule(
                 "images", f"image {index + 1} is not an http(s) URL or a data URL"
             )

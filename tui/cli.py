@@ -238,7 +238,7 @@ async def cmd_submit(runtime: Runtime, args: argparse.Namespace) -> int:
 
 
 async def cmd_list(runtime: Runtime, args: argparse.Namespace) -> int:
-    from core.insight import lateness
+    from core.lateness import lateness
 
     statuses = [_status(value) for value in args.status] if args.status else None
     found = await runtime.service.list(statuses=statuses, limit=args.limit + 1)
@@ -263,7 +263,7 @@ async def cmd_list(runtime: Runtime, args: argparse.Namespace) -> int:
 
 
 async def cmd_show(runtime: Runtime, args: argparse.Namespace) -> int:
-    from core.insight import lateness
+    from core.lateness import lateness
 
     detail = await runtime.service.detail(await runtime.service.resolve_id(args.task_id))
     late = lateness(detail.task, utcnow(), runtime.speedup)

@@ -16,7 +16,8 @@ from core.queue import DeadLetter
 from core.text import one_line, visible_lines
 
 if TYPE_CHECKING:
-    from core.insight import Lateness, ModelStats, Stats
+    from core.insight import ModelStats, Stats
+    from core.lateness import Lateness
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 

@@ -9,14 +9,8 @@ from pathlib import Path
 import pytest
 from msgspec.structs import replace
 
-from core.insight import (
-    STALLED_POLLS,
-    collect_stats,
-    lateness,
-    overdue,
-    reason_group,
-    stalled,
-)
+from core.insight import collect_stats, reason_group
+from core.lateness import STALLED_POLLS, lateness, overdue, stalled
 from core.models import Task, TaskEvent, TaskStatus, VideoRequest
 from core.store.sqlite import SqliteStore
 from core.upstream import expected_timing
