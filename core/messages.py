@@ -44,7 +44,7 @@ _PLAIN: tuple[tuple[re.Pattern[str], Callable[[re.Match[str], str], str]], ...] 
     ),
     (
         re.compile(r"^Expected `\w+` (?P<op>[<>]=?) (?P<n>\S+)$"),
-        lambda m, field: f"must be {BOUND_WORDS[m['op']]} {m['n']}",
+        lambda m, field: f"must be {BOUND_WORDS[m['op']]} {m['n'].removesuffix('.0')}",
     ),
     (
         re.compile(r"^Expected `(?P<type>\w+)(?: \| null)?`, got `\w+`$"),
