@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from textual import events
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -78,8 +79,8 @@ async def fill(settings: Settings, rows: int) -> tuple[list[str], float]:
     async with Runtime.from_settings(settings) as runtime:
         ids = []
         for n in range(rows):
-            task = Task.new(request).model_copy(
-                update={"status": TaskStatus.RUNNING, "progress": n % 100, "upstream_task_id": "b"}
+            task = msgspec.structs.replace(
+                Task.new(request), status=TaskStatus.RUNNING, progress=n % 100, upstream_task_id="b"
             )
             ids.append((await runtime.store.insert(task)).id)
     return ids, time.perf_counter() - started

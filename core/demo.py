@@ -31,7 +31,7 @@ def demo_requests(count: int, provider: str = DEFAULT_PROVIDER) -> list[VideoReq
     shapes = provider_for(provider).sample_requests()
     pairs = zip(itertools.cycle(_PROMPTS), itertools.cycle(shapes), strict=False)
     return [
-        VideoRequest.model_validate({"prompt": prompt, "provider": provider, **shape})
+        VideoRequest(prompt=prompt, provider=provider, **shape)
         for prompt, shape in itertools.islice(pairs, count)
     ]
 

@@ -90,3 +90,11 @@ class UpstreamError(VideoqError):
         self.transient = transient
         self.http_status = http_status
         self.retry_after = retry_after
+
+
+class FieldRefused(ValueError):
+    """A value a rule of ours refuses (raised while msgspec checks it); names the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field

@@ -6,22 +6,18 @@ timings; nothing is kept on the side, so every process that reads the store agre
 
 from __future__ import annotations
 
-import functools
 import re
 import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from core.models import TERMINAL, Task, TaskStatus, VideoRequest
+from core.lateness import seconds_between
+from core.models import TERMINAL, Task, TaskStatus
 from core.store import TaskStore
 from core.text import one_line
-from core.upstream import Estimate, expected_timing
-
-STALLED_POLLS = 4
-"""A running task whose last this-many polls reported no new progress has stalled."""
 
 STATS_MAX_TASKS = 50_000
 """The most tasks one `stats` window reads; a longer window says it was cut."""
@@ -31,43 +27,6 @@ REASON_CHARS = 160
 # What varies between two reports of one failure: ids, hashes, numbers.
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _VOLATILE = re.compile(rf"{_UUID}|\b(?=[0-9a-f]*\d)[0-9a-f]{{12,}}\b|\d+(?:\.\d+)?", re.I)
-
-
-def estimate_of(task: Task) -> Estimate:
-    """The provider's expected timing for the task's request, the same for every such task.
-
-    The dashboard asks for every running row on every frame: cached, it builds no request.
-    """
-    return _estimate(task.provider, task.model, task.duration, task.hd, task.aspect_ratio)
-
-
-@functools.lru_cache(maxsize=256)
-def _estimate(provider: str, model: str, duration: int, hd: bool, aspect_ratio: str) -> Estimate:
-    request = VideoRequest(
-        prompt="-",
-        provider=provider,
-        model=model,
-        duration=duration,
-        hd=hd,
-        aspect_ratio=aspect_ratio,
-    )
-    return expected_timing(request)
-
-
-def overdue(task: Task, now: datetime, speedup: float = 1.0) -> bool:
-    """Running past the end of the provider's published time range for this request.
-
-    `speedup` is how much faster than real time the upstream's clock runs (the simulator's).
-    """
-    if task.status is not TaskStatus.RUNNING or task.started_at is None:
-        return False
-    elapsed = (now - task.started_at).total_seconds() * speedup
-    return elapsed > estimate_of(task).high
-
-
-def stalled(task: Task) -> bool:
-    """Running, and its last STALLED_POLLS polls reported no new progress."""
-    return task.status is TaskStatus.RUNNING and task.polls_without_progress >= STALLED_POLLS
 
 
 def reason_group(reason: str | None) -> str:
@@ -187,7 +146,9 @@ def model_stats(tasks: Iterable[Task], since: datetime) -> list[ModelStats]:
 def _one_kind(model: str, duration: int, finished: list[Task]) -> ModelStats:
     succeeded = [task for task in finished if task.status is TaskStatus.SUCCEEDED]
     times = sorted(
-        _seconds(task.completed_at - task.queued_at) for task in succeeded if task.completed_at
+        seconds_between(task.queued_at, task.completed_at)
+        for task in succeeded
+        if task.completed_at
     )
     polls = statistics.fmean(task.polls for task in finished)
     return ModelStats(
@@ -202,45 +163,12 @@ def _one_kind(model: str, duration: int, finished: list[Task]) -> ModelStats:
     )
 
 
-def _seconds(delta: timedelta) -> float:
-    return max(0.0, delta.total_seconds())
-
-
 def _percentile(ordered: Sequence[float], percent: int) -> float | None:
     """The nearest-rank percentile of sorted values, or None for none."""
     if not ordered:
         return None
     rank = max(1, -(-len(ordered) * percent // 100))
     return ordered[rank - 1]
-
-
-@dataclass(frozen=True)
-class Lateness:
-    """Whether a task is overdue or stalled, with the times that say so."""
-
-    overdue: bool = False
-    stalled: bool = False
-    # The provider's range for the request, in the upstream clock's seconds.
-    expected_low: float = 0.0
-    expected_high: float = 0.0
-    # Time since the upstream accepted the job, in the same clock (None before that).
-    elapsed: float | None = None
-
-
-def lateness(task: Task, now: datetime, speedup: float = 1.0) -> Lateness:
-    """How `task` stands against the provider's timings and its own recent progress."""
-    estimate = estimate_of(task)
-    elapsed = None
-    if task.started_at is not None:
-        end = task.completed_at or now
-        elapsed = _seconds(end - task.started_at) * speedup
-    return Lateness(
-        overdue=overdue(task, now, speedup),
-        stalled=stalled(task),
-        expected_low=estimate.low,
-        expected_high=estimate.high,
-        elapsed=elapsed,
-    )
 
 
 HEALTH_WINDOW = 300.0

@@ -9,19 +9,16 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+import msgspec.json
+from msgspec import UNSET, Meta, Struct, UnsetType, ValidationError, field
+from msgspec.structs import force_setattr
 
-from core.errors import InvalidRequest, InvalidState
+from core.errors import FieldRefused, InvalidRequest, InvalidState
 from core.text import unstorable
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from core.upstream import Provider
 
 MAX_PROMPT_CHARS = 4000
@@ -121,86 +118,95 @@ def end_changes(status: TaskStatus, at: datetime) -> dict[str, Any]:
     }
 
 
-_URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
-_DATA_URL = re.compile(r"^data:image/[a-z0-9.+-]+;base64,[A-Za-z0-9+/=\s]+$", re.IGNORECASE)
+# Patterns, not compiled ones: `re` compiles them on the first request with images, not at
+# every start-up of every command.
+_URL = r"^https?://[^\s/$.?#][^\s]*$"
+_DATA_URL = r"^data:image/[a-z0-9.+-]+;base64,[A-Za-z0-9+/=\s]+$"
 
 
-# Every model here builds its validator on first use (defer_build), not at import: a command
-# that never validates a request or a message does not pay for building their schemas.
-class VideoRequest(BaseModel):
+class VideoRequest(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What a user asks the upstream to generate (validated before anything is stored).
 
     The generic rules live here; the provider's own (models, durations, aspect ratios, hd) and
-    its defaults come from the provider the request names.
+    its defaults come from the provider the request names. Every rule runs in `__post_init__`,
+    so a request built in code, decoded or parsed is held to the same rules.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
-    prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
-    # Left out, these four take the provider's defaults (`_provider_defaults` fills them in
-    # before validation); the empty values only keep type checkers from asking for them.
-    provider: str = ""
-    model: str = ""
-    duration: int = 0
-    aspect_ratio: str = ""
+    prompt: Annotated[str, Meta(max_length=MAX_PROMPT_CHARS)]
+    # Left out, these four take the provider's defaults (`__post_init__` fills them in); UNSET
+    # tells "left out" from an explicit empty value, which the provider's rules refuse.
+    if TYPE_CHECKING:
+        provider: str = ""
+        model: str = ""
+        duration: int = 0
+        aspect_ratio: str = ""
+    else:
+        provider: str | UnsetType = UNSET
+        model: str | UnsetType = UNSET
+        duration: int | UnsetType = UNSET
+        aspect_ratio: str | UnsetType = UNSET
     hd: bool = False
-    images: Annotated[tuple[str, ...], Field(max_length=MAX_IMAGES)] = ()
+    images: Annotated[tuple[str, ...], Meta(max_length=MAX_IMAGES)] = ()
 
-    @model_validator(mode="before")
-    @classmethod
-    def _provider_defaults(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        provider = _provider(data.get("provider"))
-        return {**provider.defaults, **data, "provider": provider.name}
+    def __post_init__(self) -> None:
+        provider = _provider(None if self.provider is UNSET else self.provider)
+        force_setattr(self, "provider", provider.name)
+        for name, value in provider.defaults.items():
+            if getattr(self, name) is UNSET:
+                force_setattr(self, name, value)
+        self._storable_text()
+        force_setattr(self, "prompt", _prompt_not_blank(self.prompt))
+        _images_are_urls(self.images)
+        provider.check(self)
 
-    @field_validator("*", mode="before")
-    @classmethod
-    def _storable_text(cls, value: Any) -> Any:
+    def _storable_text(self) -> None:
         # Refused here, on every store alike, so no store answers "try again" to a fixed input.
-        for text in value if isinstance(value, list | tuple) else (value,):
-            if isinstance(text, str) and (why := unstorable(text)):
-                raise ValueError(why)
-        return value
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            for text in value if isinstance(value, tuple) else (value,):
+                if isinstance(text, str) and (why := unstorable(text)):
+                    raise InvalidRequestRule(name, why)
 
-    @field_validator("prompt")
     @classmethod
-    def _prompt_not_blank(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("must not be blank")
-        return value
-
-    @field_validator("duration", mode="before")
-    @classmethod
-    def _duration_from_text(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.strip().isdigit():
-            return int(value)
-        return value
-
-    @field_validator("images")
-    @classmethod
-    def _images_are_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for index, image in enumerate(value):
-            if image.startswith("data:"):
-                if len(image) > MAX_DATA_URL_CHARS or not _DATA_URL.match(image):
-                    raise ValueError(f"image {index + 1} is not a base64 image data URL")
-            elif len(image) > MAX_IMAGE_URL_CHARS or not _URL.match(image):
-                raise ValueError(f"image {index + 1} is not an http(s) URL or a data URL")
-        return value
-
-    @model_validator(mode="after")
-    def _provider_rules(self) -> VideoRequest:
-        _provider(self.provider).check(self)
-        return self
+    def validate(cls, data: dict[str, Any]) -> VideoRequest:
+        """`data` as a request, or msgspec.ValidationError naming the first bad field."""
+        return msgspec.convert(_duration_from_text(data), cls, strict=False)
 
     @classmethod
     def parse(cls, data: dict[str, Any]) -> VideoRequest:
         """Validate `data`, raising InvalidRequest that names the first bad field."""
         try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
+            return cls.validate(data)
+        except msgspec.ValidationError as exc:
             raise invalid_request_from(exc) from None
+
+
+def _prompt_not_blank(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise InvalidRequestRule("prompt", "must not be blank")
+    return value
+
+
+def _duration_from_text(data: dict[str, Any]) -> dict[str, Any]:
+    # A form or a flag gives the duration as text, spaces and all.
+    value = data.get("duration")
+    if isinstance(value, str) and value.strip().isdigit():
+        return {**data, "duration": int(value)}
+    return data
+
+
+def _images_are_urls(images: tuple[str, ...]) -> None:
+    for index, image in enumerate(images):
+        if image.startswith("data:"):
+            if len(image) > MAX_DATA_URL_CHARS or not re.match(_DATA_URL, image, re.IGNORECASE):
+                raise InvalidRequestRule(
+                    "images", f"image {index + 1} is not a base64 image data URL"
+                )
+        elif len(image) > MAX_IMAGE_URL_CHARS or not re.match(_URL, image, re.IGNORECASE):
+            raise InvalidRequestRule(
+                "images", f"image {index + 1} is not an http(s) URL or a data URL"
+            )
 
 
 def _provider(name: str | None) -> Provider:
@@ -213,26 +219,20 @@ def _provider(name: str | None) -> Provider:
         raise InvalidRequestRule("provider", exc.message.removeprefix("provider: ")) from None
 
 
-class InvalidRequestRule(ValueError):
-    """A cross-field rule broken; carries the field to blame."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+class InvalidRequestRule(FieldRefused):
+    """A rule of the request broken; carries the field to blame."""
 
 
 def invalid_request_from(exc: ValidationError) -> InvalidRequest:
-    """Turn pydantic's error list into one message that names the field and the reason."""
-    from core.messages import problems
+    """Turn msgspec's error into one message that names the field and the reason."""
+    from core.messages import problem
 
-    field, reason = problems(exc)[0]
+    field, reason = problem(exc)
     return InvalidRequest(f"{field}: {reason}", field=field)
 
 
-class Task(BaseModel):
+class Task(Struct, kw_only=True):
     """One row of `video_tasks`."""
-
-    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     id: str
     user_id: str = LOCAL_USER
@@ -264,9 +264,9 @@ class Task(BaseModel):
     # The attempt was queued with the submitter's own upstream key; stays set once the key
     # itself is erased at the end, so a retry knows it needs the key again.
     own_key: bool = False
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
-    queued_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+    queued_at: datetime = field(default_factory=utcnow)
     started_at: datetime | None = None
     completed_at: datetime | None = None
     version: int = 1
@@ -286,6 +286,11 @@ class Task(BaseModel):
             image_bytes=sum(len(image.encode()) for image in request.images),
         )
 
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Task:
+        """A row from elsewhere (JSON, another writer) as a Task, checked field by field."""
+        return msgspec.convert(row, cls, strict=False)
+
     def request(self, images: tuple[str, ...] = ()) -> VideoRequest:
         """The request this task was made from, with the images the store keeps apart."""
         return VideoRequest(
@@ -304,24 +309,30 @@ class Task(BaseModel):
 
     def public_dict(self) -> dict[str, Any]:
         """Every column a client may see (never the encrypted upstream key)."""
-        return self.model_dump(mode="json", exclude={"upstream_key_ciphertext"})
+        values = json_dict(self)
+        del values["upstream_key_ciphertext"]
+        return values
 
 
-TASK_COLUMNS: tuple[str, ...] = tuple(Task.model_fields)
+def json_dict(value: Struct) -> dict[str, Any]:
+    """`value` as JSON-ready builtins: times as ISO 8601 strings, statuses as their names."""
+    encoded: dict[str, Any] = msgspec.to_builtins(value)
+    return encoded
+
+
+TASK_COLUMNS: tuple[str, ...] = Task.__struct_fields__
 
 
 EventKind = Literal["transition", "poll", "action", "submit"]
 
 
-class TaskEvent(BaseModel):
+class TaskEvent(Struct, kw_only=True):
     """One row of the append-only `task_events` history."""
-
-    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     task_id: str
     kind: EventKind
     attempt: int
-    at: datetime = Field(default_factory=utcnow)
+    at: datetime = field(default_factory=utcnow)
     from_status: TaskStatus | None = None
     to_status: TaskStatus | None = None
     actor: str | None = None
@@ -331,19 +342,25 @@ class TaskEvent(BaseModel):
     latency_ms: float | None = None
     detail: str | None = None
 
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> TaskEvent:
+        """A stored history row as an event, checked field by field."""
+        return msgspec.convert(row, cls, strict=False)
+
 
 Step = Literal["submit", "poll"]
 
 
-class WorkMessage(BaseModel):
-    """The body of a queue message: which step of which attempt of which task, and nothing else."""
+class WorkMessage(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The body of a queue message: which step of which attempt of which task, and nothing else.
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
+    Decoded strictly (no "2" for 2) and whole: a field it does not know is refused.
+    """
 
-    task_id: Annotated[str, Field(min_length=1, max_length=64)]
-    attempt: Annotated[int, Field(ge=1)]
+    task_id: Annotated[str, Meta(min_length=1, max_length=64)]
+    attempt: Annotated[int, Meta(ge=1)]
     step: Step
-    seq: Annotated[int, Field(ge=1)]
+    seq: Annotated[int, Meta(ge=1)]
 
     @property
     def dedup_id(self) -> str:
@@ -351,12 +368,21 @@ class WorkMessage(BaseModel):
         return f"{self.task_id}-{self.attempt}-{self.step}-{self.seq}"
 
     def to_bytes(self) -> bytes:
-        return self.model_dump_json().encode()
+        return _MESSAGE_ENCODER.encode(self)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> WorkMessage:
-        return cls.model_validate_json(raw)
+        """The message in `raw`, or msgspec.DecodeError (a ValueError) if it is not one."""
+        return _MESSAGE_DECODER.decode(raw)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WorkMessage:
+        """The message `data` holds, checked as strictly as `from_bytes`."""
+        return msgspec.convert(data, cls)
+
+
+_MESSAGE_ENCODER = msgspec.json.Encoder()
+_MESSAGE_DECODER = msgspec.json.Decoder(WorkMessage)
 
 ChangeOp = Literal["SYNC", "INSERT", "UPDATE", "DELETE"]
 

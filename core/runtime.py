@@ -10,9 +10,7 @@ from typing import TYPE_CHECKING
 
 from core.config import Settings
 from core.errors import VideoqError
-from core.qstash_guard import GuardedQueue, UsageMeter
 from core.queue import Queue
-from core.reconciler import Reconciler
 from core.service import TaskService
 from core.signing_keys import SigningKeys
 from core.steps import StepWrites
@@ -25,6 +23,8 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     from core.crypto import KeyBox
     from core.notify_hooks import NotifyHooks
+    from core.qstash_guard import GuardedQueue, UsageMeter
+    from core.reconciler import Reconciler
     from core.worker import StepWorker
 
 
@@ -41,20 +41,25 @@ class Runtime:
     usage: UsageMeter | None = None
     """QStash's billed messages per day, when the queue is QStash (then `queue` is guarded)."""
     service: TaskService = field(init=False)
-    reconciler: Reconciler = field(init=False)
     steps: StepWrites = field(init=False)
 
     def __post_init__(self) -> None:
         # Before anything opens: a store and a queue on one SQLite file share its writer.
         self.steps = step_writes(self.store, self.queue)
         self.service = TaskService(self.store, self.queue, self.key_box)
-        grace = max(3 * self.settings.poll_max_interval / self.speedup, 2.0)
-        self.reconciler = Reconciler(self.store, self.queue, grace=grace)
 
     @property
     def speedup(self) -> float:
         """How many times faster than real time task timings run (simulator and settings)."""
         return self.upstream.speedup * self.settings.speedup
+
+    @cached_property
+    def reconciler(self) -> Reconciler:
+        """The reconciler, built on first use: one-shot commands never load it (start-up)."""
+        from core.reconciler import Reconciler
+
+        grace = max(3 * self.settings.poll_max_interval / self.speedup, 2.0)
+        return Reconciler(self.store, self.queue, grace=grace)
 
     @cached_property
     def hooks(self) -> NotifyHooks | None:
@@ -113,6 +118,8 @@ class Runtime:
         store = build_store(settings)
         usage = None
         if settings.uses_qstash:
+            from core.qstash_guard import GuardedQueue, UsageMeter
+
             usage = UsageMeter(store, settings.qstash_daily_budget)
             queue = GuardedQueue(queue, usage, fallback_after=settings.qstash_fallback_after)
         return cls(settings, store, queue, upstream, keys, key_box, usage)
@@ -120,6 +127,10 @@ class Runtime:
     @property
     def guard(self) -> GuardedQueue | None:
         """The QStash queue's guard (budget and outages), or None on the local queue."""
+        if self.usage is None:
+            return None  # only a QStash queue is guarded (and then qstash_guard is loaded)
+        from core.qstash_guard import GuardedQueue
+
         return self.queue if isinstance(self.queue, GuardedQueue) else None
 
     async def open(self) -> None:

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from msgspec import DecodeError
 from prometheus_client import Histogram
-from pydantic import ValidationError
 
 from core import history, signing
 from core.config import step_lease
@@ -138,7 +138,7 @@ class StepWorker:
         """
         try:
             message = WorkMessage.from_bytes(delivery.body)
-        except ValidationError:
+        except DecodeError:
             log.warning("refused a malformed message (%d bytes)", len(delivery.body))
             self.stats.count("malformed")
             return DeliveryResult(489, non_retryable=True, reason="malformed message")

@@ -20,7 +20,9 @@ async def write(path: str, updates: int) -> str:
     await store.open()
     try:
         task = Task.new(VideoRequest(prompt="written by another process"))
-        event = TaskEvent(task_id=task.id, kind="transition", attempt=1, to_status="queued")
+        event = TaskEvent(
+            task_id=task.id, kind="transition", attempt=1, to_status=TaskStatus.QUEUED
+        )
         await store.insert(task, event)
         for progress in range(1, updates + 1):
             changes = {"progress": progress}

@@ -18,11 +18,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from msgspec import ValidationError
 
 from core.config import Settings, settings_problem
 from core.errors import InvalidRequest, VideoqError
-from core.models import ACTIVE, TERMINAL, TaskStatus, VideoRequest, utcnow
+from core.models import ACTIVE, TERMINAL, TaskStatus, VideoRequest, json_dict, utcnow
 from core.service import MAX_LIST_LIMIT
 from tui import cli_tools, render
 from tui.cli_parser import Parser
@@ -263,7 +263,7 @@ async def cmd_submit(runtime: Runtime, args: argparse.Namespace) -> int:
 
 
 async def cmd_list(runtime: Runtime, args: argparse.Namespace) -> int:
-    from core.insight import lateness
+    from core.lateness import lateness
 
     statuses = [_status(value) for value in args.status] if args.status else None
     found = await runtime.service.list(statuses=statuses, limit=args.limit + 1)
@@ -288,12 +288,12 @@ async def cmd_list(runtime: Runtime, args: argparse.Namespace) -> int:
 
 
 async def cmd_show(runtime: Runtime, args: argparse.Namespace) -> int:
-    from core.insight import lateness
+    from core.lateness import lateness
 
     detail = await runtime.service.detail(await runtime.service.resolve_id(args.task_id))
     late = lateness(detail.task, utcnow(), runtime.speedup)
     if args.json:
-        history = [event.model_dump(mode="json") for event in detail.history]
+        history = [json_dict(event) for event in detail.history]
         _print_json({"task": render.task_json(detail.task, late), "history": history})
     else:
         print(render.task_detail(detail.task, detail.history, late))

@@ -10,7 +10,6 @@ from typing import Any
 
 from core.config import Settings
 from core.models import TERMINAL, Task, TaskStatus
-from core.reconcile_schedule import SUGGESTED_EVERY
 from tui.render import short_id
 
 SHELLS = ("bash", "zsh", "fish")
@@ -22,6 +21,7 @@ def script(parser: argparse.ArgumentParser, shell: str) -> str:
     """The completion script for `shell`: commands, flags, statuses, models and task ids."""
     import shtab
 
+    from core.reconcile_schedule import SUGGESTED_EVERY
     from core.upstream import DEFAULT_PROVIDER, provider_for
 
     for prog, action in _actions(parser):

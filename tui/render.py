@@ -17,7 +17,8 @@ from core.text import one_line, visible_lines
 from tui.i18n import N_, outside_text, t, tn
 
 if TYPE_CHECKING:
-    from core.insight import Lateness, ModelStats, Stats
+    from core.insight import ModelStats, Stats
+    from core.lateness import Lateness
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 

@@ -20,7 +20,7 @@ from core.errors import InvalidRequest, TaskNotFound
 from core.http.auth import UserAuth
 from core.http.envelope import BodyLimits, error_response, ok, read_json_object
 from core.http.quota import check_submit
-from core.models import TaskStatus, VideoRequest
+from core.models import TaskStatus, VideoRequest, json_dict
 from core.runtime import Runtime
 from core.service import BYOK_HEADER, MAX_LIST_LIMIT
 
@@ -109,7 +109,7 @@ class TaskApi:
         """One of the caller's tasks with its history."""
         user_id = await self._user(request)
         detail = await self.service.detail(_task_id(request), user_id=user_id)
-        history = [event.model_dump(mode="json") for event in detail.history]
+        history = [json_dict(event) for event in detail.history]
         return ok({"task": detail.task.public_dict(), "history": history})
 
     async def _user(self, request: Request) -> str:

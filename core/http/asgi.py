@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pydantic import ValidationError
+from msgspec import ValidationError
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
@@ -49,7 +49,7 @@ def serverless_settings(load: Callable[[], Settings] = Settings) -> Settings:
         )
     if settings.step_timeout > STEP_LIMIT:
         log.info("VIDEOQ_STEP_TIMEOUT capped at %.0fs to fit a serverless request", STEP_LIMIT)
-        settings = settings.model_copy(update={"step_timeout": STEP_LIMIT})
+        settings = settings.replace(step_timeout=STEP_LIMIT)
     return settings
 
 

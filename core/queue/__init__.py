@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar, Protocol, TypeGuard
 
-from pydantic import ValidationError
-
 from core.models import WorkMessage
 from core.text import one_line
 
@@ -96,7 +94,7 @@ class DeadLetter:
         try:
             message = WorkMessage.from_bytes(body)
             task_id, step = message.task_id, f"{message.step} {message.seq}"
-        except (ValidationError, ValueError):
+        except ValueError:  # msgspec's DecodeError among them
             task_id, step = "?", "?"
         text = one_line(reason or "", DEAD_REASON_CHARS) or "no reason recorded"
         return cls(dead_id, task_id, step, died_at, last_status, text)

@@ -18,7 +18,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from pydantic import ValidationError
+from msgspec import ValidationError
 
 from core.errors import RowUnreadable
 from core.models import TERMINAL, Task, TaskChange, TaskEvent, TaskStatus
@@ -182,12 +182,13 @@ class TaskPage(builtins.list[Task]):
         self.unreadable: builtins.list[RowUnreadable] = []
 
 
-def unreadable_row(task_id: object, exc: ValueError) -> RowUnreadable:
+def unreadable_row(task_id: object, exc: Exception) -> RowUnreadable:
     """The error for a stored row that does not decode, naming its first bad field."""
-    if isinstance(exc, ValidationError) and exc.errors():
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "the row"
-        return RowUnreadable(str(task_id), f"{field}: {first['msg']}")
+    if isinstance(exc, ValidationError):
+        from core.messages import problem
+
+        field, reason = problem(exc)
+        return RowUnreadable(str(task_id), f"{field}: {reason}")
     return RowUnreadable(str(task_id), "its columns are not those of a task")
 
 

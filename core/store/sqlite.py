@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from msgspec import ValidationError
 
 from core import sqlite_file
 from core.errors import StoreError
@@ -331,9 +331,7 @@ class SqliteStore:
         """The task's history, oldest first."""
         rows = await self._read(self._open_reader.events, task_id)
         try:
-            return [
-                TaskEvent.model_validate(dict(zip(EVENT_COLUMNS, row, strict=True))) for row in rows
-            ]
+            return [TaskEvent.from_row(dict(zip(EVENT_COLUMNS, row, strict=True))) for row in rows]
         except ValidationError as exc:
             raise StoreError(f"task {task_id}: its stored history cannot be read") from exc
 

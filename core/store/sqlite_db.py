@@ -23,13 +23,15 @@ from pathlib import Path
 from types import NoneType, UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
+import msgspec
+
 from core.errors import StoreError
 from core.models import TASK_COLUMNS, ChangeOp, Task, TaskEvent, TaskStatus
 from core.store import unreadable_row
 
 logger = logging.getLogger(__name__)
 
-EVENT_COLUMNS: tuple[str, ...] = tuple(TaskEvent.model_fields)
+EVENT_COLUMNS: tuple[str, ...] = TaskEvent.__struct_fields__
 CHANGE_LOG_RETENTION = 600.0
 """Seconds a change_log row is kept; a feed that falls further behind re-syncs."""
 PRUNE_EVERY = 60.0
@@ -62,15 +64,18 @@ def _kind(annotation: Any) -> str:
     return {datetime: "time", bool: "bool", int: "int", float: "float"}.get(inner, "text")
 
 
-_FIELDS = {**TaskEvent.model_fields, **Task.model_fields}
-_KINDS = {name: _kind(field.annotation) for name, field in _FIELDS.items()}
+_FIELDS = {
+    field.name: field for model in (TaskEvent, Task) for field in msgspec.structs.fields(model)
+}
+_KINDS = {name: _kind(field.type) for name, field in _FIELDS.items()}
 
 
 def _columns_sql(model: Any) -> list[str]:
     return [
-        f"{name} {_SQL_TYPES[_KINDS[name]]}" + ("" if _unwrap(field.annotation)[1] else " NOT NULL")
-        for name, field in model.model_fields.items()
-        if name != "id"
+        f"{field.name} {_SQL_TYPES[_KINDS[field.name]]}"
+        + ("" if _unwrap(field.type)[1] else " NOT NULL")
+        for field in msgspec.structs.fields(model)
+        if field.name != "id"
     ]
 
 
@@ -242,7 +247,7 @@ _TYPES = tuple(_STORED_TYPES[_KINDS[name]] for name in TASK_COLUMNS)
 def decode_task(row: tuple[Any, ...]) -> Task:
     """A `video_tasks` row (columns in TASK_COLUMNS order) as a Task.
 
-    Rows this module wrote are built without pydantic's validation (the hot path reads one per
+    Rows this module wrote are built without msgspec's validation (the hot path reads one per
     step); a row with a value of an unexpected type (another writer, a hand edit) is validated.
     """
     if all(value is None or type(value) is kind for value, kind in zip(row, _TYPES, strict=True)):
@@ -251,11 +256,11 @@ def decode_task(row: tuple[Any, ...]) -> Task:
                 name: value if decode is None or value is None else decode(value)
                 for (name, decode), value in zip(_DECODERS, row, strict=True)
             }
-            return Task.model_construct(**values)
+            return Task(**values)
         except ValueError:
             pass  # a value no decoder takes (an unknown status): validation names the field
     try:
-        return Task.model_validate(dict(zip(TASK_COLUMNS, row, strict=True)))
+        return Task.from_row(dict(zip(TASK_COLUMNS, row, strict=True)))
     except ValueError as exc:
         raise unreadable_row(row[0], exc) from exc
 

@@ -17,14 +17,13 @@ from typing import Any
 from urllib.parse import urlparse
 
 import httpx
+import msgspec
 from postgrest import APIError
 from postgrest.types import ReturnMethod
-from pydantic import ValidationError
-from pydantic_core import to_jsonable_python
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 from core.errors import ConfigError, StoreError
-from core.models import TASK_COLUMNS, Task, TaskChange, TaskEvent, TaskStatus
+from core.models import TASK_COLUMNS, Task, TaskChange, TaskEvent, TaskStatus, json_dict
 from core.store import (
     STORE_SET_COLUMNS,
     Expect,
@@ -97,7 +96,7 @@ def encode_columns(values: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(values) - set(TASK_COLUMNS))
     if unknown:
         raise ValueError(f"unknown task column(s): {', '.join(unknown)}")
-    return {name: to_jsonable_python(value) for name, value in values.items()}
+    return {name: msgspec.to_builtins(value) for name, value in values.items()}
 
 
 def encode_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -113,10 +112,11 @@ def _utc_iso(moment: datetime) -> str:
 def parse_task(row: Mapping[str, Any]) -> Task:
     """A row from PostgREST as a Task, every time in UTC whatever the database's time zone."""
     try:
-        task = Task.model_validate(row)
-    except ValidationError as exc:
+        task = Task.from_row(row)
+    except msgspec.ValidationError as exc:
         raise unreadable_row(row.get("id"), exc) from exc
-    for name, value in task:
+    for name in TASK_COLUMNS:
+        value = getattr(task, name)
         if isinstance(value, datetime) and value.utcoffset():
             setattr(task, name, value.astimezone(UTC))
     return task
@@ -200,7 +200,7 @@ class SupabaseStore:
     ) -> Task:
         """Store a new task (its first history event and its images) in one transaction."""
         params = {
-            "p_task": task.model_dump(mode="json"),
+            "p_task": json_dict(task),
             "p_event": _event_json(event),
             "p_images": list(images) or None,
         }
@@ -292,7 +292,7 @@ class SupabaseStore:
             query = self._db.table(EVENTS).select("*").eq("task_id", task_id).order("id")
             query = query.range(len(events), len(events) + PAGE_SIZE - 1)
             rows = (await self._execute(query, "reading the task history", task_id)).data
-            events.extend(TaskEvent.model_validate(row) for row in rows)
+            events.extend(TaskEvent.from_row(row) for row in rows)
             if len(rows) < PAGE_SIZE:
                 return events
 
@@ -401,4 +401,4 @@ class SupabaseStore:
 
 
 def _event_json(event: TaskEvent | None) -> dict[str, Any] | None:
-    return event.model_dump(mode="json") if event is not None else None
+    return json_dict(event) if event is not None else None

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from msgspec import ValidationError
 from realtime import AsyncRealtimeClient, RealtimeSubscribeStates
 from realtime.types import RealtimePostgresChangesListenEvent
 from websockets.exceptions import InvalidStatus
@@ -108,10 +108,10 @@ def parse_change(payload: dict[str, Any]) -> RawChange | None:
     if data.get("errors") and op != "DELETE":
         return RawChange(op, task_id)
     try:
-        return RawChange(op, task_id, Task.model_validate(row))
+        return RawChange(op, task_id, Task.from_row(row))
     except ValidationError:
         if op == "DELETE":
-            return RawChange(op, task_id, Task.model_validate({**_DELETED_PLACEHOLDER, **row}))
+            return RawChange(op, task_id, Task.from_row({**_DELETED_PLACEHOLDER, **row}))
         return RawChange(op, task_id)
 
 

@@ -101,8 +101,8 @@ def plan_for(sim_id: SimId, failure_rate: float) -> SimPlan:
 @functools.cache
 def _estimate(duration: int, hd: bool) -> Estimate:
     model = PRO_MODEL if hd or duration == PRO_ONLY_DURATION else MODELS[0]
-    request = {"prompt": "-", "model": model, "duration": duration, "hd": hd}
-    return PROVIDER.expected_timing(VideoRequest.model_validate(request))
+    request = VideoRequest(prompt="-", model=model, duration=duration, hd=hd)
+    return PROVIDER.expected_timing(request)
 
 
 def progress_at(fraction: float) -> int:

@@ -55,7 +55,7 @@ class UpstreamContract:
     ) -> None:
         samples = provider_for(upstream.provider).sample_requests()
         for sample in samples:
-            request = VideoRequest.model_validate({"prompt": "a sample", **sample})
+            request = VideoRequest(prompt="a sample", **sample)
             assert await upstream.submit(request)
 
     async def test_a_fresh_job_is_pending_without_a_result(

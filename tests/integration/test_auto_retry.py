@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import ValidationError
+from msgspec import ValidationError
 
 from core.auto_retry import ACTOR, AutoRetrier, AutoRetryPolicy
 from core.config import DEFAULT_AUTO_RETRY_REASONS, Settings

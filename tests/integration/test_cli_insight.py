@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 
 from core.models import Task, TaskStatus, VideoRequest, utcnow
 from core.store.sqlite import SqliteStore
@@ -19,7 +20,7 @@ def cli(tmp_path: Path) -> Cli:
 
 
 def made(prompt: str, **fields: object) -> Task:
-    return Task.new(VideoRequest(prompt=prompt)).model_copy(update=fields)
+    return replace(Task.new(VideoRequest(prompt=prompt)), **fields)
 
 
 async def stored(cli: Cli, *tasks: Task) -> None:

@@ -273,7 +273,7 @@ async def test_the_in_process_worker_runs_tasks_logs_to_the_panel_and_q_drains(
     handler = PanelLogHandler()
     # A submit whose queue write is slow on a busy machine is left to the reconciler: let it
     # come round within seconds, not the minute the other tests use.
-    settings = settings.model_copy(update={"reconcile_interval": 1.0})
+    settings = settings.replace(reconcile_interval=1.0)
     app = open_app(settings, start_worker=True, demo=2, log_handler=handler)
     logging.getLogger().addHandler(handler)
     try:

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import jwt
+import msgspec
 import pytest
 
 from core.errors import StoreError
@@ -364,7 +365,7 @@ async def test_an_own_key_is_stored_sealed_never_answered_and_erased_on_cancel(a
     assert BYOK_KEY not in row.upstream_key_ciphertext
     assert api.runtime.key_box is not None
     assert api.runtime.key_box.open(row.upstream_key_ciphertext) == BYOK_KEY
-    assert BYOK_KEY not in json.dumps([p.message.model_dump() for p in api.queue.published])
+    assert BYOK_KEY not in json.dumps([msgspec.to_builtins(p.message) for p in api.queue.published])
     detail = await api.client.get(f"/api/v1/video/tasks/{task_id}", headers=bearer())
     assert BYOK_KEY not in detail.text and "ciphertext" not in detail.text
     cancelled = await api.client.post(f"/api/v1/video/cancel/{task_id}", headers=bearer())

@@ -112,7 +112,7 @@ async def test_healthz_asks_qstash_with_the_token(tmp_path: Path, token: str, st
 def test_work_message_has_no_room_for_a_key() -> None:
     # BYOK relies on it: a queue message cannot carry anything but the four step fields.
     with pytest.raises(ValueError):
-        WorkMessage.model_validate(
+        WorkMessage.from_dict(
             {"task_id": "t", "attempt": 1, "step": "submit", "seq": 1, "api_key": "sk-x"}
         )
 

@@ -23,6 +23,8 @@ HEAVY = (
     "jwt",
     "cryptography",
     "httpx",
+    "pydantic",
+    "pydantic_core",
 )
 
 # Runs the CLI in this interpreter and prints every module loaded by the time it returns.

@@ -98,7 +98,7 @@ async def test_a_row_write_that_fails_publishes_nothing(runtime: Runtime, tmp_pa
 def test_stores_and_queues_on_different_files_write_separately(tmp_path: Path) -> None:
     settings = Settings(_env_file=None, db_path=tmp_path / "v.db")  # type: ignore[call-arg]
     built = Runtime.from_settings(settings)
-    other = Runtime.from_settings(settings.model_copy(update={"db_path": tmp_path / "w.db"}))
+    other = Runtime.from_settings(settings.replace(db_path=tmp_path / "w.db"))
 
     mixed = Runtime(settings, built.store, other.queue, built.upstream, built.keys)
 

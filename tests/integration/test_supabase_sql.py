@@ -68,7 +68,7 @@ def test_schema_sql_is_the_shipped_file() -> None:
 
 def test_columns_match_the_models(fake_supabase: FakeSupabase) -> None:
     assert columns_of(fake_supabase, "video_tasks") == set(TASK_COLUMNS)
-    assert columns_of(fake_supabase, "task_events") == {"id", *TaskEvent.model_fields}
+    assert columns_of(fake_supabase, "task_events") == {"id", *TaskEvent.__struct_fields__}
 
 
 async def test_running_the_schema_again_keeps_rows_and_works(

@@ -10,6 +10,7 @@ from contextlib import aclosing
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 
 from core.config import Settings
 from core.errors import StoreError
@@ -24,7 +25,7 @@ QUEUED = TaskStatus.QUEUED
 
 
 def new_task(prompt: str = "a cat on a skateboard", **fields: object) -> Task:
-    return Task.new(VideoRequest(prompt=prompt)).model_copy(update=fields)
+    return replace(Task.new(VideoRequest(prompt=prompt)), **fields)
 
 
 async def test_cas_checks_attempt_polls_and_extra(supabase_store: SupabaseStore) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 from rich.cells import cell_len
 
 from core.insight import RecentCalls
@@ -33,7 +34,7 @@ T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 def make(n: int, **fields: object) -> Task:
     task = Task.new(VideoRequest(prompt=f"prompt {n}"))
     values = {"created_at": T0 + timedelta(seconds=n), "updated_at": T0 + timedelta(seconds=n)}
-    return task.model_copy(update=values | fields)
+    return replace(task, **values | fields)
 
 
 def header_info(**fields: Any) -> HeaderInfo:
@@ -56,7 +57,7 @@ def header_info(**fields: Any) -> HeaderInfo:
 
 
 def bump(task: Task, **fields: object) -> Task:
-    return task.model_copy(update={"version": task.version + 1, **fields})
+    return replace(task, **{"version": task.version + 1, **fields})
 
 
 def test_an_older_version_never_replaces_a_newer_one() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from msgspec.structs import replace
+
 from core.fallback import due_step
 from core.models import Task, TaskStatus, VideoRequest
 
@@ -13,7 +15,7 @@ PAST = NOW - timedelta(seconds=1)
 
 
 def task(**fields: object) -> Task:
-    return Task.new(VideoRequest(prompt="a fox")).model_copy(update=fields)
+    return replace(Task.new(VideoRequest(prompt="a fox")), **fields)
 
 
 def test_a_queued_task_is_submitted_and_a_running_one_polled_when_due() -> None:

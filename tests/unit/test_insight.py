@@ -7,15 +7,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 
-from core.insight import (
-    STALLED_POLLS,
-    collect_stats,
-    lateness,
-    overdue,
-    reason_group,
-    stalled,
-)
+from core.insight import collect_stats, reason_group
+from core.lateness import STALLED_POLLS, lateness, overdue, stalled
 from core.models import Task, TaskEvent, TaskStatus, VideoRequest
 from core.store.sqlite import SqliteStore
 from core.upstream import expected_timing
@@ -25,7 +20,7 @@ TEN_SECONDS = expected_timing(VideoRequest(prompt="-"))  # sora-2, 10 s: 1-3 min
 
 
 def task(**fields: object) -> Task:
-    return Task.new(VideoRequest(prompt="a fox")).model_copy(update=fields)
+    return replace(Task.new(VideoRequest(prompt="a fox")), **fields)
 
 
 def running_for(seconds: float, **fields: object) -> Task:

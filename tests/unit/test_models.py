@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from msgspec.structs import replace
 
 from core.errors import InvalidRequest, InvalidState
 from core.models import (
@@ -53,13 +54,13 @@ def test_who_may_be_cancelled_or_retried_follows_the_transitions() -> None:
 
 @pytest.mark.parametrize("status", list(TaskStatus))
 def test_a_refusal_exactly_when_the_state_machine_forbids(status: TaskStatus) -> None:
-    task = Task.new(VideoRequest(prompt="a fox")).model_copy(update={"status": status})
+    task = replace(Task.new(VideoRequest(prompt="a fox")), status=status)
     assert (cancel_refusal(task) is None) == can_transition(status, C)
     assert (retry_refusal(task) is None) == can_transition(status, Q)
 
 
 def test_refusals_name_the_task_its_status_and_who_may() -> None:
-    task = Task.new(VideoRequest(prompt="a fox")).model_copy(update={"status": S})
+    task = replace(Task.new(VideoRequest(prompt="a fox")), status=S)
     assert cancel_refusal(task) == (
         f"task {task.id[:8]} is already succeeded; only queued or running tasks can be cancelled"
     )

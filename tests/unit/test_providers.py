@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 
 from core.demo import demo_requests
 from core.errors import InvalidRequest
@@ -55,7 +56,7 @@ async def test_a_task_of_a_provider_without_an_adapter_fails_with_the_reason(
 ) -> None:
     engine = await open_engine(tmp_path / "p.db", Simulator())
     try:
-        task = Task.new(VideoRequest(prompt="a fox")).model_copy(update={"provider": "acme"})
+        task = replace(Task.new(VideoRequest(prompt="a fox")), provider="acme")
         await engine.store.insert(task)
         await engine.deliver(WorkMessage(task_id=task.id, attempt=1, step="submit", seq=1))
         done = await engine.task(task.id)

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from msgspec import ValidationError
 
-from core.config import Settings
+from core.config import ENV_NAMES, Settings
+from core.messages import problem
 
 
 @pytest.fixture(autouse=True)
 def clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # A working directory of its own (for `.env`), and none of the caller's videoq variables.
     monkeypatch.chdir(tmp_path)
-    for field in Settings.model_fields.values():
-        monkeypatch.delenv(str(field.validation_alias.choices[0]), raising=False)  # type: ignore[union-attr]
+    for env in ENV_NAMES.values():
+        monkeypatch.delenv(env, raising=False)
 
 
 def test_the_environment_sets_a_field(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,12 +64,12 @@ def test_a_bad_value_is_refused_naming_the_field(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("VIDEOQ_CONCURRENCY", "0")
     with pytest.raises(ValidationError) as caught:
         Settings()
-    assert caught.value.errors()[0]["loc"] == ("concurrency",)
+    assert problem(caught.value)[0] == "concurrency"
 
 
 def test_unrelated_variables_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIDEOQ_NOT_A_SETTING", "x")
-    assert "not_a_setting" not in Settings().model_dump()
+    assert "not_a_setting" not in dataclasses.asdict(Settings())
 
 
 def test_a_misspelt_keyword_is_refused_naming_it() -> None:

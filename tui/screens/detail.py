@@ -15,7 +15,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
-from core.insight import lateness
+from core.lateness import lateness
 from core.models import Task, TaskEvent
 from core.service import TaskDetail
 from core.text import one_line, visible_lines

@@ -14,7 +14,7 @@ from enum import StrEnum
 from operator import itemgetter
 from typing import Any
 
-from core.insight import overdue, stalled
+from core.lateness import overdue, stalled
 from core.models import (
     ACTIVE,
     CANCELLABLE,

@@ -26,7 +26,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from core.insight import stalled
+from core.lateness import stalled
 from core.models import Task, TaskStatus
 from tui.i18n import N_, t
 from tui.keys import speak
