@@ -187,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        return _fail(settings_problem(exc))
+        return _fail(outside_text(settings_problem(exc)))
     if args.command in cli_tools.COMMANDS:
         return _run_guarded(lambda: cli_tools.COMMANDS[args.command](settings, args))
     _configure_logging(settings, quiet=args.command in COMMANDS)

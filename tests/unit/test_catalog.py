@@ -104,6 +104,30 @@ def test_core_refusals_and_validation_reasons_are_translated_at_display() -> Non
     assert outside_text(refusal) == refusal
 
 
+@pytest.mark.parametrize(
+    ("english", "chinese"),
+    [
+        ("duration: must be 10, 15 or 25", "duration：必须是 10, 15 或 25"),
+        (
+            "invalid setting VIDEOQ_CONCURRENCY: must be at least 1",
+            "设置 VIDEOQ_CONCURRENCY 无效：必须至少为 1",
+        ),
+        (
+            "invalid setting VIDEOQ_SIM_SPEED: must be a number",
+            "设置 VIDEOQ_SIM_SPEED 无效：必须是数字",
+        ),
+        (
+            "VIDEOQ_STORE must be one of sqlite, supabase, not 'nope'",
+            "VIDEOQ_STORE 必须是 sqlite, supabase 之一，而不是 'nope'",
+        ),
+    ],
+)
+def test_choices_and_settings_reasons_are_translated_whole(english: str, chinese: str) -> None:
+    # The msgspec-era reasons: no English word left in the middle of the Chinese.
+    with using(ZH_CN):
+        assert outside_text(english) == chinese
+
+
 def test_the_catalog_imports_nothing_heavy() -> None:
     # Every one-shot command imports it (issue #14's start-up work).
     code = "import sys, tui.i18n, tui.i18n.zh_CN; print(' '.join(sys.modules))"

@@ -523,6 +523,12 @@ PATTERNS: list[tuple[str, str]] = [
         "任务 {raw_id} 使用的是提交者自己的上游密钥，任务结束时已删除；请带上密钥重试（任务 API 的 "
         "{raw_header} 请求头）",
     ),
+    # core/config.py: a setting refused, named by its variable
+    (r"invalid setting (?P<raw_name>\S+): (?P<reason>.+)", "设置 {raw_name} 无效：{reason}"),
+    (
+        r"(?P<raw_name>[A-Z0-9_]+) must be one of (?P<raw_choices>.+), not (?P<raw_value>.+)",
+        "{raw_name} 必须是 {raw_choices} 之一，而不是 {raw_value}",
+    ),
     # core/messages.py and the request rules: why a request is refused, field by field
     (
         r"(?P<raw_field>prompt|model|duration|aspect_ratio|hd|images|request): (?P<reason>.+)",
@@ -538,6 +544,14 @@ PATTERNS: list[tuple[str, str]] = [
     (r"is longer than (?P<raw_count>[\d,]+) characters", "超过 {raw_count} 个字符"),
     (r"at most (?P<raw_count>\d+) images", "最多 {raw_count} 张图片"),
     (r"at most (?P<raw_count>\d+) items", "最多 {raw_count} 项"),
+    (r"must be at least (?P<raw_n>\S+)", "必须至少为 {raw_n}"),
+    (r"must be more than (?P<raw_n>\S+)", "必须大于 {raw_n}"),
+    (r"must be at most (?P<raw_n>\S+)", "不能超过 {raw_n}"),
+    (r"must be less than (?P<raw_n>\S+)", "必须小于 {raw_n}"),
+    (r"must be a number", "必须是数字"),
+    (r"must be an object", "必须是对象"),
+    (r"unknown value (?P<raw_value>.+)", "未知的值 {raw_value}"),
+    (r"must be (?P<raw_choices>.+) or (?P<raw_last>\S+)", "必须是 {raw_choices} 或 {raw_last}"),
     (r"must be (?P<raw_choices>.+)", "必须是 {raw_choices}"),
     (r"25 s videos need model (?P<raw_model>\S+)", "25 秒视频需要模型 {raw_model}"),
     (r"hd needs model (?P<raw_model>\S+)", "高清需要模型 {raw_model}"),
