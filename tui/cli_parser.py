@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from functools import cache
 from typing import Any, NoReturn
 
 from tui.i18n import outside_text, t
@@ -40,7 +41,12 @@ class HelpFormatter(argparse.HelpFormatter):
 # A run of characters that stays together: a word with its spaces, or one wide character; an
 # opening bracket or quote stays with what follows it (a line never ends on one).
 _WIDE = "\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef"
-_PIECES = re.compile(f"[（《“]?(?:[{_WIDE}]|[^\\s{_WIDE}]+\\s*)|\\s+")
+
+
+@cache
+def _pieces() -> re.Pattern[str]:
+    # Compiled when first wrapping (about 10 ms, for the wide ranges), not at every start-up.
+    return re.compile(f"[（《“]?(?:[{_WIDE}]|[^\\s{_WIDE}]+\\s*)|\\s+")
 
 
 def _cells(text: str) -> int:
@@ -53,7 +59,7 @@ def wrap_cells(text: str, width: int) -> list[str]:
     """`text` in lines of at most `width` cells, broken at spaces or between CJK characters."""
     lines: list[str] = []
     line = ""
-    for piece in _PIECES.findall(text):
+    for piece in _pieces().findall(text):
         if line and _cells((line + piece).rstrip()) > width:
             lines.append(line.rstrip())
             line = piece.lstrip()
