@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from core.errors import InvalidRequest
 from core.queue import DeadLetter, Queue
@@ -25,8 +26,7 @@ def short_dead_id(dead_id: str) -> str:
     return dead_id if len(dead_id) <= SHORT_ID + 4 else dead_id[:SHORT_ID]
 
 
-@dataclass
-class DeadLetters:
+class DeadLetters(Struct):
     """Lists a queue's dead letters and requeues or drops them by id or unique prefix."""
 
     queue: Queue

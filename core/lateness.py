@@ -7,8 +7,9 @@ Apart from `core.insight` (stats, failure groups, upstream health) because `vide
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from datetime import datetime
+
+from msgspec import Struct
 
 from core.models import Task, TaskStatus, VideoRequest
 from core.upstream import Estimate, expected_timing
@@ -59,8 +60,7 @@ def seconds_between(start: datetime, end: datetime) -> float:
     return max(0.0, (end - start).total_seconds())
 
 
-@dataclass(frozen=True)
-class Lateness:
+class Lateness(Struct, frozen=True):
     """Whether a task is overdue or stalled, with the times that say so."""
 
     overdue: bool = False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -387,8 +386,7 @@ _MESSAGE_DECODER = msgspec.json.Decoder(WorkMessage)
 ChangeOp = Literal["SYNC", "INSERT", "UPDATE", "DELETE"]
 
 
-@dataclass(frozen=True, slots=True)
-class TaskChange:
+class TaskChange(Struct, frozen=True):
     """One event of a store's change feed.
 
     `SYNC` (with no task) means the feed has just (re)subscribed: load a snapshot now, then apply

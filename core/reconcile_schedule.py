@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
+
+from msgspec import Struct
 
 from core.config import Settings
 from core.errors import ConfigError, InvalidRequest, QueueError
@@ -34,8 +35,7 @@ _EVEN = {"m": (60, "*/{n} * * * *"), "h": (24, "0 */{n} * * *"), "d": (1, "0 0 *
 _UNIT_MINUTES = {"m": 1, "h": 60, "d": MINUTES_PER_DAY}
 
 
-@dataclass(frozen=True)
-class Every:
+class Every(Struct, frozen=True):
     """How often the schedule calls: the `--every` text, its cron, and the calls per day."""
 
     text: str
@@ -59,8 +59,7 @@ class Every:
         return cls(f"{number}{unit}", cron, MINUTES_PER_DAY // (number * _UNIT_MINUTES[unit]))
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(Struct, frozen=True):
     """What `videoq schedule` did: `created`, `updated`, `unchanged` or `deleted`."""
 
     action: str

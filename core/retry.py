@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from core.errors import ConfigError
 
@@ -12,8 +14,7 @@ DAY = 86400.0
 _QSTASH_STEP = math.exp(2.5)
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class RetryPolicy(Struct, frozen=True):
     """Exponential backoff: retry k (0-based) waits min(cap, base * factor**k) seconds.
 
     `retries` counts retries, not attempts: a message is delivered at most 1 + retries times.

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from msgspec import Struct
 
 from core import history
 from core.errors import InvalidRequest, InvalidState, QueueError, TaskNotFound
@@ -64,8 +65,7 @@ _RETRY_RESET: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True)
-class TaskDetail:
+class TaskDetail(Struct, frozen=True):
     task: Task
     history: list[TaskEvent]
 

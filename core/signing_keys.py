@@ -3,13 +3,12 @@ wiring a process (every command) does not import PyJWT and cryptography."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from msgspec import Struct
 
 DEFAULT_LEEWAY = 5.0
 
 
-@dataclass(frozen=True)
-class SigningKeys:
+class SigningKeys(Struct, frozen=True):
     """The keys deliveries are verified with, and the URL they must be addressed to."""
 
     current: str

@@ -13,12 +13,11 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from msgspec import ValidationError
+from msgspec import Struct, ValidationError, field
 
 from core.errors import RowUnreadable
 from core.models import TERMINAL, Task, TaskChange, TaskEvent, TaskStatus
@@ -40,8 +39,7 @@ class FeedState(StrEnum):
     OFFLINE = "offline"
 
 
-@dataclass
-class FeedStatus:
+class FeedStatus(Struct):
     """What a dashboard shows about the live feed."""
 
     state: FeedState = FeedState.OFFLINE
@@ -51,8 +49,7 @@ class FeedStatus:
     unreadable_rows: int = 0
 
 
-@dataclass(frozen=True)
-class Expect:
+class Expect(Struct, frozen=True):
     """The compare part of a compare-and-set: the row must still look like this."""
 
     statuses: frozenset[TaskStatus]
@@ -67,8 +64,7 @@ class Expect:
         return cls(frozenset(statuses), attempt, polls)
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
+class Usage(Struct, frozen=True):
     """QStash messages counted on one UTC day (QStash bills both kinds, retries included)."""
 
     day: date

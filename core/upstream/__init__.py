@@ -10,9 +10,10 @@ from __future__ import annotations
 import functools
 import importlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
+
+from msgspec import Struct
 
 from core.errors import InvalidRequest
 from core.models import VideoRequest
@@ -33,8 +34,7 @@ class UpstreamState(StrEnum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True, slots=True)
-class UpstreamStatus:
+class UpstreamStatus(Struct, frozen=True):
     """One answer of the status endpoint, normalised."""
 
     state: UpstreamState
@@ -45,8 +45,7 @@ class UpstreamStatus:
     http_status: int = 200
 
 
-@dataclass(frozen=True, slots=True)
-class Estimate:
+class Estimate(Struct, frozen=True):
     """How long the upstream is expected to take for a request, in seconds of real time.
 
     `high` is the end of the published range: a job still running past it is overdue.

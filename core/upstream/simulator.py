@@ -14,8 +14,9 @@ import random
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from msgspec import Struct
 
 from core.errors import UpstreamError
 from core.models import VideoRequest
@@ -48,8 +49,7 @@ FAILURE_REASONS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class SimPlan:
+class SimPlan(Struct, frozen=True):
     """What will happen to one simulated job, in seconds of simulated time since submit."""
 
     queue_seconds: float
@@ -63,8 +63,7 @@ class SimPlan:
         return self.queue_seconds + self.run_seconds * (self.fail_at if self.fails else 1.0)
 
 
-@dataclass(frozen=True, slots=True)
-class SimId:
+class SimId(Struct, frozen=True):
     """The parts of a simulator upstream id."""
 
     duration: int

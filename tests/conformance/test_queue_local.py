@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import sqlite3
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from core.errors import QueueError
@@ -408,7 +408,7 @@ async def test_a_publish_from_another_process_is_delivered_here(
 async def test_a_process_killed_mid_delivery_loses_its_lease(
     db_path: Path, open_harness: OpenHarness, retries: int, outcome: str
 ) -> None:
-    harness = await open_harness(retry=dataclasses.replace(FAST, retries=retries))
+    harness = await open_harness(retry=msgspec.structs.replace(FAST, retries=retries))
     queue = harness.queue
     message_id = await queue.publish(step())
     code, claimed = await run_script(CRASH_SCRIPT, str(db_path), KEY, DESTINATION, "0.5")

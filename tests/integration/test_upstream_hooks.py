@@ -8,12 +8,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from msgspec.structs import replace
 
 from core.config import HOOK_PATH, Settings
 from core.http.hooks import HOOK_BURST, HOOK_WINDOW
