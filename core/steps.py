@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
+
+from msgspec import Struct
 
 from core.errors import QueueError
 from core.models import Task, TaskEvent, WorkMessage
@@ -22,8 +23,7 @@ from core.store import Expect, TaskStore
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class NextStep:
+class NextStep(Struct, frozen=True):
     """A step's compare-and-set of its task's row, and the task's next message."""
 
     task_id: str

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar, Protocol, TypeGuard
+
+from msgspec import Struct, field
 
 from core.models import WorkMessage
 from core.text import one_line
@@ -14,8 +15,7 @@ from core.text import one_line
 DEAD_REASON_CHARS = 200
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(Struct, frozen=True):
     """One delivery attempt of a message, as the worker endpoint receives it."""
 
     body: bytes
@@ -31,8 +31,7 @@ class Delivery:
         return value
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryResult:
+class DeliveryResult(Struct, frozen=True):
     """What the worker answers; the queue acts on it the way QStash acts on an HTTP status.
 
     2xx: done. 489 with `non_retryable`: dead-letter now. Anything else: redeliver later,
@@ -52,8 +51,7 @@ class DeliveryResult:
 DeliveryHandler = Callable[[Delivery], Awaitable[DeliveryResult]]
 
 
-@dataclass(frozen=True, slots=True)
-class QueueStats:
+class QueueStats(Struct, frozen=True):
     """What a queue can tell about itself, for /metrics."""
 
     publish_errors: int = 0
@@ -64,8 +62,7 @@ class QueueStats:
     """Messages not delivered yet, in flight included; None where the queue cannot tell."""
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLetter(Struct, frozen=True):
     """A message the queue gave up on (out of retries, or refused for good), kept to inspect."""
 
     id: str

@@ -12,7 +12,6 @@ an HTTP status.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import math
@@ -20,10 +19,12 @@ import random
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
+
+import msgspec.structs
+from msgspec import Struct
 
 from core.errors import QueueError
 from core.models import WorkMessage
@@ -54,8 +55,7 @@ _PRUNE_EVERY = 60.0
 BEAT_EVERY = 2.0
 
 
-@dataclass
-class MessageCounts:
+class MessageCounts(Struct):
     """What happened to this process's messages, for /metrics and the benchmarks."""
 
     published: int = 0
@@ -251,7 +251,7 @@ class LocalQueue:
     async def stats(self) -> QueueStats:
         """The message counters and how many messages wait."""
         pending = await self.pending_count()
-        return QueueStats(messages=dataclasses.asdict(self.counts), pending=pending)
+        return QueueStats(messages=msgspec.structs.asdict(self.counts), pending=pending)
 
     @property
     def in_flight(self) -> int:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+
+from msgspec import Struct
 
 from core.errors import QueueError
 from core.sqlite_file import SqliteWriter
@@ -77,8 +78,7 @@ _RELEASE = "UPDATE queue_messages SET lease = NULL, deliver_at = ? WHERE id = ? 
 _COLUMNS = "id, dedup_id, body, state, deliver_at, retried, lease, last_status, reason"
 
 
-@dataclass(frozen=True, slots=True)
-class QueuedMessage:
+class QueuedMessage(Struct, frozen=True):
     """A message still held by the queue: pending, in flight or dead-lettered."""
 
     id: str
@@ -91,8 +91,7 @@ class QueuedMessage:
     reason: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
+class Claim(Struct, frozen=True):
     """A message this dispatcher holds the lease of, identified by its claim token."""
 
     id: str

@@ -19,12 +19,11 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from msgspec import ValidationError
+from msgspec import Struct, ValidationError
 
 from core import sqlite_file
 from core.errors import StoreError
@@ -95,8 +94,7 @@ class _Subscriber:
         return items
 
 
-@dataclass(slots=True)
-class PreparedUpdate:
+class PreparedUpdate(Struct):
     """One compare-and-set, ready to run on the writer's thread."""
 
     task_id: str
