@@ -49,11 +49,11 @@ from tests.fakes.qstash import DEV_CURRENT_SIGNING_KEY, DEV_NEXT_SIGNING_KEY, DE
 from tests.fakes.t8star import DEFAULT_KEY, FakeT8Star, JobScript  # noqa: E402
 from tests.http_support import (  # noqa: E402
     JWT_SECRET,
-    fakes_env,
     RecordingQStash,
     ServeProcess,
     bearer,
     clean_env,
+    fakes_env,
     free_port,
     hand_runtime,
     in_process,
