@@ -179,16 +179,8 @@ class SqliteWriter:
         self._writes.append((fn, args, future))
         if not self._flushing:
             self._flushing = True
-            # At the end of this loop turn: the writes of every step that runs in it go together.
-            loop.call_soon(self._start_flush, loop)
+            self._executor.submit(self._flush, loop)
         return await future
-
-    def _start_flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._executor is None:
-            self._flushing = False
-            self._fail_waiting()
-            return
-        self._executor.submit(self._flush, loop)
 
     # -- on the thread ----------------------------------------------------------------------
 

@@ -12,12 +12,12 @@ from typing import Any
 
 from core.models import Task
 from core.queue.local import LocalQueue
-from core.queue.local_db import Claim, publish_row, settle_row
+from core.queue.local_db import publish_row
 from core.sqlite_file import Undo
 from core.steps import NextStep
 from core.store.sqlite import PreparedUpdate, SqliteStore
 
-_Outcome = tuple[tuple[Any, ...] | None, str, bool, bool]
+_Outcome = tuple[tuple[Any, ...] | None, str, bool]
 
 
 class SqliteStepWrites:
@@ -43,38 +43,24 @@ class SqliteStepWrites:
             return None
         row, cutoff = self.queue.prepare_publish(step.message, step.delay)
         id_at = prepared.columns.index("message_id") if record_id else None
-        claim = self.queue.running_claim()
-        stored_row, message_id, stored, settled = await self.store.run_write(
-            self._write, prepared, row, cutoff, id_at, claim
+        stored_row, message_id, stored = await self.store.run_write(
+            self._write, prepared, row, cutoff, id_at
         )
         if stored_row is not None:
             self.queue.published(step.message, row, message_id, stored)
-        if settled and claim is not None:
-            self.queue.settled_by_step(claim)
         return self.store.updated(step.task_id, stored_row)
 
     def _write(
-        self,
-        prepared: PreparedUpdate,
-        row: tuple[Any, ...],
-        cutoff: float,
-        id_at: int | None,
-        claim: Claim | None,
+        self, prepared: PreparedUpdate, row: tuple[Any, ...], cutoff: float, id_at: int | None
     ) -> _Outcome:
-        """On the writer's thread: publish, then the compare-and-set; undo both if it missed.
-
-        When it applied, the delivery that runs this step (`claim`) is settled in the same
-        transaction: the step and its acknowledgement commit together.
-        """
-        db = self.store.writer.connection
-        message_id, stored = publish_row(db, row, cutoff)
+        """On the writer's thread: publish, then the compare-and-set; undo both if it missed."""
+        message_id, stored = publish_row(self.store.writer.connection, row, cutoff)
         if id_at is not None:
             prepared.params[id_at] = message_id
         stored_row = self.store.apply_update(prepared)
         if stored_row is None:
-            raise Undo((None, message_id, False, False))
-        settled = claim is not None and settle_row(db, claim)
-        return stored_row, message_id, stored, settled
+            raise Undo((None, message_id, False))
+        return stored_row, message_id, stored
 
 
 def joined(store: object, queue: object) -> SqliteStepWrites | None:

@@ -12,7 +12,6 @@ an HTTP status.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import dataclasses
 import json
 import logging
@@ -65,21 +64,6 @@ class MessageCounts:
     retried: int = 0
     dead: int = 0
     handed_back: int = 0
-
-
-@dataclass(slots=True)
-class _Running:
-    """A delivery in flight; a step that writes through this queue's writer may settle it."""
-
-    queue: LocalQueue
-    claim: Claim
-    settled: bool = False
-
-
-# The delivery the current asyncio task runs (each delivery is a task of its own).
-_running: contextvars.ContextVar[_Running | None] = contextvars.ContextVar(
-    "videoq_local_delivery", default=None
-)
 
 
 def _task_of(body: bytes) -> str:
@@ -216,24 +200,6 @@ class LocalQueue:
         self.counts.published += 1
         self._note_due(deliver_at)
         return message_id
-
-    def running_claim(self) -> Claim | None:
-        """The claim of this queue's delivery that the current asyncio task runs, if unsettled.
-
-        A step that commits its row through this queue's writer deletes the message in the same
-        transaction (`local_db.settle_row`), then says so with `settled_by_step`: the step and
-        its acknowledgement commit together, and the queue writes nothing more for it.
-        """
-        running = _running.get()
-        if running is None or running.queue is not self or running.settled:
-            return None
-        return running.claim
-
-    def settled_by_step(self, claim: Claim) -> None:
-        """Note that `claim`'s message was deleted by the step's own committed transaction."""
-        running = _running.get()
-        if running is not None and running.claim is claim:
-            running.settled = True
 
     async def cancel(self, message_id: str) -> None:
         """Drop a message not delivered yet, by id or dedup id; unknown or done ones are ignored."""
@@ -429,8 +395,6 @@ class LocalQueue:
             headers["Upstash-Signature"] = signing.sign(
                 claim.body, self.signing_key, self.destination
             )
-        running = _Running(self, claim)
-        _running.set(running)
         try:
             # Like QStash's response timeout: a later answer would race a redelivery.
             async with asyncio.timeout(self.lease * 0.9):
@@ -444,10 +408,6 @@ class LocalQueue:
                 "task %s: delivery %s crashed the handler", _task_of(claim.body), claim.id
             )
             result = DeliveryResult(500, reason=f"handler raised {type(exc).__name__}")
-        if running.settled:
-            # The step's transaction deleted the message: it was answered, whatever came after.
-            self.counts.delivered += 1
-            return
         await self._settle(claim, result)
 
     async def _settle(self, claim: Claim, result: DeliveryResult) -> None:

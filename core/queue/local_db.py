@@ -219,11 +219,6 @@ def publish_row(db: sqlite3.Connection, row: tuple[Any, ...], cutoff: float) -> 
     return message_id, True
 
 
-def settle_row(db: sqlite3.Connection, claim: Claim) -> bool:
-    """Delete a delivered message while its lease is still ours; True when it was."""
-    return db.execute(DONE, (claim.id, claim.token)).rowcount > 0
-
-
 def _fetch_all(db: sqlite3.Connection, sql: str, params: Any) -> list[Any]:
     return db.execute(sql, params).fetchall()
 

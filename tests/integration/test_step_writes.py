@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,14 +11,11 @@ import pytest
 from core.config import Settings
 from core.errors import StoreError
 from core.models import Task, TaskEvent, TaskStatus, WorkMessage
-from core.queue import Delivery, DeliveryResult
-from core.queue.local import LocalQueue
 from core.runtime import Runtime
 from core.sqlite_steps import SqliteStepWrites
 from core.steps import NextStep, SeparateWrites
 from core.store import Expect
 from tests.conformance.store_contract import new_task
-from tests.waiting import wait_until
 
 RUNNING = TaskStatus.RUNNING
 
@@ -107,33 +103,3 @@ def test_stores_and_queues_on_different_files_write_separately(tmp_path: Path) -
     mixed = Runtime(settings, built.store, other.queue, built.upstream, built.keys)
 
     assert isinstance(mixed.steps, SeparateWrites)
-
-
-async def test_a_delivered_step_is_acknowledged_in_its_own_transaction(
-    runtime: Runtime, tmp_path: Path
-) -> None:
-    queue = runtime.queue
-    assert isinstance(queue, LocalQueue)
-    task = await running_task(runtime)
-    first = await queue.publish(poll(task, 1))
-    answered: list[str] = []
-
-    async def step_then_fail(delivery: Delivery) -> DeliveryResult:
-        written = await runtime.steps.poll_next(
-            NextStep(task.id, Expect(frozenset({RUNNING}), polls=0), {"polls": 1}, event(task),
-                     poll(task, 2), 3600.0)
-        )  # fmt: skip
-        assert written is not None and written.message_id is not None
-        answered.append(written.message_id)
-        # What comes after the committed step no longer decides the delivery's fate.
-        return DeliveryResult(503, reason="after the write")
-
-    stop = asyncio.Event()
-    dispatching = asyncio.create_task(queue.run(step_then_fail, stop))
-    await wait_until(lambda: queue.counts.delivered == 1, "the delivery to be settled")
-    stop.set()
-    await dispatching
-
-    assert queued_ids(tmp_path / "v.db") == answered
-    assert first not in answered
-    assert queue.counts.retried == 0
