@@ -313,7 +313,8 @@ async def serve_deliveries(tasks: int, concurrency: int) -> list[tuple[str, ...]
         try:
             async with httpx.AsyncClient(base_url=serve.url, timeout=60) as client:
                 await _generate(client, tasks, 16)
-            poster = RawPoster("127.0.0.1", port, concurrency)
+            assert serve.process is not None
+            poster = RawPoster("127.0.0.1", port, concurrency, serve.process.pid)
             url = public + WORKER_PATH
             for label in ("submit (upstream call)", "poll (upstream call)"):
                 await wait_published(qstash, tasks)
@@ -339,11 +340,21 @@ async def wait_published(qstash: RecordingQStash, count: int, timeout: float = 6
         await asyncio.sleep(0.05)
 
 
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (Linux's /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class RawPoster:
     """POSTs over `concurrency` keep-alive HTTP/1.1 connections, one request at a time each."""
 
-    def __init__(self, host: str, port: int, concurrency: int) -> None:
+    def __init__(self, host: str, port: int, concurrency: int, server_pid: int) -> None:
         self.host, self.port, self.concurrency = host, port, concurrency
+        self.server_pid = server_pid  # whose CPU time each row reports
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def fire(
@@ -361,11 +372,12 @@ class RawPoster:
                 latencies.append(time.perf_counter() - started)
             assert status == 200, status
 
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), process_cpu(self.server_pid)
         await asyncio.gather(*(one(request) for request in requests))
         elapsed, count = time.perf_counter() - started, len(messages)
+        cpu = process_cpu(self.server_pid) - cpu_started
         return (label, str(count), str(self.concurrency), f"{count / elapsed:.0f}",
-                *_ms(latencies))  # fmt: skip
+                *_ms(latencies), f"{cpu * 1000 / count:.2f}")  # fmt: skip
 
     def _request(self, body: bytes, signature: str) -> bytes:
         head = (f"POST {WORKER_PATH} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
@@ -462,7 +474,7 @@ def main() -> None:
         "serve-deliveries": (
             "signed worker deliveries into `videoq serve` in its own process (SQLite store,"
             " QStash + T8Star fakes)",
-            ("step", "deliveries", "concurrency", "per s", "p50 ms", "p95 ms"),
+            ("step", "deliveries", "concurrency", "per s", "p50 ms", "p95 ms", "serve CPU ms"),
             lambda: serve_deliveries(args.tasks, args.concurrency),
         ),
     }
