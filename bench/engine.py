@@ -127,6 +127,7 @@ class InstantUpstream:
     name = "instant"
     provider = "t8star"
     speedup = W_SPEEDUP
+    accepts_notify_hook = False
 
     def __init__(self) -> None:
         self.polls: dict[str, int] = {}
@@ -140,7 +141,9 @@ class InstantUpstream:
     async def close(self) -> None:
         """Nothing to close."""
 
-    async def submit(self, request: VideoRequest, api_key: str | None = None) -> str:
+    async def submit(
+        self, request: VideoRequest, api_key: str | None = None, notify_hook: str | None = None
+    ) -> str:
         upstream_id = f"w{len(self.polls)}"
         self.polls[upstream_id] = 0
         return upstream_id
@@ -169,6 +172,9 @@ async def submit_and_finish(
         await asyncio.gather(*(runtime.service.submit(one, actor="bench") for one in batch))
     submitted = time.perf_counter() - started
     while await active_count(runtime):
+        if worker.done():
+            worker.result()  # the worker stopped: say why rather than wait for ever
+            raise RuntimeError("the worker stopped before the tasks finished")
         await asyncio.sleep(check_every)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     stop.set()
@@ -207,6 +213,7 @@ class TimedUpstream:
 
     name = "timed"
     provider = "t8star"
+    accepts_notify_hook = False
 
     def __init__(self, speedup: float, seed: int = 10) -> None:
         self.speedup = speedup
@@ -222,7 +229,9 @@ class TimedUpstream:
     async def close(self) -> None:
         """Nothing to close."""
 
-    async def submit(self, request: VideoRequest, api_key: str | None = None) -> str:
+    async def submit(
+        self, request: VideoRequest, api_key: str | None = None, notify_hook: str | None = None
+    ) -> str:
         upstream_id = f"j{len(self.jobs)}"
         self.jobs[upstream_id] = (time.time(), self._random.uniform(30.0, 90.0))
         return upstream_id

@@ -1,7 +1,8 @@
 """The HTTP service in the cloud shape: QStash messages per task, deliveries per second.
 
     uv run python bench/http_service.py [--tasks 200] [--concurrency 32] [--speedup 10]
-                                        [--only messages|endpoint|generate|qstash|serve]
+                                        [--only messages|endpoint|generate|qstash|serve|
+                                                serve-deliveries]
 
 Everything runs on loopback: the service in this process (uvicorn), the QStash and T8Star fakes in
 threads, SQLite as the store; the HTTP client shares the process (and its cores). Four tables:
@@ -14,7 +15,10 @@ threads, SQLite as the store; the HTTP client shares the process (and its cores)
 4. end to end: how fast POST /generate answers (store insert + QStash publish), then tasks and
    deliveries per second through the QStash fake;
 5. `videoq serve` in a process of its own (the client no longer shares its event loop): POST
-   /generate and GET /tasks/{id} at 1, 16 and 64 clients.
+   /generate and GET /tasks/{id} at 1, 16 and 64 clients;
+6. signed worker deliveries into `videoq serve` in its own process (SQLite store, QStash and
+   T8Star fakes in this process, QStash holding its deliveries): the bench signs each step
+   message like QStash with the fake's key and POSTs it, `--concurrency` at once.
 """
 
 from __future__ import annotations
@@ -49,12 +53,15 @@ from tests.http_support import (  # noqa: E402
     ServeProcess,
     bearer,
     clean_env,
+    fakes_env,
     free_port,
     hand_runtime,
     in_process,
     loopback_socket,
 )
 
+# The bench's one user submits far more than the API's per-user quotas allow.
+UNLIMITED = {"VIDEOQ_API_SUBMITS_PER_MINUTE": "1000000", "VIDEOQ_API_ACTIVE_TASKS": "1000000"}
 JOBS = [  # (label, request, real job length in seconds of the upstream's clock)
     ("sora-2 10s, 2 min", {"prompt": "p", "duration": 10}, 120.0),
     ("sora-2 15s, 4 min", {"prompt": "p", "duration": 15}, 240.0),
@@ -149,10 +156,16 @@ async def endpoint_rate(tasks: int, concurrency: int) -> list[tuple[str, ...]]:
 
 
 async def _fire(
-    label: str, client: httpx.AsyncClient, url: str, messages: list[WorkMessage], concurrency: int
+    label: str,
+    client: httpx.AsyncClient,
+    url: str,
+    messages: list[WorkMessage],
+    concurrency: int,
+    key: str = KEY,
 ) -> tuple[str, ...]:
+    """POST each message to the worker endpoint, signed with `key` for `url` as QStash signs."""
     bodies = [message.to_bytes() for message in messages]
-    signatures = [signing.sign(body, KEY, url) for body in bodies]
+    signatures = [signing.sign(body, key, url) for body in bodies]
 
     def one(n: int) -> Awaitable[httpx.Response]:
         headers = {"Upstash-Signature": signatures[n]}
@@ -249,6 +262,7 @@ async def separate_process(tasks: int) -> list[tuple[str, ...]]:
             VIDEOQ_DB=str(Path(tmp) / "v.db"),
             VIDEOQ_PUBLIC_URL=f"http://127.0.0.1:{port}",
             SUPABASE_JWT_SECRET=JWT_SECRET,
+            **UNLIMITED,
         )
         serve = ServeProcess(env, port, Path(tmp) / "serve.log")
         await serve.start()
@@ -271,6 +285,124 @@ async def separate_process(tasks: int) -> list[tuple[str, ...]]:
         finally:
             serve.stop()
     return rows
+
+
+async def serve_deliveries(tasks: int, concurrency: int) -> list[tuple[str, ...]]:
+    """Signed step deliveries into `videoq serve` in its own process, as QStash would send them.
+
+    The deliveries go out on `concurrency` raw keep-alive connections (`RawPoster`): httpx's
+    pool costs the client more CPU per request than the server spends on it.
+    """
+    rows = []
+    fakes = FakeT8Star(), RecordingQStash(time_scale=1.0), tempfile.TemporaryDirectory()
+    with fakes[0] as t8, fakes[1] as qstash, fakes[2] as tmp:
+        t8.script_default(JobScript(polls=1_000_000))  # every poll answers IN_PROGRESS
+        qstash.delay_deliveries(3600)  # the bench delivers, QStash only takes the publishes
+        port = free_port()
+        public = f"http://127.0.0.1:{port}"
+        env = clean_env(
+            **fakes_env(qstash.url, t8.base_url),
+            VIDEOQ_DB=str(Path(tmp) / "v.db"),
+            VIDEOQ_PUBLIC_URL=public,
+            SUPABASE_JWT_SECRET=JWT_SECRET,
+            VIDEOQ_CONCURRENCY=str(concurrency),
+            **UNLIMITED,
+        )
+        serve = ServeProcess(env, port, Path(tmp) / "serve.log")
+        await serve.start()
+        try:
+            async with httpx.AsyncClient(base_url=serve.url, timeout=60) as client:
+                await _generate(client, tasks, 16)
+            assert serve.process is not None
+            poster = RawPoster("127.0.0.1", port, concurrency, serve.process.pid)
+            url = public + WORKER_PATH
+            for label in ("submit (upstream call)", "poll (upstream call)"):
+                await wait_published(qstash, tasks)
+                messages = [WorkMessage.from_bytes(body) for body in qstash.accepted.values()]
+                qstash.accepted.clear()
+                rows.append(await poster.fire(label, url, messages, DEV_CURRENT_SIGNING_KEY))
+            stale = [WorkMessage(task_id=f"gone-{n}", attempt=1, step="poll", seq=1)
+                     for n in range(tasks)]  # fmt: skip
+            rows.append(await poster.fire("stale (verify + read)", url, stale,
+                                          DEV_CURRENT_SIGNING_KEY))  # fmt: skip
+            await poster.close()
+        finally:
+            serve.stop()
+    return rows
+
+
+async def wait_published(qstash: RecordingQStash, count: int, timeout: float = 60.0) -> None:
+    """Wait until the QStash fake took `count` new messages."""
+    deadline = time.monotonic() + timeout
+    while len(qstash.accepted) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(qstash.accepted)} of {count} messages were published")
+        await asyncio.sleep(0.05)
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (Linux's /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class RawPoster:
+    """POSTs over `concurrency` keep-alive HTTP/1.1 connections, one request at a time each."""
+
+    def __init__(self, host: str, port: int, concurrency: int, server_pid: int) -> None:
+        self.host, self.port, self.concurrency = host, port, concurrency
+        self.server_pid = server_pid  # whose CPU time each row reports
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def fire(
+        self, label: str, url: str, messages: list[WorkMessage], key: str
+    ) -> tuple[str, ...]:
+        """Deliver each message signed with `key` for `url`; a row like `_fire`'s."""
+        bodies = [message.to_bytes() for message in messages]
+        requests = [self._request(body, signing.sign(body, key, url)) for body in bodies]
+        gate, latencies = asyncio.Semaphore(self.concurrency), []
+
+        async def one(request: bytes) -> None:
+            async with gate:
+                started = time.perf_counter()
+                status = await self._send(request)
+                latencies.append(time.perf_counter() - started)
+            assert status == 200, status
+
+        started, cpu_started = time.perf_counter(), process_cpu(self.server_pid)
+        await asyncio.gather(*(one(request) for request in requests))
+        elapsed, count = time.perf_counter() - started, len(messages)
+        cpu = process_cpu(self.server_pid) - cpu_started
+        return (label, str(count), str(self.concurrency), f"{count / elapsed:.0f}",
+                *_ms(latencies), f"{cpu * 1000 / count:.2f}")  # fmt: skip
+
+    def _request(self, body: bytes, signature: str) -> bytes:
+        head = (f"POST {WORKER_PATH} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                f"Content-Type: application/json\r\nUpstash-Signature: {signature}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n")  # fmt: skip
+        return head.encode() + body
+
+    async def _send(self, request: bytes) -> int:
+        if self._idle:
+            reader, writer = self._idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        length = next(int(line.split(":", 1)[1]) for line in lines
+                      if line.lower().startswith("content-length:"))  # fmt: skip
+        await reader.readexactly(length)
+        self._idle.append((reader, writer))
+        return int(lines[0].split()[1])
+
+    async def close(self) -> None:
+        for _, writer in self._idle:
+            writer.close()
+        self._idle.clear()
 
 
 def _load_row(concurrency: int, count: int, load: tuple[float, list[float]]) -> tuple[str, ...]:
@@ -300,7 +432,7 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=3)
     parser.add_argument(
         "--only",
-        choices=["messages", "endpoint", "generate", "qstash", "serve"],
+        choices=["messages", "endpoint", "generate", "qstash", "serve", "serve-deliveries"],
         help="print this table alone",
     )
     args = parser.parse_args()
@@ -338,6 +470,12 @@ def main() -> None:
             "`videoq serve` in its own process (embedded default: SQLite, local queue, simulator)",
             ("request", "concurrency", "requests", "per s", "p50 ms", "p95 ms"),
             lambda: separate_process(args.tasks),
+        ),
+        "serve-deliveries": (
+            "signed worker deliveries into `videoq serve` in its own process (SQLite store,"
+            " QStash + T8Star fakes)",
+            ("step", "deliveries", "concurrency", "per s", "p50 ms", "p95 ms", "serve CPU ms"),
+            lambda: serve_deliveries(args.tasks, args.concurrency),
         ),
     }
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {sys.platform}")

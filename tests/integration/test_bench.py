@@ -6,9 +6,11 @@ after a standard library package in bench/ once shadowed it for every script the
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -26,3 +28,22 @@ def test_a_benchmark_script_starts(script: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage:"), done.stdout
+
+
+def _bench_module(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_workload_w_runs_its_tasks_to_the_end(tmp_path: Path) -> None:
+    # Its stand-in upstream must keep up with the Upstream port: once it did not, and the run
+    # waited for ever on a worker that had died at its first step.
+    engine = _bench_module("engine")
+
+    result = await engine.workload_w(tmp_path / "w.db", tasks=5, concurrency=4)
+
+    assert result["succeeded"] == 5
+    assert result["steps"] == 5 * (1 + engine.W_POLLS)
