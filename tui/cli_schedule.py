@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from core.config import Settings
 from core.errors import InvalidRequest
 from tui.i18n import N_, t, tn
+from tui.render import stamp
 
 if TYPE_CHECKING:
     from core.reconcile_schedule import Every, ReconcileSchedule
@@ -112,4 +113,4 @@ async def _delete(schedule: ReconcileSchedule) -> int:
 def _when(epoch_ms: int | None) -> str:
     if not epoch_ms:
         return t("never")
-    return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return stamp(datetime.fromtimestamp(epoch_ms / 1000, UTC))

@@ -117,7 +117,7 @@ def prune_counts(
         t("{count} {status}", count=counts[status], status=status_word(status))
         for status in statuses
     )
-    moment = before.strftime("%Y-%m-%d %H:%M:%S UTC")
+    moment = stamp(before)
     if done:
         return tn(
             "deleted: {count} finished task last changed before {moment} ({each}),"
@@ -289,9 +289,9 @@ def task_detail(task: Task, history: list[TaskEvent], late: Lateness | None = No
         *([(t("timing"), timing_line(late))] if late is not None else []),
         (t("video"), task.video_url or "-"),
         (t("error"), visible_lines(task.error_message) or "-"),
-        (t("created"), _stamp(task.created_at)),
-        (t("started"), _stamp(task.started_at)),
-        (t("completed"), _stamp(task.completed_at)),
+        (t("created"), stamp(task.created_at)),
+        (t("started"), stamp(task.started_at)),
+        (t("completed"), stamp(task.completed_at)),
     ]
     # Labels right-aligned by cells; continuation lines of a value line up under its first line.
     lines = [
@@ -334,7 +334,8 @@ def describe_event(event: TaskEvent) -> str:
     return one_line(" ".join(parts))
 
 
-def _stamp(moment: datetime | None) -> str:
+def stamp(moment: datetime | None) -> str:
+    """A moment as every screen and command prints it (UTC, to the second), or "-"."""
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
 
 
@@ -356,7 +357,7 @@ def stats_json(stats: Stats) -> dict[str, Any]:
 
 def stats_report(stats: Stats, width: int = 80) -> str:
     """`videoq stats`: failures by reason, then results per model and duration."""
-    lines = [t("since {moment}", moment=_stamp(stats.since))]
+    lines = [t("since {moment}", moment=stamp(stats.since))]
     if stats.cut:
         lines.append(t("(more tasks than one read takes: the figures cover the newest ones)"))
     lines += ["", t("failures by reason (RETRIED OK: failed so, then succeeded on a retry):")]

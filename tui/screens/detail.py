@@ -27,6 +27,7 @@ from tui.render import (
     relative,
     request_text,
     span,
+    stamp,
     status_word,
     timing_line,
 )
@@ -37,10 +38,10 @@ from tui.widgets.styled import styled
 Styler = Callable[[str, str], str]
 
 
-def stamp(moment: datetime | None, now: datetime) -> str:
+def stamp_with_age(moment: datetime | None, now: datetime) -> str:
     if moment is None:
         return "-"
-    return f"{moment:%Y-%m-%d %H:%M:%S} UTC [dim]({relative(moment, now)})[/]"
+    return f"{stamp(moment)} [dim]({relative(moment, now)})[/]"
 
 
 def timing_markup(task: Task, now: datetime, style: Styler, speedup: float) -> str:
@@ -72,13 +73,13 @@ def field_lines(
         (t("polls"), str(task.polls)),
         (t("timing"), timing_markup(task, now, style, speedup)),
         (t("in queue"), queue_time(task, now)),
-        (t("created"), stamp(task.created_at, now)),
-        (tc("when", "queued"), stamp(task.queued_at, now)),
-        (t("started"), stamp(task.started_at, now)),
-        (t("completed"), stamp(task.completed_at, now)),
-        (t("last poll"), stamp(task.last_polled_at, now)),
-        (t("next poll"), stamp(task.next_poll_at if task.status.active else None, now)),
-        (tc("when", "updated"), stamp(task.updated_at, now) + f" [dim]{version}[/]"),
+        (t("created"), stamp_with_age(task.created_at, now)),
+        (tc("when", "queued"), stamp_with_age(task.queued_at, now)),
+        (t("started"), stamp_with_age(task.started_at, now)),
+        (t("completed"), stamp_with_age(task.completed_at, now)),
+        (t("last poll"), stamp_with_age(task.last_polled_at, now)),
+        (t("next poll"), stamp_with_age(task.next_poll_at if task.status.active else None, now)),
+        (tc("when", "updated"), stamp_with_age(task.updated_at, now) + f" [dim]{version}[/]"),
     ]
 
 
