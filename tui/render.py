@@ -381,13 +381,9 @@ def stats_report(stats: Stats, width: int = 80) -> str:
 
 def columns(rows: Sequence[tuple[str, ...]], width: int) -> list[str]:
     """Rows as indented aligned columns; the last one gets what is left of `width`, cut."""
-    widths = [max(cell_len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    widths = cell_widths([row[:-1] for row in rows])
     fixed = 2 + sum(w + len(GAP) for w in widths)
-    lines = []
-    for row in rows:
-        cells = [set_cell_size(cell, w) for cell, w in zip(row, widths, strict=False)]
-        lines.append("  " + "".join(c + GAP for c in cells) + ellipsize(row[-1], width - fixed - 1))
-    return lines
+    return ["  " + padded(row[:-1], widths) + ellipsize(row[-1], width - fixed - 1) for row in rows]
 
 
 def _model_cells(kind: ModelStats) -> tuple[str, ...]:
