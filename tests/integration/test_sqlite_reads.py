@@ -36,24 +36,7 @@ async def test_reads_answer_while_another_process_holds_the_write_lock(tmp_path:
     store = SqliteStore(path, busy_timeout=TIMEOUT * 4)
     await store.open()
     task = await store.insert(Task.new(VideoRequest(prompt="a fox in the snow")))
-    with subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as holder:
-        write = await _reads_while_locked(store, task, holder)
-    updated = await write
-    assert updated is not None and updated.progress == 5
-    await store.close()
-
-
-async def _reads_while_locked(
-    store: SqliteStore, task: Task, holder: subprocess.Popen[str]
-) -> asyncio.Task[Task | None]:
-    """Read while `holder` has the lock and a write waits for it; returns the write."""
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+    with _holding_the_lock(path) as release:
         write = asyncio.create_task(
             store.update(task.id, Expect.of(TaskStatus.QUEUED), {"progress": 5})
         )
@@ -64,12 +47,10 @@ async def _reads_while_locked(
         assert [t.id for t in listed] == [task.id] and got is not None and got.progress == 0
         assert counts[TaskStatus.QUEUED] == 1
         assert not write.done()
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        holder.wait(TIMEOUT)
-    return write
+        release()
+    updated = await write
+    assert updated is not None and updated.progress == 5
+    await store.close()
 
 
 async def test_get_tasks_answers_while_another_process_holds_the_write_lock(
