@@ -11,6 +11,8 @@ import sys
 from functools import cache
 from typing import Any, NoReturn
 
+from rich.cells import cell_len
+
 from tui.i18n import outside_text, t
 
 
@@ -24,7 +26,7 @@ class HelpFormatter(argparse.HelpFormatter):
     def _format_usage(self, usage: Any, actions: Any, groups: Any, prefix: str | None) -> str:
         text = super()._format_usage(usage, actions, groups, prefix)
         # argparse indents continuation lines by len(prefix); a wide "用法：" takes more cells.
-        extra = _cells(prefix) - len(prefix) if prefix else 0
+        extra = cell_len(prefix) - len(prefix) if prefix else 0
         return text.replace("\n ", "\n " + " " * extra) if extra > 0 else text
 
     def _split_lines(self, text: str, width: int) -> list[str]:
@@ -49,18 +51,12 @@ def _pieces() -> re.Pattern[str]:
     return re.compile(f"[（《“]?(?:[{_WIDE}]|[^\\s{_WIDE}]+\\s*)|\\s+")
 
 
-def _cells(text: str) -> int:
-    from rich.cells import cell_len  # the one-shot commands load it anyway (render.py)
-
-    return cell_len(text)
-
-
 def wrap_cells(text: str, width: int) -> list[str]:
     """`text` in lines of at most `width` cells, broken at spaces or between CJK characters."""
     lines: list[str] = []
     line = ""
     for piece in _pieces().findall(text):
-        if line and _cells((line + piece).rstrip()) > width:
+        if line and cell_len((line + piece).rstrip()) > width:
             lines.append(line.rstrip())
             line = piece.lstrip()
         else:
