@@ -1,9 +1,14 @@
 """StepWrites on one SQLite file: a step's row and its next message in one transaction.
 
 The task store and the local queue share one `SqliteWriter` (`core.wiring` sets that up), so
-the compare-and-set of the row and the insert of the message run in one savepoint of one group
+the compare-and-set of the row and the insert of the message run in one write of one group
 transaction: both commit or neither does, a message is never visible before the row that
-expects it, and a compare-and-set that misses takes its message back.
+expects it, and a compare-and-set that misses stores no message.
+
+Such a message skips the queue's deduplication: its id (task, attempt, step, seq) is published
+only after the compare-and-set that moves the row to that step (a submit to `running`, `polls`
+on by one), and one such write wins per attempt and seq, whoever makes it: a step here, or the
+reconciler, which counts a lost poll as made before it publishes the next seq.
 """
 
 from __future__ import annotations
@@ -12,12 +17,9 @@ from typing import Any
 
 from core.models import Task
 from core.queue.local import LocalQueue
-from core.queue.local_db import publish_row
-from core.sqlite_file import Undo
+from core.queue.local_db import insert_row
 from core.steps import NextStep
 from core.store.sqlite import PreparedUpdate, SqliteStore
-
-_Outcome = tuple[tuple[Any, ...] | None, str, bool]
 
 
 class SqliteStepWrites:
@@ -36,31 +38,22 @@ class SqliteStepWrites:
         return await self._together(step, record_id=False)
 
     async def _together(self, step: NextStep, *, record_id: bool) -> Task | None:
-        changes = {**step.changes, "message_id": ""} if record_id else step.changes
-        # The empty message_id is a placeholder: the publish in the same transaction fills it.
+        row, _ = self.queue.prepare_publish(step.message, step.delay)
+        changes = {**step.changes, "message_id": row[0]} if record_id else step.changes
         prepared = self.store.prepare_update(step.task_id, step.expect, changes, step.event)
         if prepared is None:
             return None
-        row, cutoff = self.queue.prepare_publish(step.message, step.delay)
-        id_at = prepared.columns.index("message_id") if record_id else None
-        stored_row, message_id, stored = await self.store.run_write(
-            self._write, prepared, row, cutoff, id_at
-        )
+        stored_row = await self.store.run_write(self._write, prepared, row)
         if stored_row is not None:
-            self.queue.published(step.message, row, message_id, stored)
+            self.queue.published(step.message, row, row[0], stored=True)
         return self.store.updated(step.task_id, stored_row)
 
-    def _write(
-        self, prepared: PreparedUpdate, row: tuple[Any, ...], cutoff: float, id_at: int | None
-    ) -> _Outcome:
-        """On the writer's thread: publish, then the compare-and-set; undo both if it missed."""
-        message_id, stored = publish_row(self.store.writer.connection, row, cutoff)
-        if id_at is not None:
-            prepared.params[id_at] = message_id
+    def _write(self, prepared: PreparedUpdate, row: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """On the writer's thread: the compare-and-set, then its message if it applied."""
         stored_row = self.store.apply_update(prepared)
-        if stored_row is None:
-            raise Undo((None, message_id, False))
-        return stored_row, message_id, stored
+        if stored_row is not None:
+            insert_row(self.store.writer.connection, row)
+        return stored_row
 
 
 def joined(store: object, queue: object) -> SqliteStepWrites | None:

@@ -199,6 +199,7 @@ class QueueDb:
 
 
 def publish_row(db: sqlite3.Connection, row: tuple[Any, ...], cutoff: float) -> tuple[str, bool]:
+    """Store a message unless its dedup id was published after `cutoff`: (its id, stored)."""
     message_id, dedup_id, _, _, published_at = row
     found = db.execute(
         "SELECT message_id FROM queue_dedup WHERE dedup_id = ? AND published_at > ?",
@@ -210,12 +211,17 @@ def publish_row(db: sqlite3.Connection, row: tuple[Any, ...], cutoff: float) -> 
         "INSERT OR REPLACE INTO queue_dedup VALUES (?, ?, ?)",
         (dedup_id, message_id, published_at),
     )
+    insert_row(db, row)
+    return message_id, True
+
+
+def insert_row(db: sqlite3.Connection, row: tuple[Any, ...]) -> None:
+    """Store a message whose dedup id no other publish can have (no dedup look-up)."""
     db.execute(
         "INSERT INTO queue_messages (id, dedup_id, body, deliver_at, published_at)"
         " VALUES (?, ?, ?, ?, ?)",
         row,
     )
-    return message_id, True
 
 
 def _fetch_all(db: sqlite3.Connection, sql: str, params: Any) -> list[Any]:
