@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,44 @@ def test_an_unopenable_path_fails_without_leaving_a_connection(tmp_path: Path) -
     with pytest.raises(StoreError, match="cannot open the SQLite file") as refused:
         sqlite_file.connect(path, 1.0)
     assert str(path) in refused.value.message
+
+
+async def test_a_failing_write_in_a_group_takes_only_its_own_changes_back(tmp_path: Path) -> None:
+    writer = sqlite_file.SqliteWriter(tmp_path / "videoq.db", 2.0)
+    await writer.open()
+    try:
+        await writer.call(
+            lambda: writer.connection.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
+        )
+        gate = threading.Event()
+
+        def held() -> None:  # keeps the writer's thread busy while the group below queues up
+            gate.wait(5.0)
+
+        def put(key: int, value: str) -> int:
+            writer.connection.execute("INSERT INTO t VALUES (?, ?)", (key, value))
+            return key
+
+        def put_then_clash(key: int) -> None:
+            writer.connection.execute("INSERT INTO t VALUES (?, 'half')", (key,))
+            writer.connection.execute("INSERT INTO t VALUES (1, 'clash')")  # k = 1 is taken
+
+        first = asyncio.ensure_future(writer.write(held))
+        await asyncio.sleep(0.05)
+        group = asyncio.gather(
+            writer.write(put, 1, "one"),
+            writer.write(put_then_clash, 2),
+            writer.write(put, 3, "three"),
+            return_exceptions=True,
+        )
+        await asyncio.sleep(0.05)
+        gate.set()
+        await first
+        one, clash, three = await group
+        rows = await writer.call(lambda: writer.connection.execute("SELECT * FROM t").fetchall())
+    finally:
+        await writer.close()
+
+    assert (one, three) == (1, 3)
+    assert isinstance(clash, sqlite3.IntegrityError)
+    assert sorted(rows) == [(1, "one"), (3, "three")]  # nothing of the failing write stays
