@@ -18,6 +18,7 @@ from core.config import step_lease
 from core.crypto import KeyBox, KeyUnreadable
 from core.errors import SignatureError, UpstreamError, VideoqError
 from core.insight import RecentCalls
+from core.lateness import estimate_of
 from core.metrics import latency_histogram
 from core.models import Task, TaskEvent, TaskStatus, WorkMessage, end_changes, utcnow
 from core.notify_hooks import NotifyHooks
@@ -25,9 +26,9 @@ from core.queue import Delivery, DeliveryResult, Queue
 from core.schedule import PollSchedule
 from core.signing_keys import SigningKeys
 from core.steps import NextStep, SeparateWrites, StepWrites
-from core.store import Expect, TaskStore
+from core.store import Expect, StepClaim, TaskStore
 from core.text import one_line
-from core.upstream import Upstream, UpstreamState, UpstreamStatus, expected_timing, provider_for
+from core.upstream import Upstream, UpstreamState, UpstreamStatus, provider_for
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,17 @@ class StepWorker:
         return result
 
     async def _step(self, message: WorkMessage, held: list[Task]) -> DeliveryResult:
-        task = await self.store.get(message.task_id)
+        # The common case first: the step is due and free, and its claim is the one write
+        # before the upstream call. A miss brings the row as it is, to say why (stale, in
+        # flight, early) and act on it as below.
+        claim = await self._claim_due(message)
+        task = claim.task
+        if claim.claimed:
+            assert task is not None
+            if message.step == "submit":
+                return await self._submit_claimed(task)
+            held.append(task)
+            return await self._poll_claimed(task)
         if task is None or task.attempt != message.attempt or task.status.terminal:
             log.debug(
                 "task %s: %s step %d is stale, acknowledged",
@@ -206,6 +217,16 @@ class StepWorker:
         assert task.step_lease_until is not None
         wait = (task.step_lease_until - now).total_seconds()
         return DeliveryResult(503, retry_after=max(1.0, wait), reason="submit in flight")
+
+    async def _claim_due(self, message: WorkMessage) -> StepClaim:
+        """Claim the step `message` names, if the task waits for exactly that step."""
+        if message.step == "submit":
+            expect = Expect.of(TaskStatus.QUEUED, attempt=message.attempt)
+        else:
+            expect = Expect.of(TaskStatus.RUNNING, attempt=message.attempt, polls=message.seq - 1)
+        now = utcnow()
+        lease = now + timedelta(seconds=self.timing.step_lease)
+        return await self.store.claim_step(message.task_id, expect, lease, now)
 
     async def _claim(self, task: Task, polls: int | None = None) -> Task | None:
         """Take the step lease by compare-and-set, so copies of one step call upstream once."""
@@ -253,6 +274,10 @@ class StepWorker:
         claimed = await self._claim(task)
         if claimed is None:
             return DeliveryResult(503, retry_after=1.0, reason="lost the submit claim")
+        return await self._submit_claimed(claimed)
+
+    async def _submit_claimed(self, task: Task) -> DeliveryResult:
+        """Submit `task` upstream (its claim taken) and record what came of it."""
         try:
             upstream = self._upstream(task)
             request = task.request(await self.store.images(task.id))
@@ -261,12 +286,12 @@ class StepWorker:
                 upstream.submit(request, self._api_key(task), notify_hook=hook)
             )
         except UpstreamError as exc:
-            return await self._submit_failed(claimed, exc)
-        return await _uncut(self._submitted(claimed, upstream_id))
+            return await self._submit_failed(task, exc)
+        return await _uncut(self._submitted(task, upstream_id))
 
     async def _submitted(self, task: Task, upstream_id: str) -> DeliveryResult:
         now = utcnow()
-        first = self.timing.schedule.first_delay(expected_timing(task.request()))
+        first = self.timing.schedule.first_delay(estimate_of(task))
         delay = first / self._speedup(task)
         poll = WorkMessage(task_id=task.id, attempt=task.attempt, step="poll", seq=1)
         running = await self.steps.started(
@@ -335,6 +360,10 @@ class StepWorker:
                 return ACK
             held.append(claimed)
             task = claimed
+        return await self._poll_claimed(task, by_hook)
+
+    async def _poll_claimed(self, task: Task, by_hook: bool = False) -> DeliveryResult:
+        """Poll the upstream once for `task` (its claim taken, unless a hook asked)."""
         if task.next_poll_at is not None and not by_hook:
             late = (utcnow() - task.next_poll_at).total_seconds()
             self.stats.poll_lateness.observe(max(0.0, late))
@@ -395,7 +424,7 @@ class StepWorker:
         last = task.last_polled_at or started_at
         delay = (
             self.timing.schedule.next_delay(
-                estimate=expected_timing(task.request()),
+                estimate=estimate_of(task),
                 elapsed=(now - started_at).total_seconds() * speedup,
                 since_last_poll=(now - last).total_seconds() * speedup,
                 progress=answer.progress,

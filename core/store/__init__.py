@@ -63,6 +63,22 @@ class Expect(Struct, frozen=True):
     ) -> Expect:
         return cls(frozenset(statuses), attempt, polls)
 
+    def matches(self, task: Task) -> bool:
+        """Whether `task` is a row this compare would accept."""
+        return (
+            task.status in self.statuses
+            and self.attempt in (None, task.attempt)
+            and self.polls in (None, task.polls)
+            and all(getattr(task, name) == value for name, value in self.extra.items())
+        )
+
+
+class StepClaim(Struct, frozen=True):
+    """What `TaskStore.claim_step` found: the row it claimed, or the row as it stands."""
+
+    task: Task | None  # None: no such task
+    claimed: bool
+
 
 class Usage(Struct, frozen=True):
     """QStash messages counted on one UTC day (QStash bills both kinds, retries included)."""
@@ -135,6 +151,16 @@ class TaskStore(Protocol):
         """
         ...
 
+    async def claim_step(
+        self, task_id: str, expect: Expect, lease_until: datetime, now: datetime
+    ) -> StepClaim:
+        """Take the task's step lease until `lease_until` if the row matches `expect` and no
+        live lease is held at `now`. The claimed row; on a miss, the row as it is (or None).
+
+        A worker's first write on a delivery: it needs no read before it, nor after a hit.
+        """
+        ...
+
     async def add_event(self, event: TaskEvent) -> None: ...
 
     async def events(self, task_id: str) -> builtins.list[TaskEvent]:
@@ -168,6 +194,20 @@ class TaskStore(Protocol):
         A generator, so a caller that stops early closes it (`contextlib.aclosing`) to unsubscribe.
         """
         ...
+
+
+async def claim_by_reading(
+    store: TaskStore, task_id: str, expect: Expect, lease_until: datetime, now: datetime
+) -> StepClaim:
+    """`claim_step` for a store whose compare-and-set cannot say "no live lease": read the
+    row, check it, then compare-and-set on the lease value read."""
+    task = await store.get(task_id)
+    if task is None or task.step_claimed(now) or not expect.matches(task):
+        return StepClaim(task, claimed=False)
+    extra = {**expect.extra, "step_lease_until": task.step_lease_until}
+    held = Expect(expect.statuses, expect.attempt, expect.polls, extra)
+    claimed = await store.update(task_id, held, {"step_lease_until": lease_until})
+    return StepClaim(task, claimed=False) if claimed is None else StepClaim(claimed, claimed=True)
 
 
 class TaskPage(builtins.list[Task]):

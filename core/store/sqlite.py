@@ -34,6 +34,7 @@ from core.store import (
     Expect,
     FeedState,
     FeedStatus,
+    StepClaim,
     TaskPage,
     Usage,
     prune_in_batches,
@@ -50,6 +51,7 @@ from core.store.sqlite_db import (
     encode,
     encode_time,
     list_sql,
+    status_values,
     update_sql,
 )
 
@@ -283,28 +285,60 @@ class SqliteStore:
         row = await self._write(self.apply_update, prepared)
         return self.updated(task_id, row)
 
+    async def claim_step(
+        self, task_id: str, expect: Expect, lease_until: datetime, now: datetime
+    ) -> StepClaim:
+        """One compare-and-set that also checks the lease; on a miss, the row read in the
+        same write (one hop to the writer either way)."""
+        changes = {"step_lease_until": lease_until}
+        prepared = self.prepare_update(task_id, expect, changes, lease_free_at=now)
+        if prepared is None:
+            return StepClaim(await self.get(task_id), claimed=False)
+        row, claimed = await self._write(self._claim_or_read, prepared)
+        if claimed:
+            return StepClaim(self.updated(task_id, row), claimed=True)
+        return StepClaim(decode_task(row) if row is not None else None, claimed=False)
+
+    def _claim_or_read(self, prepared: PreparedUpdate) -> tuple[tuple[Any, ...] | None, bool]:
+        row = self.apply_update(prepared)
+        if row is not None:
+            return row, True
+        return self._open_db.get(prepared.task_id), False
+
     def prepare_update(
         self,
         task_id: str,
         expect: Expect,
         changes: Mapping[str, Any],
         event: TaskEvent | None = None,
+        *,
+        lease_free_at: datetime | None = None,
     ) -> PreparedUpdate | None:
-        """The statement and values of `update()`; None when `expect` can match no row."""
+        """The statement and values of `update()`; None when `expect` can match no row.
+
+        `lease_free_at`: the row must also hold no step lease live at that moment.
+        """
         check_columns(changes, "changes")
         check_columns(expect.extra, "expect.extra")
         if not expect.statuses:
             return None
         columns = tuple(name for name in changes if name not in STORE_SET_COLUMNS)
         extra = tuple(expect.extra)
-        statuses = sorted({TaskStatus(s).value for s in expect.statuses})
+        statuses = status_values(frozenset(expect.statuses))
         sql = update_sql(
-            columns, len(statuses), expect.attempt is not None, expect.polls is not None, extra
+            columns,
+            len(statuses),
+            expect.attempt is not None,
+            expect.polls is not None,
+            extra,
+            lease_free_at is not None,
         )
         params = [encode(name, changes[name]) for name in columns]
         params += [encode_time(datetime.now(UTC)), task_id, *statuses]
         params += [value for value in (expect.attempt, expect.polls) if value is not None]
         params += [encode(name, expect.extra[name]) for name in extra]
+        if lease_free_at is not None:
+            params.append(encode_time(lease_free_at))
         return PreparedUpdate(task_id, columns, sql, params, _event_values(event, task_id))
 
     def apply_update(self, prepared: PreparedUpdate) -> tuple[Any, ...] | None:

@@ -173,6 +173,8 @@ WHERE seq < (SELECT seq FROM change_log WHERE at >= ? ORDER BY seq LIMIT 1)"""
 
 def encode_time(moment: datetime | str) -> str:
     """Fixed-width ISO-8601 UTC text, so text order is time order (naive means UTC)."""
+    if type(moment) is datetime and moment.tzinfo is UTC:
+        return moment.isoformat(timespec="microseconds")  # what every step writes
     if isinstance(moment, str):
         moment = datetime.fromisoformat(moment)
     if moment.tzinfo is None:
@@ -180,36 +182,63 @@ def encode_time(moment: datetime | str) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def _encode_json(value: Any) -> str:
+    return json.dumps(list(value))
+
+
+def _encode_bool(value: Any) -> int:
+    return int(bool(value))
+
+
+def _encode_plain(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+_ENCODERS = {"time": encode_time, "json": _encode_json, "bool": _encode_bool}
+_ENCODE = {name: _ENCODERS.get(kind, _encode_plain) for name, kind in _KINDS.items()}
+
+
 def encode(name: str, value: Any) -> Any:
     """A column value as SQLite stores it."""
-    if value is None:
-        return None
-    kind = _KINDS[name]
-    if kind == "time":
-        return encode_time(value)
-    if kind == "json":
-        return json.dumps(list(value))
-    if kind == "bool":
-        return int(bool(value))
-    return value.value if isinstance(value, Enum) else value
+    return None if value is None else _ENCODE[name](value)
+
+
+_TASK_COLUMN_SET = frozenset(TASK_COLUMNS)
 
 
 def check_columns(names: Collection[str], what: str) -> None:
     """Raise ValueError unless every name is a task column (they are spliced into SQL)."""
+    if _TASK_COLUMN_SET.issuperset(names):
+        return
     unknown = sorted(set(names).difference(TASK_COLUMNS))
-    if unknown:
-        raise ValueError(f"{what} names unknown task column(s): {', '.join(unknown)}")
+    raise ValueError(f"{what} names unknown task column(s): {', '.join(unknown)}")
+
+
+@functools.lru_cache(maxsize=64)
+def status_values(statuses: frozenset[TaskStatus]) -> tuple[str, ...]:
+    """The statuses as stored, sorted (a compare-and-set expects few distinct sets)."""
+    return tuple(sorted({TaskStatus(status).value for status in statuses}))
 
 
 @functools.lru_cache(maxsize=512)
 def update_sql(
-    columns: tuple[str, ...], statuses: int, attempt: bool, polls: bool, extra: tuple[str, ...]
+    columns: tuple[str, ...],
+    statuses: int,
+    attempt: bool,
+    polls: bool,
+    extra: tuple[str, ...],
+    lease_free: bool = False,
 ) -> str:
-    """The compare-and-set statement for one shape of update (few shapes exist)."""
+    """The compare-and-set statement for one shape of update (few shapes exist).
+
+    `lease_free`: the row holds no step lease live at the moment given last.
+    """
     sets = [f"{name} = ?" for name in columns] + ["version = version + 1", "updated_at = ?"]
     where = ["id = ?", f"status IN ({', '.join('?' * statuses)})"]
     where += ["attempt = ?"] * attempt + ["polls = ?"] * polls
     where += [f"{name} IS ?" for name in extra]  # IS: an expected None matches NULL
+    # Fixed-width UTC text: text order is time order.
+    where += ["(step_lease_until IS NULL OR step_lease_until <= ?)"] * lease_free
     return (
         f"UPDATE video_tasks SET {', '.join(sets)} WHERE {' AND '.join(where)} RETURNING {_SELECT}"
     )
@@ -227,38 +256,8 @@ def list_sql(
     return f"SELECT {_SELECT} FROM video_tasks{clause} ORDER BY created_at DESC, id DESC LIMIT ?"
 
 
-def _decoder(name: str) -> Any:
-    """How one column's stored value becomes the Task field's value (None stays None)."""
-    kind = _KINDS[name]
-    if name == "status":
-        return TaskStatus
-    if kind == "time":
-        return datetime.fromisoformat
-    if kind == "bool":
-        return bool
-    return None
-
-
-_DECODERS: tuple[tuple[str, Any], ...] = tuple((name, _decoder(name)) for name in TASK_COLUMNS)
-_STORED_TYPES = {"text": str, "int": int, "bool": int, "time": str, "json": str, "float": float}
-_TYPES = tuple(_STORED_TYPES[_KINDS[name]] for name in TASK_COLUMNS)
-
-
 def decode_task(row: tuple[Any, ...]) -> Task:
-    """A `video_tasks` row (columns in TASK_COLUMNS order) as a Task.
-
-    Rows this module wrote are built without msgspec's validation (the hot path reads one per
-    step); a row with a value of an unexpected type (another writer, a hand edit) is validated.
-    """
-    if all(value is None or type(value) is kind for value, kind in zip(row, _TYPES, strict=True)):
-        try:
-            values = {
-                name: value if decode is None or value is None else decode(value)
-                for (name, decode), value in zip(_DECODERS, row, strict=True)
-            }
-            return Task(**values)
-        except ValueError:
-            pass  # a value no decoder takes (an unknown status): validation names the field
+    """A `video_tasks` row (columns in TASK_COLUMNS order) as a Task, checked by msgspec."""
     try:
         return Task.from_row(dict(zip(TASK_COLUMNS, row, strict=True)))
     except ValueError as exc:

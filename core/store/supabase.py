@@ -29,8 +29,10 @@ from core.store import (
     Expect,
     FeedState,
     FeedStatus,
+    StepClaim,
     TaskPage,
     Usage,
+    claim_by_reading,
     prune_in_batches,
     readable_tasks,
     status_counts,
@@ -280,6 +282,12 @@ class SupabaseStore:
             logger.debug("task %s: compare-and-set did not apply", task_id)
             return None
         return parse_task(response.data[0])
+
+    async def claim_step(
+        self, task_id: str, expect: Expect, lease_until: datetime, now: datetime
+    ) -> StepClaim:
+        """A read, then the compare-and-set (the RPC compares values, not "no live lease")."""
+        return await claim_by_reading(self, task_id, expect, lease_until, now)
 
     async def add_event(self, event: TaskEvent) -> None:
         query = self._db.table(EVENTS).insert(_event_json(event), returning=ReturnMethod.minimal)

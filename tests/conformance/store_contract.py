@@ -28,7 +28,7 @@ from core.models import (
     end_changes,
 )
 from core.service import TaskService
-from core.store import STORE_SET_COLUMNS, Expect, TaskStore, Usage
+from core.store import STORE_SET_COLUMNS, Expect, StepClaim, TaskStore, Usage
 from tests.engine import HandQueue
 from tests.waiting import TIMEOUT
 
@@ -363,6 +363,54 @@ class StoreContract:
         assert await store.get(task.id) == winner
         events = await store.events(task.id)
         assert [e.actor for e in events] == [f"worker-{winner.upstream_task_id.split('-')[1]}"]
+
+    async def test_a_step_claim_takes_a_free_or_expired_lease_only(self, store: TaskStore) -> None:
+        now = datetime.now(UTC)
+        free = await store.insert(new_task(status=RUNNING, polls=2))
+        expired = await store.insert(
+            new_task(status=RUNNING, polls=2, step_lease_until=now - timedelta(seconds=1))
+        )
+        live = await store.insert(
+            new_task(status=RUNNING, polls=2, step_lease_until=now + timedelta(seconds=30))
+        )
+        due = Expect.of(RUNNING, attempt=1, polls=2)
+        lease = now + timedelta(seconds=35)
+
+        claimed = {t.id: await store.claim_step(t.id, due, lease, now) for t in (free, expired)}
+        refused = await store.claim_step(live.id, due, lease, now)
+        again = await store.claim_step(free.id, due, lease, now)  # its lease is live now
+
+        for before in (free, expired):
+            after = claimed[before.id]
+            assert after.claimed and after.task is not None
+            assert after.task.step_lease_until == lease
+            assert after.task.version == before.version + 1
+            assert await store.get(before.id) == after.task
+        # A miss brings the row as it stands, so the worker can say why without reading it.
+        assert refused == StepClaim(live, claimed=False)
+        assert again == StepClaim(claimed[free.id].task, claimed=False)
+        assert await store.get(live.id) == live
+
+    async def test_a_step_claim_misses_a_row_that_moved_on(self, store: TaskStore) -> None:
+        now = datetime.now(UTC)
+        task = await store.insert(new_task(status=RUNNING, polls=2))
+        lease = now + timedelta(seconds=35)
+
+        misses = [
+            await store.claim_step(task.id, expect, lease, now)
+            for expect in (
+                Expect.of(RUNNING, attempt=1, polls=1),  # a poll already made
+                Expect.of(RUNNING, attempt=2, polls=2),  # another attempt's
+                Expect.of(QUEUED, attempt=1),  # a submit of a task that runs
+            )
+        ]
+        unknown = await store.claim_step(
+            "00000000-0000-4000-8000-000000000000", Expect.of(QUEUED), lease, now
+        )
+
+        assert misses == [StepClaim(task, claimed=False)] * 3
+        assert unknown == StepClaim(None, claimed=False)
+        assert await store.get(task.id) == task
 
     async def test_an_unknown_column_is_refused(self, store: TaskStore) -> None:
         task = await store.insert(new_task())
