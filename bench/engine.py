@@ -27,6 +27,7 @@ import json
 import os
 import random
 import resource
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -34,12 +35,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.config import Settings  # noqa: E402
 from core.demo import demo_requests  # noqa: E402
-from core.models import TaskStatus, VideoRequest  # noqa: E402
+from core.models import TASK_COLUMNS, Task, TaskEvent, TaskStatus, VideoRequest  # noqa: E402
 from core.runtime import Runtime  # noqa: E402
+from core.store.sqlite import SqliteStore  # noqa: E402
+from core.store.sqlite_db import EVENT_COLUMNS, encode  # noqa: E402
 from core.supervisor import active_count, supervise  # noqa: E402
 from core.upstream import UpstreamState, UpstreamStatus  # noqa: E402
 
@@ -182,11 +187,62 @@ async def submit_and_finish(
     return elapsed, cpu, submitted
 
 
-async def workload_w(db_path: Path, tasks: int = 2000, concurrency: int = 32) -> dict[str, Any]:
-    """Run W once on a fresh file at `db_path`; steps/s, CPU ms per step, peak RSS and counts."""
+FINISHED_EVENTS = 5
+"""History rows of each task `--finished` puts in the file: submit, start, three polls."""
+
+
+def fill_finished(db_path: Path, count: int) -> None:
+    """Put `count` succeeded tasks, with FINISHED_EVENTS history rows each, in the file.
+
+    In SQL (a recursive count), not through the store: 200,000 tasks take seconds, not minutes.
+    The file must exist with its tables (a store opened it once).
+    """
+    done = Task.new(VideoRequest.parse({"prompt": "an old finished job", "duration": 10}))
+    done = msgspec.structs.replace(
+        done, status=TaskStatus.SUCCEEDED, progress=100, polls=3, completed_at=done.created_at
+    )
+    values = [encode(name, getattr(done, name)) for name in TASK_COLUMNS]
+    event = TaskEvent(task_id=done.id, kind="poll", attempt=1, progress=50, latency_ms=120.0)
+    event_values = [encode(name, getattr(event, name)) for name in EVENT_COLUMNS]
+    uuid = "substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-' || substr(h, 13, 4) || '-' || "
+    uuid += "substr(h, 17, 4) || '-' || substr(h, 21)"
+    count_up = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
+    task_exprs = [uuid if name == "id" else "?" for name in TASK_COLUMNS]
+    event_exprs = ["t.id" if name == "task_id" else "?" for name in EVENT_COLUMNS]
+    db = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        db.execute("BEGIN")
+        db.execute(
+            f"INSERT INTO video_tasks ({', '.join(TASK_COLUMNS)}) {count_up}"
+            f" SELECT {', '.join(task_exprs)} FROM (SELECT lower(hex(randomblob(16))) AS h FROM n)",
+            [count, *values[1:]],
+        )
+        for _ in range(FINISHED_EVENTS):
+            db.execute(
+                f"INSERT INTO task_events ({', '.join(EVENT_COLUMNS)})"
+                f" SELECT {', '.join(event_exprs)} FROM video_tasks AS t WHERE t.status = ?",
+                [*event_values[1:], TaskStatus.SUCCEEDED.value],
+            )
+        db.execute("COMMIT")
+    finally:
+        db.close()
+
+
+async def workload_w(
+    db_path: Path, tasks: int = 2000, concurrency: int = 32, finished: int = 0
+) -> dict[str, Any]:
+    """Run W once on a fresh file at `db_path`; steps/s, CPU ms per step, peak RSS and counts.
+
+    `finished`: that many succeeded tasks (and their history) are in the file before W starts.
+    """
     settings = Settings(
         db_path=db_path, concurrency=concurrency, reconcile_interval=60.0, task_deadline=1e12
     )
+    if finished:
+        store = SqliteStore(db_path)
+        await store.open()  # makes the tables
+        await store.close()
+        fill_finished(db_path, finished)
     built = Runtime.from_settings(settings)
     upstream = InstantUpstream()
     runtime = Runtime(settings, built.store, built.queue, upstream, built.keys)
@@ -198,8 +254,9 @@ async def workload_w(db_path: Path, tasks: int = 2000, concurrency: int = 32) ->
     return {
         "system": "videoq",
         "config": f"one process, sqlite + local queue, concurrency {concurrency}",
+        "finished_before": finished,
         "tasks": tasks,
-        "succeeded": counts[TaskStatus.SUCCEEDED],
+        "succeeded": counts[TaskStatus.SUCCEEDED] - finished,
         "steps": steps,
         "seconds": elapsed,
         "steps_per_s": steps / elapsed,
@@ -299,12 +356,22 @@ def main() -> None:
     parser.add_argument(
         "--speed", type=float, help="upstream clock speed (default 20000; lateness: 1)"
     )
+    parser.add_argument(
+        "--finished",
+        type=int,
+        default=0,
+        help="W only: succeeded tasks (with their history) in the file before the run",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args()
+    if args.finished < 0 or (args.finished and args.workload != "W"):
+        parser.error("--finished takes a count of 0 or more, with --workload W only")
     with tempfile.TemporaryDirectory() as tmp:
         db_path = Path(tmp) / "bench.db"
         if args.workload == "W":
-            result = asyncio.run(workload_w(db_path, args.tasks or 2000, args.concurrency))
+            result = asyncio.run(
+                workload_w(db_path, args.tasks or 2000, args.concurrency, args.finished)
+            )
         elif args.workload == "lateness":
             result = asyncio.run(
                 lateness_run(db_path, args.tasks or 10_000, args.concurrency, args.speed or 1.0)

@@ -263,9 +263,10 @@ async def run_arq(tasks: int, port: int, window: Window) -> None:
     running = asyncio.create_task(worker.async_run())
     await done.wait()
     window.finish(count[0])
-    await worker.close()
     running.cancel()
-    await asyncio.gather(running, return_exceptions=True)
+    # A job that is still winding down (the one that set `done`) may end cancelled: the round
+    # is measured already, so the shutdown's outcome is not the run's.
+    await asyncio.gather(running, worker.close(), return_exceptions=True)
     await pool.aclose()
 
 

@@ -7,8 +7,10 @@ after a standard library package in bench/ once shadowed it for every script the
 from __future__ import annotations
 
 import importlib.util
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 from types import ModuleType
 
@@ -47,3 +49,20 @@ async def test_workload_w_runs_its_tasks_to_the_end(tmp_path: Path) -> None:
 
     assert result["succeeded"] == 5
     assert result["steps"] == 5 * (1 + engine.W_POLLS)
+
+
+async def test_workload_w_can_start_on_a_file_of_finished_tasks(tmp_path: Path) -> None:
+    engine = _bench_module("engine")
+    path = tmp_path / "w.db"
+
+    result = await engine.workload_w(path, tasks=5, concurrency=4, finished=40)
+
+    assert result["finished_before"] == 40 and result["succeeded"] == 5
+    with closing(sqlite3.connect(path)) as db:
+        tasks = db.execute("SELECT count(DISTINCT id), count(*) FROM video_tasks").fetchone()
+        history = db.execute(
+            "SELECT count(*) FROM task_events WHERE task_id IN"
+            " (SELECT id FROM video_tasks WHERE prompt = 'an old finished job')"
+        ).fetchone()
+    assert tasks == (45, 45)  # every filled task has an id of its own
+    assert history == (40 * engine.FINISHED_EVENTS,)
