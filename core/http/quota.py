@@ -37,11 +37,11 @@ async def check_submit(
 
 
 async def _per_minute(store: TaskStore, limit: int, user_id: str) -> None:
-    # The newest `limit` tasks suffice: the limit is reached only if the oldest of them is recent.
-    newest = await store.list(user_id=user_id, limit=limit)
-    if len(newest) < limit:
+    # The limit is reached only if the user's limit-th newest task is less than a minute old.
+    oldest = await store.created_at_of_newest(user_id, limit)
+    if oldest is None:
         return
-    since = utcnow() - newest[-1].created_at
+    since = utcnow() - oldest
     if since < WINDOW:
         wait = max(1, int((WINDOW - since).total_seconds()) + 1)
         raise RateLimited(

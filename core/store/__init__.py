@@ -137,6 +137,11 @@ class TaskStore(Protocol):
         """
         ...
 
+    async def created_at_of_newest(self, user_id: str, n: int) -> datetime | None:
+        """When `user_id`'s n-th newest task (1: the newest; ordered as `list`) was created;
+        None when the user has fewer than n. Reads no whole row: a quota asks it per submit."""
+        ...
+
     async def update(
         self,
         task_id: str,

@@ -44,6 +44,7 @@ from core.store import (
 from core.store.sqlite_db import (
     EVENT_COLUMNS,
     GET,
+    NEWEST_CREATED,
     ChangeRow,
     Database,
     check_columns,
@@ -267,6 +268,12 @@ class SqliteStore:
         )
         rows = await self._read(self._open_reader.select, sql, params)
         return readable_tasks(rows, decode_task, self.feed)
+
+    async def created_at_of_newest(self, user_id: str, n: int) -> datetime | None:
+        if n < 1:
+            raise ValueError(f"n must be 1 or more, not {n}")
+        rows = await self._read(self._open_reader.select, NEWEST_CREATED, [user_id, n - 1])
+        return datetime.fromisoformat(rows[0][0]) if rows else None
 
     async def update(
         self,

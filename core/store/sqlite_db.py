@@ -158,6 +158,9 @@ _INSERT_EVENT = (
 _INSERT_IMAGE = "INSERT INTO task_images (task_id, position, data) VALUES (?, ?, ?)"
 _IMAGES = "SELECT data FROM task_images WHERE task_id = ? ORDER BY position"
 GET = f"SELECT {_SELECT} FROM video_tasks WHERE id = ?"
+# Walks the video_tasks_user index only (it holds created_at): no row is read.
+NEWEST_CREATED = """SELECT created_at FROM video_tasks WHERE user_id = ?
+ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET ?"""
 _LOG = "INSERT INTO change_log (task_id, op, origin, at) VALUES (?, ?, ?, ?)"
 _TAIL = f"""SELECT c.task_id, c.op, {", ".join(f"t.{name}" for name in TASK_COLUMNS)}
 FROM change_log AS c JOIN video_tasks AS t ON t.id = c.task_id

@@ -258,6 +258,14 @@ class SupabaseStore:
                 break
         return tasks
 
+    async def created_at_of_newest(self, user_id: str, n: int) -> datetime | None:
+        if n < 1:
+            raise ValueError(f"n must be 1 or more, not {n}")
+        query = self._db.table(TASKS).select("created_at").eq("user_id", user_id)
+        query = query.order("created_at", desc=True).order("id", desc=True).range(n - 1, n - 1)
+        rows = (await self._execute(query, "reading the newest tasks")).data
+        return msgspec.convert(rows[0]["created_at"], datetime) if rows else None
+
     async def update(
         self,
         task_id: str,

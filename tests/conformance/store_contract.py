@@ -234,6 +234,22 @@ class StoreContract:
         assert await found("b") == []
         assert [t.id for t in await store.list(id_prefix="3f2", limit=2)] == [ids[2], ids[1]]
 
+    async def test_created_at_of_newest_counts_back_from_a_users_newest_task(
+        self, store: TaskStore
+    ) -> None:
+        mine = [
+            await store.insert(new_task(user_id="alice", created_at=T0 + timedelta(seconds=n)))
+            for n in range(3)
+        ]
+        await store.insert(new_task(user_id="bob", created_at=T0 + timedelta(minutes=5)))
+
+        found = [await store.created_at_of_newest("alice", n) for n in (1, 2, 3, 4)]
+
+        assert found == [mine[2].created_at, mine[1].created_at, mine[0].created_at, None]
+        assert await store.created_at_of_newest("carol", 1) is None
+        with pytest.raises(ValueError, match="n must be 1 or more"):
+            await store.created_at_of_newest("alice", 0)
+
     async def test_count_by_status_names_every_status(self, store: TaskStore) -> None:
         for status, user in [(QUEUED, "ann"), (QUEUED, "bob"), (RUNNING, "ann"), (FAILED, "ann")]:
             await store.insert(new_task(status=status, user_id=user))
