@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,6 +42,23 @@ def connect(path: Path, busy_timeout: float, *, cached_statements: int = 128) ->
         db.close()
         raise
     return db
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE … COMMIT on `db`, rolled back when the block (or the COMMIT) raises.
+
+    IMMEDIATE takes the write lock up front: a compare-and-set never upgrades a read lock
+    mid-way.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+            db.execute("ROLLBACK")
+        raise
 
 
 _Op = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
@@ -198,26 +216,16 @@ class SqliteWriter:
         answers its error. The writes are SQL on this connection and nothing else, so running
         them again after a rollback is safe.
         """
-        db = self.connection
-        db.execute("BEGIN IMMEDIATE")
         try:
-            outcomes: list[_Outcome] = [(future, None, fn(*args)) for fn, args, future in batch]
+            with transaction(self.connection):
+                return [(future, None, fn(*args)) for fn, args, future in batch]
         except Exception:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
             return self._commit_one_by_one(batch)
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        self._finish(db)
-        return outcomes
 
     def _commit_one_by_one(self, batch: list[_Op]) -> list[_Outcome]:
         db = self.connection
         outcomes: list[_Outcome] = []
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(db):
             for fn, args, future in batch:
                 db.execute("SAVEPOINT op")
                 try:
@@ -228,21 +236,7 @@ class SqliteWriter:
                     db.execute("ROLLBACK TO op")
                     outcomes.append((future, exc, None))
                 db.execute("RELEASE op")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        self._finish(db)
         return outcomes
-
-    @staticmethod
-    def _finish(db: sqlite3.Connection) -> None:
-        try:
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     # -- back on the loop -------------------------------------------------------------------
 

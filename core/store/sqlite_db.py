@@ -8,7 +8,6 @@ images, read only by the submit),
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
@@ -16,7 +15,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -27,6 +26,7 @@ import msgspec
 
 from core.errors import StoreError
 from core.models import TASK_COLUMNS, ChangeOp, Task, TaskEvent, TaskStatus
+from core.sqlite_file import transaction
 from core.store import unreadable_row
 
 logger = logging.getLogger(__name__)
@@ -318,7 +318,7 @@ class Database:
 
     def _keep_counts(self) -> None:
         """Make the kept counts of a file that has none yet, filled from its tasks."""
-        with self._transaction():
+        with transaction(self.db):
             if self._has_table("task_counts"):
                 return  # another process opening the same file made them first
             for statement in _COUNTS:
@@ -328,7 +328,7 @@ class Database:
     def _add_column(self, column: str) -> None:
         """Bring a file made by an earlier videoq up to date with one added column."""
         definition, backfill = _ADDED_COLUMNS[column]
-        with self._transaction():
+        with transaction(self.db):
             if column in self._columns():
                 return  # another process opening the same file added it first
             self.db.execute(f"ALTER TABLE video_tasks ADD COLUMN {column} {definition}")
@@ -338,7 +338,7 @@ class Database:
 
     def _move_images(self) -> None:
         """Move the images of a file made before task_images out of the task rows."""
-        with self._transaction():
+        with transaction(self.db):
             if "images" not in self._columns():
                 return  # another process opening the same file moved them first
             for statement in _MOVE_IMAGES:
@@ -350,18 +350,6 @@ class Database:
 
     def close(self) -> None:
         self.db.close()
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        # IMMEDIATE takes the write lock up front: a CAS never upgrades a read lock mid-way.
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            if self.db.in_transaction:  # SQLite may have rolled back already (disk full, I/O)
-                self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
 
     # The writes below run inside the writer's group transaction (SqliteWriter.write).
 
@@ -398,7 +386,7 @@ class Database:
 
     def add_usage(self, day: str, published: int, delivered: int) -> tuple[int, int]:
         """Add to one day's QStash message counts; the day's totals after."""
-        with self._transaction():
+        with transaction(self.db):
             row = self.db.execute(_ADD_USAGE, (day, published, delivered)).fetchone()
         return int(row[0]), int(row[1])
 
