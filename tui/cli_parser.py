@@ -83,6 +83,15 @@ class Parser(argparse.ArgumentParser):
             help=t("show this help message and exit"),
         )
 
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        # A command whose name starts with "_" is internal (shell completion asks it): a
+        # mistyped command must not offer it. Worded as argparse words it, so the catalog
+        # translates both alike.
+        if isinstance(action.choices, dict) and value not in action.choices:
+            shown = ", ".join(repr(name) for name in action.choices if not name.startswith("_"))
+            raise argparse.ArgumentError(action, f"invalid choice: {value!r} (choose from {shown})")
+        super()._check_value(action, value)
+
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(

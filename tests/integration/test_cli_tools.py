@@ -74,6 +74,15 @@ def test_a_bad_shell_is_refused_by_name(cli: Cli) -> None:
     assert done.returncode != 0 and "invalid choice: 'tcsh'" in done.stderr
 
 
+def test_a_mistyped_command_is_offered_the_commands_but_not_the_internal_one(cli: Cli) -> None:
+    done = cli.run("frobnicate")
+
+    assert done.returncode == 2
+    assert "invalid choice: 'frobnicate' (choose from 'submit', 'list'," in done.stderr
+    assert "'schedule')" in done.stderr
+    assert "_ids" not in done.stderr  # shell completion's, not a user's
+
+
 def _complete(cli: Cli, script: Path, *words: str) -> list[str]:
     """What bash offers for `videoq <words>` (the last word is the one being typed)."""
     line = " ".join(f"'{word}'" for word in ("videoq", *words))
