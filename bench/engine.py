@@ -31,6 +31,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -248,9 +249,15 @@ async def workload_w(
     runtime = Runtime(settings, built.store, built.queue, upstream, built.keys)
     requests = demo_requests(tasks)
     async with runtime:
+        threads_before = thread_cpu()
         elapsed, cpu, _ = await submit_and_finish(runtime, requests, check_every=0.01)
+        threads = {
+            name: spent - threads_before.get(name, 0.0) for name, spent in thread_cpu().items()
+        }
         steps = sum(runtime.worker.stats.deliveries.values())
         counts = await runtime.store.count_by_status()
+    per_step = 1000 / max(steps, 1)
+    writer = sum(spent for name, spent in threads.items() if name.startswith(WRITER_THREAD))
     return {
         "system": "videoq",
         "config": f"one process, sqlite + local queue, concurrency {concurrency}",
@@ -260,9 +267,30 @@ async def workload_w(
         "steps": steps,
         "seconds": elapsed,
         "steps_per_s": steps / elapsed,
-        "cpu_ms_per_step": cpu * 1000 / max(steps, 1),
+        "cpu_ms_per_step": cpu * per_step,
+        # Where that CPU goes: the event loop's thread and SQLite's writing thread (Linux only).
+        "loop_cpu_ms_per_step": threads.get("MainThread", 0.0) * per_step,
+        "writer_cpu_ms_per_step": writer * per_step,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+WRITER_THREAD = "videoq-sqlite"
+"""The name (a prefix) of the SqliteWriter's thread."""
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds each live thread of this process has used, by name (/proc: Linux only)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    spent: dict[str, float] = {}
+    for thread in threading.enumerate():
+        try:
+            stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after the name, which may hold spaces
+        spent[thread.name] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return spent
 
 
 class TimedUpstream:

@@ -7,6 +7,7 @@ after a standard library package in bench/ once shadowed it for every script the
 from __future__ import annotations
 
 import importlib.util
+import os
 import sqlite3
 import subprocess
 import sys
@@ -49,6 +50,10 @@ async def test_workload_w_runs_its_tasks_to_the_end(tmp_path: Path) -> None:
 
     assert result["succeeded"] == 5
     assert result["steps"] == 5 * (1 + engine.W_POLLS)
+    # The split by thread is counted in clock ticks, the total exactly: one tick of slack each.
+    tick_ms = 1000 / os.sysconf("SC_CLK_TCK") / result["steps"]
+    split = result["loop_cpu_ms_per_step"] + result["writer_cpu_ms_per_step"]
+    assert 0 < split <= result["cpu_ms_per_step"] + 2 * tick_ms
 
 
 async def test_workload_w_can_start_on_a_file_of_finished_tasks(tmp_path: Path) -> None:
