@@ -17,8 +17,26 @@ from tui.i18n import outside_text, t
 
 
 class HelpFormatter(argparse.HelpFormatter):
-    """argparse's formatter with the catalog's word for "usage:", wrapping by terminal cells
-    (textwrap counts characters and breaks only at spaces: Chinese would overflow)."""
+    """argparse's formatter with the catalog's word for "usage:" and its colon after section
+    headings, wrapping by terminal cells (textwrap counts characters and breaks only at
+    spaces: Chinese would overflow)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._headings: list[str] = []
+
+    def start_section(self, heading: str | None) -> None:
+        super().start_section(heading)
+        if heading:
+            self._headings.append(heading)
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        # argparse ends each heading with an ASCII colon; the catalog says how the language
+        # writes it ("选项：" in Chinese, as "用法：" above it).
+        for heading in self._headings:
+            text = text.replace(f"\n{heading}:\n", "\n" + t("{heading}:", heading=heading) + "\n")
+        return text
 
     def add_usage(self, usage: Any, actions: Any, groups: Any, prefix: str | None = None) -> None:
         super().add_usage(usage, actions, groups, t("usage: ") if prefix is None else prefix)

@@ -47,6 +47,7 @@ MESSAGES: dict[str, str] = {
     "yes": "是",
     # --- argparse's own words ---------------------------------------------------------------
     "usage: ": "用法：",
+    "{heading}:": "{heading}：",
     "positional arguments": "位置参数",
     "options": "选项",
     "show this help message and exit": "显示此帮助并退出",
