@@ -76,6 +76,9 @@ def test_help_is_in_chinese_with_argparse_s_own_words(cli: Cli) -> None:
     assert "usage:" not in text and "show this help" not in text
     sub = chinese(cli).ok("retry", "--help")
     assert "重试所有已失败的任务" in sub and "示例：videoq retry 3f2a9c1e" in sub
+    # Headings end with the full-width colon, as "用法：" does; English keeps argparse's.
+    assert "\n位置参数：\n" in text and "\n选项：\n" in text and "选项:" not in text
+    assert "\noptions:\n" in cli.ok("--help")
 
 
 @pytest.mark.parametrize("width", [60, 80])
