@@ -37,6 +37,11 @@ from tests.fakes.qstash import FakeQStash
 from tests.fakes.qstash.engine import Message
 from tests.waiting import wait_until
 
+# A client of a server run by uvicorn forgets an idle connection sooner than uvicorn closes it
+# (its keep-alive timeout is 5 s, httpx's expiry 5 s too): a request sent on a connection the
+# server is closing at that moment fails with ReadError, and a POST is not retried.
+CLIENT_LIMITS = httpx.Limits(keepalive_expiry=1.0)
+
 JWT_SECRET = "test-supabase-jwt-secret-0123456789abcdef"
 SECRET_KEY = "test-videoq-server-secret-0123456789abcdef"
 USER_A = "6f1c2d3e-0000-4000-8000-00000000000a"

@@ -23,6 +23,7 @@ from tests.fakes.qstash import DEV_TOKEN
 from tests.fakes.supabase import FakeSupabase
 from tests.fakes.t8star import DEFAULT_KEY, FakeT8Star, JobScript
 from tests.http_support import (
+    CLIENT_LIMITS,
     JWT_SECRET,
     SECRET_KEY,
     USER_A,
@@ -146,7 +147,9 @@ async def cloud(
     serve = ServeProcess(clean_env(**settings), port, tmp_path / "serve.log")
     try:
         await serve.start()
-        async with httpx.AsyncClient(base_url=serve.url, timeout=API_TIMEOUT) as client:
+        async with httpx.AsyncClient(
+            base_url=serve.url, timeout=API_TIMEOUT, limits=CLIENT_LIMITS
+        ) as client:
             yield Cloud(qstash, t8, serve, client, db_path, settings["SUPABASE_JWT_SECRET"])
         assert serve.stop() == 0, serve.read_log()
         assert "videoq serve stopped" in serve.read_log()

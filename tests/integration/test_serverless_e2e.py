@@ -21,7 +21,7 @@ from tests.fakes.loopback import LoopbackServer
 from tests.fakes.qstash import FakeQStash
 from tests.fakes.supabase import FakeSupabase
 from tests.fakes.t8star import FakeT8Star
-from tests.http_support import JWT_SECRET, bearer, fakes_env
+from tests.http_support import CLIENT_LIMITS, JWT_SECRET, bearer, fakes_env
 from tests.waiting import wait_until
 
 TASKS = 4
@@ -112,7 +112,9 @@ async def test_tasks_succeed_with_a_fresh_app_per_request_and_a_lost_poll_recove
         created = await schedule.ensure(Every.parse("1m"))
     # QStash accepts the first poll and never delivers it: only the reconciler can save it.
     qstash.lose_publishes(1, body_contains=b'"step":"poll"')
-    async with httpx.AsyncClient(base_url=server.url, headers=bearer(), timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=server.url, headers=bearer(), timeout=30, limits=CLIENT_LIMITS
+    ) as client:
         ids = [await _generate(client, f"serverless kite {n}") for n in range(TASKS)]
         tasks: dict[str, dict[str, object]] = {}
 
