@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 ACK = DeliveryResult(200)
 NOT_FOUND_POLLS_TOLERATED = 3
+RECORD_WAITS = (0.25, 0.5, 1.0, 2.0)
+"""Seconds between the tries to record a submit the upstream accepted (each within the claim)."""
 MAX_ERROR_CHARS = 300
 
 
@@ -294,7 +296,7 @@ class StepWorker:
         first = self.timing.schedule.first_delay(estimate_of(task))
         delay = first / self._speedup(task)
         poll = WorkMessage(task_id=task.id, attempt=task.attempt, step="poll", seq=1)
-        running = await self.steps.started(
+        running = await self._record_submit(
             NextStep(
                 task.id,
                 _expect(task, step_lease_until=task.step_lease_until),
@@ -309,7 +311,9 @@ class StepWorker:
                 history.transition(task, TaskStatus.RUNNING, detail=f"upstream task {upstream_id}"),
                 poll,
                 delay,
-            )
+            ),
+            upstream_id,
+            task.step_lease_until,
         )
         if running is None:
             log.info(
@@ -320,6 +324,52 @@ class StepWorker:
             return ACK
         log.info("task %s: queued -> running (upstream task %s)", task.id, upstream_id)
         return ACK
+
+    async def _record_submit(
+        self, step: NextStep, upstream_id: str, lease_until: datetime | None
+    ) -> Task | None:
+        """Record a submit the upstream accepted; a store failure is tried again while the
+        claim holds, since a submit left unrecorded is made again once the claim expires."""
+        tried_before = False
+        waits = iter(RECORD_WAITS)
+        while True:
+            try:
+                recorded = await self.steps.started(step)
+            except VideoqError as exc:
+                wait = next(waits, None)
+                if (
+                    wait is None
+                    or lease_until is None
+                    or utcnow() + timedelta(seconds=wait) >= lease_until
+                ):
+                    raise
+                log.warning(
+                    "task %s: upstream task %s accepted, not recorded; again in %.1fs: %s",
+                    step.task_id,
+                    upstream_id,
+                    wait,
+                    exc.message,
+                )
+                tried_before = True
+                await asyncio.sleep(wait)
+                continue
+            if recorded is None and tried_before:
+                return await self._recorded_before(step, upstream_id)
+            return recorded
+
+    async def _recorded_before(self, step: NextStep, upstream_id: str) -> Task | None:
+        """The task, if a try that failed had written its row after all (its answer was lost).
+
+        Where the row and the message are two writes, that try's message did not go out: it is
+        published here (a copy of it, had it gone out, is deduplicated by the queue).
+        """
+        task = await self.store.get(step.task_id)
+        if task is None or task.status is not TaskStatus.RUNNING:
+            return None
+        if (task.attempt, task.upstream_task_id) != (step.message.attempt, upstream_id):
+            return None
+        await self.queue.publish(step.message, step.delay)
+        return task
 
     async def _submit_failed(self, task: Task, exc: UpstreamError) -> DeliveryResult:
         if not exc.transient:

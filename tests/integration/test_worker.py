@@ -11,10 +11,12 @@ import httpx
 import pytest
 
 from core import signing
-from core.errors import InvalidState, TaskNotFound
-from core.models import TaskStatus, WorkMessage, end_changes, utcnow
+from core.errors import InvalidState, StoreError, TaskNotFound
+from core.models import Task, TaskStatus, WorkMessage, end_changes, utcnow
 from core.queue import Delivery
+from core.steps import NextStep, StepWrites
 from core.store import Expect
+from core.store.sqlite import SqliteStore
 from core.upstream.t8star import T8StarUpstream
 from core.worker import WorkerTiming
 from tests.engine import FAST, KEY, NEXT_KEY, WORKER_URL, Engine, delivery, open_engine
@@ -407,3 +409,44 @@ async def test_the_submit_and_a_retry_send_the_stored_images(
     assert (await engine.task(task.id)).status is TaskStatus.SUCCEEDED
     sent = [call.body["images"] for call in fake.submits()]
     assert sent == [images, images]
+
+
+class StoreFailsOnce:
+    """StepWrites whose first `started` fails at the store: before it writes, or after it
+    wrote the row (the answer lost, as a request that times out on its way back)."""
+
+    def __init__(self, inner: StepWrites, store: SqliteStore, *, after_writing: bool) -> None:
+        self.inner, self.store, self.after_writing = inner, store, after_writing
+        self.failures = 0
+
+    async def poll_next(self, step: NextStep) -> Task | None:
+        return await self.inner.poll_next(step)
+
+    async def started(self, step: NextStep) -> Task | None:
+        if self.failures == 0:
+            self.failures += 1
+            if self.after_writing:
+                await self.store.update(step.task_id, step.expect, step.changes, step.event)
+            raise StoreError("cannot reach Supabase at 127.0.0.1:9 while updating the task")
+        return await self.inner.started(step)
+
+
+@pytest.mark.parametrize("after_writing", [False, True], ids=["lost write", "lost answer"])
+async def test_an_accepted_submit_the_store_fails_to_record_is_recorded_not_made_again(
+    engine: Engine, fake: FakeT8Star, after_writing: bool
+) -> None:
+    steps = StoreFailsOnce(engine.worker.steps, engine.store, after_writing=after_writing)
+    engine.worker.steps = steps
+    task = await engine.submit()
+
+    (result,) = await engine.deliver(engine.queue.take().message)
+
+    assert steps.failures == 1 and result.ok
+    assert len(fake.submits()) == 1
+    running = await engine.task(task.id)
+    assert running.status is TaskStatus.RUNNING and running.upstream_task_id is not None
+    (poll,) = engine.queue.published  # the first poll, published once either way
+    assert (poll.message.step, poll.message.seq) == ("poll", 1)
+    await engine.drain()
+    assert (await engine.task(task.id)).status is TaskStatus.SUCCEEDED
+    assert len(fake.submits()) == 1
