@@ -34,7 +34,7 @@ import os  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Awaitable, Callable  # noqa: E402
+from collections.abc import Awaitable, Callable, Coroutine  # noqa: E402
 from typing import Any  # noqa: E402
 
 import httpx  # noqa: E402
@@ -115,7 +115,7 @@ async def submit_jobs(
 
 
 async def messages_per_task(speedup: float, per_class: int) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     fakes = FakeT8Star(), RecordingQStash(time_scale=1.0), tempfile.TemporaryDirectory()
     with fakes[0] as t8, fakes[1] as qstash, fakes[2] as tmp:
         sock = loopback_socket()
@@ -420,7 +420,7 @@ def table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> N
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
-def run(step: Callable[[], Awaitable[list[tuple[str, ...]]]]) -> list[tuple[str, ...]]:
+def run(step: Callable[[], Coroutine[Any, Any, list[tuple[str, ...]]]]) -> list[tuple[str, ...]]:
     return asyncio.run(step())
 
 
@@ -436,7 +436,9 @@ def main() -> None:
         help="print this table alone",
     )
     args = parser.parse_args()
-    tables: dict[str, tuple[str, tuple[str, ...], Callable[[], Awaitable[list[tuple[str, ...]]]]]]
+    tables: dict[
+        str, tuple[str, tuple[str, ...], Callable[[], Coroutine[Any, Any, list[tuple[str, ...]]]]]
+    ]
     tables = {
         "messages": (
             f"QStash messages per task (publishes + redeliveries), clocks x{args.speedup:g}",

@@ -128,6 +128,7 @@ async def run_videoq(tasks: int, workdir: Path, window: Window) -> None:
     """W on the embedded pipeline, through the public runtime, service and supervisor only."""
     from core.config import Settings
     from core.demo import demo_requests
+    from core.models import TaskStatus
     from core.runtime import Runtime
     from core.supervisor import supervise
 
@@ -151,7 +152,7 @@ async def run_videoq(tasks: int, workdir: Path, window: Window) -> None:
         await finished
         window.finish(tasks + sum(polls.values()))
         counts = await runtime.store.count_by_status()
-    assert counts["succeeded"] == tasks, counts
+    assert counts[TaskStatus.SUCCEEDED] == tasks, counts
 
 
 async def _all_finished(store: Any, tasks: int, stop: asyncio.Event) -> None:
@@ -527,8 +528,8 @@ def report(results: list[Round], systems: list[str], rounds: int) -> None:
     print("\nvideoq ÷ peer, steps/s, per round")
     print(f"{'round':<8}" + "".join(f"{peer:>15}" for peer in peers))
     for n in range(rounds):
-        mine = {r.system: r.steps_per_s for r in results[n * len(systems) : (n + 1) * len(systems)]}
-        print(f"{n + 1:<8}" + "".join(f"{mine['videoq'] / mine[peer]:>15.2f}" for peer in peers))
+        rate = {r.system: r.steps_per_s for r in results[n * len(systems) : (n + 1) * len(systems)]}
+        print(f"{n + 1:<8}" + "".join(f"{rate['videoq'] / rate[peer]:>15.2f}" for peer in peers))
 
 
 @contextmanager
