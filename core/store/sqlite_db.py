@@ -240,7 +240,7 @@ def update_sql(
     where = ["id = ?", f"status IN ({', '.join('?' * statuses)})"]
     where += ["attempt = ?"] * attempt + ["polls = ?"] * polls
     where += [f"{name} IS ?" for name in extra]  # IS: an expected None matches NULL
-    # Fixed-width UTC text: text order is time order.
+    # `not Task.step_claimed(now)` in SQL; fixed-width UTC text sorts in time order.
     where += ["(step_lease_until IS NULL OR step_lease_until <= ?)"] * lease_free
     return (
         f"UPDATE video_tasks SET {', '.join(sets)} WHERE {' AND '.join(where)} RETURNING {_SELECT}"
