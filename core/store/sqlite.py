@@ -101,7 +101,6 @@ class PreparedUpdate(Struct):
     """One compare-and-set, ready to run on the writer's thread."""
 
     task_id: str
-    columns: tuple[str, ...]
     sql: str
     params: builtins.list[Any]
     event: builtins.list[Any] | None
@@ -346,7 +345,7 @@ class SqliteStore:
         params += [encode(name, expect.extra[name]) for name in extra]
         if lease_free_at is not None:
             params.append(encode_time(lease_free_at))
-        return PreparedUpdate(task_id, columns, sql, params, _event_values(event, task_id))
+        return PreparedUpdate(task_id, sql, params, _event_values(event, task_id))
 
     def apply_update(self, prepared: PreparedUpdate) -> tuple[Any, ...] | None:
         """Run a prepared update on the writer's thread, inside its group transaction."""

@@ -213,7 +213,7 @@ def check_columns(names: Collection[str], what: str) -> None:
     """Raise ValueError unless every name is a task column (they are spliced into SQL)."""
     if _TASK_COLUMN_SET.issuperset(names):
         return
-    unknown = sorted(set(names).difference(TASK_COLUMNS))
+    unknown = sorted(set(names) - _TASK_COLUMN_SET)
     raise ValueError(f"{what} names unknown task column(s): {', '.join(unknown)}")
 
 
