@@ -24,6 +24,7 @@ from qstash.errors import DailyMessageLimitExceededError, QStashError, RateLimit
 from qstash.http import BASE_URL, RetryConfig
 from qstash.message import FlowControl, PublishResponse
 
+from core import outbound
 from core.errors import QueueError
 from core.models import WorkMessage
 from core.queue import DeadLetter, QueueStats
@@ -269,16 +270,19 @@ CALL_FAILURES = _FAILURES
 
 
 def sdk_client(token: str, base_url: str) -> AsyncQStash:
-    """The SDK's async client as videoq uses it: `base_url`, two quick retries."""
-    return AsyncQStash(token, retry=_SDK_RETRY, base_url=base_url)
+    """The SDK's async client as videoq uses it: `base_url`, two quick retries, and the
+    connection pool of videoq's other calls out (`core.outbound`)."""
+    client = AsyncQStash(token, retry=_SDK_RETRY, base_url=base_url)
+    # The SDK takes no httpx client of ours: its own, unused yet, is swapped before any call.
+    http = client.http
+    http._client = outbound.client(timeout=http._client.timeout)
+    return client
 
 
 async def close_sdk_client(client: AsyncQStash) -> None:
     """Close the client's connection pool."""
     # The SDK has no close(); its httpx client would otherwise leak its sockets.
-    http_client = getattr(client.http, "_client", None)
-    if isinstance(http_client, httpx.AsyncClient):
-        await http_client.aclose()
+    await client.http._client.aclose()
 
 
 def failure_reason(exc: BaseException, base_url: str) -> str:

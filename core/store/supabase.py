@@ -22,6 +22,7 @@ from postgrest import APIError
 from postgrest.types import ReturnMethod
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
+from core import outbound
 from core.errors import ConfigError, StoreError
 from core.models import TASK_COLUMNS, Task, TaskChange, TaskEvent, TaskStatus, json_dict
 from core.store import (
@@ -155,7 +156,7 @@ class SupabaseStore:
         if not self._key:
             raise ConfigError("SUPABASE_SERVICE_ROLE_KEY is empty")
         self._closing.clear()
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(self._timeout))
+        self._http = outbound.client(timeout=httpx.Timeout(self._timeout))
         try:
             options = AsyncClientOptions(httpx_client=self._http)
             self._client = await acreate_client(self.url, self._key, options)

@@ -1,4 +1,4 @@
-"""The T8Star adapter: the Sora 2 "unified format" video API over one shared httpx client."""
+"""The T8Star adapter: the Sora 2 "unified format" video API over one shared HTTP client."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from core import outbound
 from core.errors import UpstreamError
 from core.models import VideoRequest
 from core.text import one_line
@@ -60,7 +61,7 @@ class T8StarUpstream:
     async def open(self) -> None:
         """Create the one shared client (idempotent)."""
         if self._client is None:
-            self._client = httpx.AsyncClient(
+            self._client = outbound.client(
                 base_url=self.base_url,
                 timeout=self._timeout,
                 limits=self._limits,
