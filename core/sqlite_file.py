@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -23,11 +24,20 @@ CHECKPOINT_EVERY = 1.0
 page, on the committing thread, with an fsync)."""
 
 
-def connect(path: Path, busy_timeout: float, *, cached_statements: int = 128) -> sqlite3.Connection:
-    """A connection in autocommit mode (callers BEGIN themselves), in WAL mode, waiting on locks."""
+def connect(
+    path: Path, busy_timeout: float, *, cached_statements: int = 128, any_thread: bool = False
+) -> sqlite3.Connection:
+    """A connection in autocommit mode (callers BEGIN themselves), in WAL mode, waiting on locks.
+
+    `any_thread`: usable from threads other than this one (its owner keeps uses apart).
+    """
     try:
         db = sqlite3.connect(
-            path, isolation_level=None, timeout=busy_timeout, cached_statements=cached_statements
+            path,
+            isolation_level=None,
+            timeout=busy_timeout,
+            cached_statements=cached_statements,
+            check_same_thread=not any_thread,
         )
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: cannot open the SQLite file: {exc}") from None
@@ -66,15 +76,23 @@ _Outcome = tuple["asyncio.Future[Any]", BaseException | None, Any]
 
 
 class SqliteWriter:
-    """One writing connection to the file, on one thread, with group commit.
+    """One writing connection to the file, with group commit, on the loop's thread when it can.
 
-    Writes submitted while an earlier batch is being committed go together in the next
-    transaction (one thread hop and one commit for many writes), each in its own savepoint so
-    that one failing write does not take the others with it; a write's future resolves only once
-    its transaction has committed. The task store and the local queue of one process share one
-    writer when they use the same file (`core.wiring.step_writes`), so a step's row and its
-    next message commit in one transaction and never fight over the file's write lock.
-    Opened and closed once per user: the connection closes with its last user.
+    Writes submitted in one turn of the event loop (or while an earlier batch commits) go
+    together in the next transaction, so that one failing write does not take the others with
+    it (see `_commit`); a write's future resolves only once its transaction has committed. The
+    task store and the local queue of one process share one writer when they use the same file
+    (`core.wiring.step_writes`), so a step's row and its next message commit in one transaction
+    and never fight over the file's write lock.
+
+    Where the batch runs: on the loop's thread, when the file's write lock is free at once. A
+    commit in WAL mode with synchronous=NORMAL writes to the page cache and syncs nothing (the
+    checkpoints that sync run on a thread of their own), so a batch of small writes costs less
+    there than the two thread hops around it. When another connection holds the lock, or the
+    writer's thread is busy with a `call`, the batch goes to that thread, which waits for the
+    lock up to `busy_timeout`: the loop never waits for a lock. Writes that may touch many rows
+    (pruning) use `bulk_write`, always on the thread. Opened and closed once per user: the
+    connection closes with its last user.
     """
 
     def __init__(self, path: Path, busy_timeout: float) -> None:
@@ -85,6 +103,8 @@ class SqliteWriter:
         self._executor: ThreadPoolExecutor | None = None
         self._writes: deque[_Op] = deque()
         self._flushing = False
+        # Held by whichever thread uses the connection: the loop's never waits for it.
+        self._using = threading.Lock()
         # Checkpoints run on a thread and connection of their own, off the committing path.
         self._checkpointer: ThreadPoolExecutor | None = None
         self._checkpoint_db: sqlite3.Connection | None = None
@@ -164,9 +184,11 @@ class SqliteWriter:
             db.close()
 
     def _connect(self) -> sqlite3.Connection:
-        db = connect(self.path, self.busy_timeout, cached_statements=512)
+        db = connect(self.path, self.busy_timeout, cached_statements=512, any_thread=True)
         # No checkpoint after our commits: `_checkpoint` does them on its own thread.
         db.execute("PRAGMA wal_autocheckpoint = 0")
+        # On the loop's thread a busy file is an answer, not a wait (`_patiently` waits).
+        db.execute("PRAGMA busy_timeout = 0")
         return db
 
     def _disconnect(self) -> None:
@@ -178,10 +200,16 @@ class SqliteWriter:
         """Run `fn(*args)` on the thread, outside any batch (it manages its own transaction)."""
         if self._executor is None:
             raise sqlite3.OperationalError("the database connection is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._patiently, fn, args)
+
+    async def bulk_write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` in a transaction of its own on the thread: for writes of many rows,
+        which the loop should not wait for."""
+        return await self.call(self._transacted, fn, args)
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(*args)` on the thread inside the next group transaction; its committed result."""
+        """Run `fn(*args)` inside the next group transaction; its committed result."""
         if self._executor is None:
             raise sqlite3.OperationalError("the database connection is closed")
         loop = asyncio.get_running_loop()
@@ -189,23 +217,69 @@ class SqliteWriter:
         self._writes.append((fn, args, future))
         if not self._flushing:
             self._flushing = True
-            self._executor.submit(self._flush, loop)
+            loop.call_soon(self._flush_here, loop)
         return await future
+
+    # -- on the loop's thread ---------------------------------------------------------------
+
+    def _flush_here(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Commit the waiting writes here, or hand them to the thread if the file is busy."""
+        if self._executor is None:
+            self._flushing = False
+            self._fail_waiting()
+            return
+        if not self._using.acquire(blocking=False):
+            self._executor.submit(self._flush, loop)  # a `call` is running there
+            return
+        batch = self._take_batch()
+        try:
+            outcomes = self._commit(batch)
+        except Exception as exc:
+            if _busy(exc):
+                # Another connection writes: nothing of the batch ran (BEGIN IMMEDIATE failed).
+                self._writes.extendleft(reversed(batch))
+                self._executor.submit(self._flush, loop)
+                return
+            outcomes = [(op[2], exc, None) for op in batch]
+        finally:
+            self._using.release()
+        self._resolve(loop, outcomes)
 
     # -- on the thread ----------------------------------------------------------------------
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch: list[_Op] = []
-        while self._writes:
-            batch.append(self._writes.popleft())
+        batch = self._take_batch()
         try:
-            outcomes = self._commit(batch)
+            outcomes = self._patiently(self._commit, (batch,))
         except Exception as exc:  # every waiter must hear back, whatever went wrong
             outcomes = [(op[2], exc, None) for op in batch]
         try:
             loop.call_soon_threadsafe(self._resolve, loop, outcomes)
         except RuntimeError:
             pass  # the loop is gone: nobody is waiting any more
+
+    def _patiently(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        """Run `fn(*args)` holding the connection, waiting up to busy_timeout for the file."""
+        with self._using:
+            db = self._db
+            if db is None:
+                return fn(*args)  # connecting, or closed (`connection` then raises)
+            db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            try:
+                return fn(*args)
+            finally:
+                if self._db is not None:
+                    self._db.execute("PRAGMA busy_timeout = 0")
+
+    def _transacted(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        with transaction(self.connection):
+            return fn(*args)
+
+    def _take_batch(self) -> list[_Op]:
+        batch: list[_Op] = []
+        while self._writes:
+            batch.append(self._writes.popleft())
+        return batch
 
     def _commit(self, batch: list[_Op]) -> list[_Outcome]:
         """Run the batch in one transaction; should a write fail, run it again write by write.
@@ -249,7 +323,7 @@ class SqliteWriter:
             else:
                 future.set_result(value)
         if self._writes and self._executor is not None:
-            self._executor.submit(self._flush, loop)
+            loop.call_soon(self._flush_here, loop)
         else:
             self._flushing = False
             self._fail_waiting()
@@ -260,3 +334,9 @@ class SqliteWriter:
             future = self._writes.popleft()[2]
             if not future.done():
                 future.set_exception(sqlite3.OperationalError("the database connection is closed"))
+
+
+def _busy(exc: BaseException) -> bool:
+    """Whether SQLite refused for a lock another connection holds (SQLITE_BUSY)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == sqlite3.SQLITE_BUSY

@@ -9,7 +9,7 @@ take the others with it. The writer is the task store's when both use one file.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -116,7 +116,7 @@ class QueueDb:
             return
         await self.writer.open()
         self._opened = True
-        await self._on_thread(self._create_tables)
+        await self._read(self._create_tables)
 
     async def close(self) -> None:
         """Let go of the connection (the last user of the writer closes it)."""
@@ -152,7 +152,7 @@ class QueueDb:
 
     async def prune(self, cutoff: float) -> int:
         sql = "DELETE FROM queue_dedup WHERE published_at <= ?"
-        return await self._write(_changed_many, sql, [(cutoff,)])
+        return await self._bulk_write(_changed_many, sql, [(cutoff,)])
 
     async def next_due(self) -> float:
         """When the earliest pending message (or expiring lease) is due."""
@@ -172,25 +172,28 @@ class QueueDb:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _create_tables(self) -> None:
-        self.writer.connection.executescript(_SCHEMA)
+    def _create_tables(self, db: sqlite3.Connection) -> None:
+        db.executescript(_SCHEMA)
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
-        if not self._opened:
-            raise QueueError("the local queue is not open")
-        try:
-            return await self.writer.write(self._with_db, fn, args)
-        except sqlite3.Error as exc:
-            raise _queue_error(exc) from exc
+        """`fn(connection, *args)` in the writer's next group transaction."""
+        return await self._through(self.writer.write, fn, args)
+
+    async def _bulk_write(self, fn: Callable[..., T], *args: Any) -> T:
+        """A write of many rows: on the writer's thread, in a transaction of its own."""
+        return await self._through(self.writer.bulk_write, fn, args)
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self._on_thread(self._with_db, fn, args)
+        """`fn(connection, *args)` on the writer's thread, outside any transaction."""
+        return await self._through(self.writer.call, fn, args)
 
-    async def _on_thread(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _through(
+        self, how: Callable[..., Awaitable[T]], fn: Callable[..., T], args: tuple[Any, ...]
+    ) -> T:
         if not self._opened:
             raise QueueError("the local queue is not open")
         try:
-            return await self.writer.call(fn, *args)
+            return await how(self._with_db, fn, args)
         except sqlite3.Error as exc:
             raise _queue_error(exc) from exc
 

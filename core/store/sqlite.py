@@ -43,7 +43,6 @@ from core.store import (
 )
 from core.store.sqlite_db import (
     EVENT_COLUMNS,
-    GET,
     NEWEST_CREATED,
     ChangeRow,
     Database,
@@ -128,8 +127,8 @@ class SqliteStore:
         self._origin = uuid.uuid4().hex
         self._db: Database | None = None
         self._holds_writer = False
-        # Point reads on the loop's thread (`get`), opened on first use.
-        self._here: sqlite3.Connection | None = None
+        # Reads by key on the loop's thread (`get`, `images`), opened on first use.
+        self._here: Database | None = None
         # Reads have their own connection and thread: under WAL they never wait for a write
         # lock, so a write queued behind another process's lock does not hold them up.
         self._reader: Database | None = None
@@ -209,28 +208,31 @@ class SqliteStore:
         return stored
 
     async def images(self, task_id: str) -> tuple[str, ...]:
-        return await self._call(self._open_db.images, task_id)
+        return await self._read_here(Database.images, task_id)
 
     async def get(self, task_id: str) -> Task | None:
-        try:
-            row = self._get_here(task_id)
-        except sqlite3.Error:
-            # Busy (another process is recovering the file) or not our thread: the reader's.
-            row = await self._read(self._open_reader.get, task_id)
+        row = await self._read_here(Database.get, task_id)
         return decode_task(row) if row is not None else None
 
-    def _get_here(self, task_id: str) -> tuple[Any, ...] | None:
-        """One row by its key, read on the loop's thread.
+    async def _read_here(self, read: Callable[[Database, str], T], key: str) -> T:
+        """A read by key on the loop's thread, or on the reader's when that fails.
 
-        Under WAL a read takes no lock a writer holds, and this one looks at a few cached pages:
+        Under WAL a read takes no lock a writer holds, and these look at a few cached pages:
         cheaper than the two thread hops of the reader. It never waits long for a busy file.
         """
+        try:
+            return read(self._here_db(), key)
+        except sqlite3.Error:
+            # Busy (another process is recovering the file) or not our thread: the reader's.
+            return await self._read(read, self._open_reader, key)
+
+    def _here_db(self) -> Database:
         if self._here is None:
             if self._read_executor is None:
                 raise StoreError(f"the task store {self.path} is not open")
-            self._here = sqlite_file.connect(self.path, _HERE_BUSY_TIMEOUT, cached_statements=16)
-        row: tuple[Any, ...] | None = self._here.execute(GET, (task_id,)).fetchone()
-        return row
+            db = sqlite_file.connect(self.path, _HERE_BUSY_TIMEOUT, cached_statements=16)
+            self._here = Database(db, self.path, self._origin, prepare=False)
+        return self._here
 
     async def list(
         self,
@@ -394,7 +396,9 @@ class SqliteStore:
         counts = await prune_in_batches(
             statuses,
             lambda wanted: self._read(self._open_reader.count_prunable, wanted, cutoff),
-            lambda wanted, batch: self._write(self._open_db.prune_tasks, wanted, cutoff, batch),
+            lambda wanted, batch: self._run(
+                self.writer.bulk_write, self._open_db.prune_tasks, wanted, cutoff, batch
+            ),
             dry_run,
         )
         if not dry_run and any(counts.values()):
@@ -502,7 +506,7 @@ class SqliteStore:
         db = self._db
         if db is not None and time.monotonic() >= db.next_prune:
             try:
-                await self._run(self.writer.write, db.prune)
+                await self._run(self.writer.bulk_write, db.prune)
             except StoreError as exc:
                 # The write that got us here has committed; pruning can wait for the next turn.
                 logger.warning("change log not pruned, will try again: %s", exc.message)

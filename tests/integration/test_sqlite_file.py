@@ -74,7 +74,7 @@ async def test_a_failing_write_in_a_group_takes_only_its_own_changes_back(tmp_pa
             writer.connection.execute("INSERT INTO t VALUES (?, 'half')", (key,))
             writer.connection.execute("INSERT INTO t VALUES (1, 'clash')")  # k = 1 is taken
 
-        first = asyncio.ensure_future(writer.write(held))
+        first = asyncio.ensure_future(writer.call(held))
         await asyncio.sleep(0.05)
         group = asyncio.gather(
             writer.write(put, 1, "one"),
@@ -93,3 +93,61 @@ async def test_a_failing_write_in_a_group_takes_only_its_own_changes_back(tmp_pa
     assert (one, three) == (1, 3)
     assert isinstance(clash, sqlite3.IntegrityError)
     assert sorted(rows) == [(1, "one"), (3, "three")]  # nothing of the failing write stays
+
+
+async def _table_writer(path: Path) -> sqlite_file.SqliteWriter:
+    writer = sqlite_file.SqliteWriter(path, 2.0)
+    await writer.open()
+    await writer.call(lambda: writer.connection.execute("CREATE TABLE t (k INTEGER PRIMARY KEY)"))
+    return writer
+
+
+async def test_writes_commit_on_the_loops_thread_while_the_file_is_free(tmp_path: Path) -> None:
+    writer = await _table_writer(tmp_path / "videoq.db")
+    threads: list[int] = []
+
+    def put(key: int) -> int:
+        threads.append(threading.get_ident())
+        writer.connection.execute("INSERT INTO t VALUES (?)", (key,))
+        return key
+
+    try:
+        assert await asyncio.gather(writer.write(put, 1), writer.write(put, 2)) == [1, 2]
+        assert await writer.bulk_write(put, 3) == 3
+    finally:
+        await writer.close()
+    here = threading.get_ident()
+    assert threads[:2] == [here, here]
+    assert threads[2] != here  # a bulk write never runs on the loop's thread
+
+
+async def test_a_write_waits_for_a_busy_file_on_the_writers_thread(tmp_path: Path) -> None:
+    """While another connection holds the write lock, the loop runs on; the write commits once
+    the lock is free, within the busy timeout."""
+    path = tmp_path / "videoq.db"
+    writer = await _table_writer(path)
+    other = sqlite_file.connect(path, 1.0)
+    threads: list[int] = []
+
+    def put(key: int) -> int:
+        threads.append(threading.get_ident())
+        writer.connection.execute("INSERT INTO t VALUES (?)", (key,))
+        return key
+
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO t VALUES (1)")
+        waiting = asyncio.ensure_future(writer.write(put, 2))
+        turns = 0
+        for _ in range(20):  # the loop is free while the write waits for the lock
+            await asyncio.sleep(0.01)
+            turns += 1
+        assert turns == 20 and not waiting.done()
+        other.execute("COMMIT")
+        assert await asyncio.wait_for(waiting, 5.0) == 2
+        rows = await writer.call(lambda: writer.connection.execute("SELECT k FROM t").fetchall())
+    finally:
+        other.close()
+        await writer.close()
+    assert threads == [threads[0]] and threads[0] != threading.get_ident()
+    assert sorted(rows) == [(1,), (2,)]
