@@ -217,10 +217,16 @@ class SqliteWriter:
         self._writes.append((fn, args, future))
         if not self._flushing:
             self._flushing = True
-            loop.call_soon(self._flush_here, loop)
+            loop.call_soon(self._flush_next_turn, loop)
         return await future
 
     # -- on the loop's thread ---------------------------------------------------------------
+
+    def _flush_next_turn(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Commit after one more turn of the loop: the tasks the last commit woke run in this
+        one, and their next writes join the batch (fewer, larger commits: docs/benchmarks.md,
+        "Engine speed, fourth pass")."""
+        loop.call_soon(self._flush_here, loop)
 
     def _flush_here(self, loop: asyncio.AbstractEventLoop) -> None:
         """Commit the waiting writes here, or hand them to the thread if the file is busy."""
@@ -323,7 +329,7 @@ class SqliteWriter:
             else:
                 future.set_result(value)
         if self._writes and self._executor is not None:
-            loop.call_soon(self._flush_here, loop)
+            loop.call_soon(self._flush_next_turn, loop)
         else:
             self._flushing = False
             self._fail_waiting()
