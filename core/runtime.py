@@ -46,7 +46,7 @@ class Runtime:
     def __post_init__(self) -> None:
         # Before anything opens: a store and a queue on one SQLite file share its writer.
         self.steps = step_writes(self.store, self.queue)
-        self.service = TaskService(self.store, self.queue, self.key_box)
+        self.service = TaskService(self.store, self.queue, self.key_box, steps=self.steps)
 
     @property
     def speedup(self) -> float:

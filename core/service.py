@@ -26,6 +26,7 @@ from core.models import (
     utcnow,
 )
 from core.queue import Queue
+from core.steps import SeparateWrites, StepWrites
 from core.store import Expect, TaskPage, TaskStore, prunable
 
 if TYPE_CHECKING:
@@ -80,11 +81,14 @@ class TaskService:
         key_box: KeyBox | None = None,
         *,
         publish_wait: float = PUBLISH_WAIT,
+        steps: StepWrites | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
         self.key_box = key_box
         self.publish_wait = publish_wait
+        # A new task's row and its first message: one transaction where store and queue allow.
+        self.steps = steps or SeparateWrites(store, queue)
 
     async def submit(
         self,
@@ -110,7 +114,9 @@ class TaskService:
             actor=actor,
             detail=OWN_KEY_NOTE if upstream_api_key else None,
         )
-        task = await self.store.insert(task, event, request.images)
+        task, published = await self.steps.submitted(
+            task, event, request.images, first_step(task.id, 1)
+        )
         log.info(
             "task %s: submitted by %s (%s, %ss, %s)",
             task.id,
@@ -119,7 +125,7 @@ class TaskService:
             task.duration,
             task.aspect_ratio,
         )
-        return await self._publish_submit(task)
+        return task if published else await self._publish_submit(task)
 
     async def cancel(self, task_id: str, *, actor: str = "cli", user_id: str | None = None) -> Task:
         """Cancel a queued or running task; nothing touches it afterwards."""

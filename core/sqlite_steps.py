@@ -8,18 +8,22 @@ expects it, and a compare-and-set that misses stores no message.
 Such a message skips the queue's deduplication: its id (task, attempt, step, seq) is published
 only after the compare-and-set that moves the row to that step (a submit to `running`, `polls`
 on by one), and one such write wins per attempt and seq, whoever makes it: a step here, or the
-reconciler, which counts a lost poll as made before it publishes the next seq.
+reconciler, which counts a lost poll as made before it publishes the next seq. A new task's
+first message is inserted with the row that creates the task, so no earlier copy exists; a
+copy the reconciler publishes later (its message seemed lost) is run once by the worker's
+submit claim, as any duplicate submit is.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from core.models import Task
+from core.models import Task, TaskEvent, WorkMessage
 from core.queue.local import LocalQueue
 from core.queue.local_db import insert_row
 from core.steps import NextStep
-from core.store.sqlite import PreparedUpdate, SqliteStore
+from core.store.sqlite import PreparedInsert, PreparedUpdate, SqliteStore
 
 
 class SqliteStepWrites:
@@ -30,6 +34,15 @@ class SqliteStepWrites:
             raise ValueError("the store and the queue must share one SqliteWriter")
         self.store = store
         self.queue = queue
+
+    async def submitted(
+        self, task: Task, event: TaskEvent, images: Sequence[str], message: WorkMessage
+    ) -> tuple[Task, bool]:
+        row, _ = self.queue.prepare_publish(message)
+        prepared = self.store.prepare_insert(task, event, images)
+        stored_row = await self.store.run_write(self._insert, prepared, row)
+        self.queue.published(message, row, row[0], stored=True)
+        return self.store.inserted(stored_row), True
 
     async def poll_next(self, step: NextStep) -> Task | None:
         return await self._together(step, record_id=True)
@@ -49,10 +62,16 @@ class SqliteStepWrites:
         return self.store.updated(step.task_id, stored_row)
 
     def _write(self, prepared: PreparedUpdate, row: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        """On the writer's thread: the compare-and-set, then its message if it applied."""
+        """In the group transaction: the compare-and-set, then its message if it applied."""
         stored_row = self.store.apply_update(prepared)
         if stored_row is not None:
             insert_row(self.store.writer.connection, row)
+        return stored_row
+
+    def _insert(self, prepared: PreparedInsert, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """In the group transaction: the new task, then its first message."""
+        stored_row = self.store.apply_insert(prepared)
+        insert_row(self.store.writer.connection, row)
         return stored_row
 
 

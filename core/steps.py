@@ -1,16 +1,17 @@
 """StepWrites: how a step writes its task's row together with the task's next queue message.
 
 Where the store and the queue are one SQLite file (`core.sqlite_steps`), both commit in one
-transaction. Elsewhere (`SeparateWrites`) they are two writes, in the order that is safe for
-each step: a poll publishes before it writes (a message for a task that moved on is harmless,
-a write without its message would stall the task); a submit writes first (it must not publish
-for a task that was cancelled meanwhile) and leaves a lost publish to the reconciler.
+transaction, a new task's row and its first message too. Elsewhere (`SeparateWrites`) they are
+two writes, in the order that is safe for each step: a poll publishes before it writes (a
+message for a task that moved on is harmless, a write without its message would stall the
+task); a submit writes first (it must not publish for a task that was cancelled meanwhile) and
+leaves a lost publish to the reconciler, as does a new task's first message.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from msgspec import Struct
@@ -37,6 +38,16 @@ class NextStep(Struct, frozen=True):
 class StepWrites(Protocol):
     """Writes a step's row and publishes its next message."""
 
+    async def submitted(
+        self, task: Task, event: TaskEvent, images: Sequence[str], message: WorkMessage
+    ) -> tuple[Task, bool]:
+        """Store a new task and, where one transaction can hold both, its first message.
+
+        Returns the stored task, and whether its message was stored with it (if not, the
+        caller publishes it).
+        """
+        ...
+
     async def poll_next(self, step: NextStep) -> Task | None:
         """Publish the message and apply the changes with its id as `message_id`.
 
@@ -58,6 +69,11 @@ class SeparateWrites:
     def __init__(self, store: TaskStore, queue: Queue) -> None:
         self.store = store
         self.queue = queue
+
+    async def submitted(
+        self, task: Task, event: TaskEvent, images: Sequence[str], message: WorkMessage
+    ) -> tuple[Task, bool]:
+        return await self.store.insert(task, event, images), False
 
     async def poll_next(self, step: NextStep) -> Task | None:
         message_id = await self.queue.publish(step.message, step.delay)

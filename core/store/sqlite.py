@@ -105,6 +105,15 @@ class PreparedUpdate(Struct):
     event: builtins.list[Any] | None
 
 
+class PreparedInsert(Struct):
+    """One new task's row, first event and images, ready to run on the writer's thread."""
+
+    task_id: str
+    values: builtins.list[Any]
+    events: builtins.list[Any] | None
+    images: tuple[str, ...]
+
+
 class SqliteStore:
     """Tasks in one SQLite file; the embedded default."""
 
@@ -200,9 +209,24 @@ class SqliteStore:
         self, task: Task, event: TaskEvent | None = None, images: Sequence[str] = ()
     ) -> Task:
         """Store a new task (its first history event and its images) in one transaction."""
+        prepared = self.prepare_insert(task, event, images)
+        return self.inserted(await self._write(self.apply_insert, prepared))
+
+    def prepare_insert(
+        self, task: Task, event: TaskEvent | None = None, images: Sequence[str] = ()
+    ) -> PreparedInsert:
+        """The values `insert()` writes, encoded."""
         values = [encode(name, getattr(task, name)) for name in TASK_COLUMNS]
-        events = _event_values(event, task.id)
-        row = await self._write(self._open_db.insert, task.id, values, events, tuple(images))
+        return PreparedInsert(task.id, values, _event_values(event, task.id), tuple(images))
+
+    def apply_insert(self, prepared: PreparedInsert) -> tuple[Any, ...]:
+        """Run a prepared insert on the writer's thread, inside its group transaction."""
+        return self._open_db.insert(
+            prepared.task_id, prepared.values, prepared.events, prepared.images
+        )
+
+    def inserted(self, row: tuple[Any, ...]) -> Task:
+        """The committed row of an insert as a Task, told to the feed."""
         stored = decode_task(row)
         self._publish(TaskChange("INSERT", stored))
         return stored

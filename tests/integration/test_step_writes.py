@@ -1,4 +1,5 @@
-"""A step's row and its next message: one transaction when the store and the queue share a file."""
+"""A step's row and its next message (a new task's row and its first message too): one
+transaction when the store and the queue share a file."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pytest
 
 from core.config import Settings
 from core.errors import StoreError
-from core.models import Task, TaskEvent, TaskStatus, WorkMessage
+from core.models import Task, TaskEvent, TaskStatus, VideoRequest, WorkMessage
 from core.runtime import Runtime
+from core.service import first_step
 from core.sqlite_steps import SqliteStepWrites
 from core.steps import NextStep, SeparateWrites
 from core.store import Expect
@@ -93,6 +95,36 @@ async def test_a_row_write_that_fails_publishes_nothing(runtime: Runtime, tmp_pa
 
     assert queued_ids(tmp_path / "v.db") == []
     assert await runtime.store.get(task.id) == task
+
+
+async def test_a_submit_stores_its_task_and_first_message_in_one_transaction(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    task = await runtime.service.submit(VideoRequest.parse({"prompt": "a fox", "duration": 10}))
+
+    [message_id] = queued_ids(tmp_path / "v.db")
+    queued = await runtime.queue.get(message_id)
+    assert queued is not None
+    assert WorkMessage.from_bytes(queued.body) == first_step(task.id, 1)
+    assert await runtime.store.get(task.id) == task
+    assert task.status is TaskStatus.QUEUED and task.message_id == first_step(task.id, 1).dedup_id
+
+
+async def test_a_submit_whose_message_cannot_be_stored_leaves_no_task(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    with sqlite3.connect(tmp_path / "v.db") as db:
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON queue_messages BEGIN"
+            " SELECT RAISE(ABORT, 'no room for messages'); END"
+        )
+    db.close()
+
+    with pytest.raises(StoreError, match="no room for messages"):
+        await runtime.service.submit(VideoRequest.parse({"prompt": "a fox", "duration": 10}))
+
+    assert await runtime.store.list() == []
+    assert queued_ids(tmp_path / "v.db") == []
 
 
 def test_stores_and_queues_on_different_files_write_separately(tmp_path: Path) -> None:
