@@ -12,6 +12,7 @@ import pytest
 from core.config import Settings
 from core.errors import StoreError
 from core.models import Task, TaskEvent, TaskStatus, VideoRequest, WorkMessage
+from core.queue.local import LocalQueue
 from core.runtime import Runtime
 from core.service import first_step
 from core.sqlite_steps import SqliteStepWrites
@@ -103,6 +104,7 @@ async def test_a_submit_stores_its_task_and_first_message_in_one_transaction(
     task = await runtime.service.submit(VideoRequest.parse({"prompt": "a fox", "duration": 10}))
 
     [message_id] = queued_ids(tmp_path / "v.db")
+    assert isinstance(runtime.queue, LocalQueue)
     queued = await runtime.queue.get(message_id)
     assert queued is not None
     assert WorkMessage.from_bytes(queued.body) == first_step(task.id, 1)

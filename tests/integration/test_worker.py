@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,7 +12,7 @@ import pytest
 
 from core import signing
 from core.errors import InvalidState, StoreError, TaskNotFound
-from core.models import Task, TaskStatus, WorkMessage, end_changes, utcnow
+from core.models import Task, TaskEvent, TaskStatus, WorkMessage, end_changes, utcnow
 from core.queue import Delivery
 from core.steps import NextStep, StepWrites
 from core.store import Expect
@@ -418,6 +418,11 @@ class StoreFailsOnce:
     def __init__(self, inner: StepWrites, store: SqliteStore, *, after_writing: bool) -> None:
         self.inner, self.store, self.after_writing = inner, store, after_writing
         self.failures = 0
+
+    async def submitted(
+        self, task: Task, event: TaskEvent, images: Sequence[str], message: WorkMessage
+    ) -> tuple[Task, bool]:
+        return await self.inner.submitted(task, event, images, message)
 
     async def poll_next(self, step: NextStep) -> Task | None:
         return await self.inner.poll_next(step)
