@@ -93,25 +93,21 @@ async def test_a_refused_connection_is_a_connect_error() -> None:
     assert caught.value.request.url.path == "/"
 
 
-async def test_a_server_that_hangs_up_is_a_protocol_error_not_a_timeout() -> None:
-    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        writer.close()
-
-    async for url in _serve(hang_up):
-        async with outbound.client(timeout=QUICK) as client:
-            with pytest.raises(httpx.RemoteProtocolError):
-                await client.get(url)
+async def _hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await _read_request(reader)
+    writer.close()
 
 
-async def test_a_body_cut_short_is_a_protocol_error() -> None:
-    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"half":')
-        await writer.drain()
-        writer.close()
+async def _cut_short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await _read_request(reader)
+    writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"half":')
+    await writer.drain()
+    writer.close()
 
-    async for url in _serve(cut):
+
+@pytest.mark.parametrize("server", [_hang_up, _cut_short], ids=["hangs up", "cuts the body"])
+async def test_a_server_that_hangs_up_is_a_protocol_error_not_a_timeout(server: Handler) -> None:
+    async for url in _serve(server):
         async with outbound.client(timeout=QUICK) as client:
             with pytest.raises(httpx.RemoteProtocolError):
                 await client.get(url)

@@ -102,23 +102,30 @@ async def _table_writer(path: Path) -> sqlite_file.SqliteWriter:
     return writer
 
 
-async def test_writes_commit_on_the_loops_thread_while_the_file_is_free(tmp_path: Path) -> None:
-    writer = await _table_writer(tmp_path / "videoq.db")
-    threads: list[int] = []
+class Puts:
+    """A write that inserts its key into `t` and notes the thread it ran on."""
 
-    def put(key: int) -> int:
-        threads.append(threading.get_ident())
-        writer.connection.execute("INSERT INTO t VALUES (?)", (key,))
+    def __init__(self, writer: sqlite_file.SqliteWriter) -> None:
+        self.writer = writer
+        self.threads: list[int] = []
+
+    def __call__(self, key: int) -> int:
+        self.threads.append(threading.get_ident())
+        self.writer.connection.execute("INSERT INTO t VALUES (?)", (key,))
         return key
 
+
+async def test_writes_commit_on_the_loops_thread_while_the_file_is_free(tmp_path: Path) -> None:
+    writer = await _table_writer(tmp_path / "videoq.db")
+    put = Puts(writer)
     try:
         assert await asyncio.gather(writer.write(put, 1), writer.write(put, 2)) == [1, 2]
         assert await writer.bulk_write(put, 3) == 3
     finally:
         await writer.close()
     here = threading.get_ident()
-    assert threads[:2] == [here, here]
-    assert threads[2] != here  # a bulk write never runs on the loop's thread
+    assert put.threads[:2] == [here, here]
+    assert put.threads[2] != here  # a bulk write never runs on the loop's thread
 
 
 async def test_a_write_waits_for_a_busy_file_on_the_writers_thread(tmp_path: Path) -> None:
@@ -127,13 +134,7 @@ async def test_a_write_waits_for_a_busy_file_on_the_writers_thread(tmp_path: Pat
     path = tmp_path / "videoq.db"
     writer = await _table_writer(path)
     other = sqlite_file.connect(path, 1.0)
-    threads: list[int] = []
-
-    def put(key: int) -> int:
-        threads.append(threading.get_ident())
-        writer.connection.execute("INSERT INTO t VALUES (?)", (key,))
-        return key
-
+    put = Puts(writer)
     try:
         other.execute("BEGIN IMMEDIATE")
         other.execute("INSERT INTO t VALUES (1)")
@@ -149,5 +150,5 @@ async def test_a_write_waits_for_a_busy_file_on_the_writers_thread(tmp_path: Pat
     finally:
         other.close()
         await writer.close()
-    assert threads == [threads[0]] and threads[0] != threading.get_ident()
+    assert put.threads == [put.threads[0]] and put.threads[0] != threading.get_ident()
     assert sorted(rows) == [(1,), (2,)]
