@@ -22,6 +22,15 @@ log = logging.getLogger(__name__)
 CHECKPOINT_EVERY = 1.0
 """Seconds between WAL checkpoints of a busy writer (SQLite's own would run on every ~1,000th
 page, on the committing thread, with an fsync)."""
+WAL_RESTART_FRAMES = 4096
+"""WAL frames (pages, 16 MiB at 4 KiB) past which a checkpoint also restarts the log.
+
+A PASSIVE checkpoint copies the log into the file but never rewinds it while writes go on, so
+under sustained load the log would grow for as long as the load lasts (500 MB in three seconds
+of submits). RESTART waits for the write lock, copies what is left and makes the next write
+start the log again; writes wait meanwhile, on the writer's thread, never on the loop's."""
+WAL_KEEP_BYTES = 64 * 1024 * 1024
+"""What a restarted log keeps of its file (`journal_size_limit`); a larger one is cut back."""
 
 
 def connect(
@@ -110,6 +119,7 @@ class SqliteWriter:
         self._checkpoint_db: sqlite3.Connection | None = None
         self._checkpoint_at = 0.0
         self._checkpointing = False
+        self.wal_restart_frames = WAL_RESTART_FRAMES
 
     @property
     def is_open(self) -> bool:
@@ -171,8 +181,12 @@ class SqliteWriter:
         try:
             if self._checkpoint_db is None:
                 self._checkpoint_db = connect(self.path, self.busy_timeout, cached_statements=4)
+                self._checkpoint_db.execute(f"PRAGMA journal_size_limit = {WAL_KEEP_BYTES}")
+            db = self._checkpoint_db
             # PASSIVE never waits for (nor holds up) a writer; what it leaves, the next one takes.
-            self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            _, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if frames >= self.wal_restart_frames:
+                db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
         except sqlite3.Error as exc:
             log.warning("%s: WAL checkpoint failed, will try again: %s", self.path, exc)
         finally:
@@ -189,6 +203,8 @@ class SqliteWriter:
         db.execute("PRAGMA wal_autocheckpoint = 0")
         # On the loop's thread a busy file is an answer, not a wait (`_patiently` waits).
         db.execute("PRAGMA busy_timeout = 0")
+        # The writer rewinds the log after a RESTART checkpoint: then it cuts the file back.
+        db.execute(f"PRAGMA journal_size_limit = {WAL_KEEP_BYTES}")
         return db
 
     def _disconnect(self) -> None:

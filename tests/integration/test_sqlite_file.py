@@ -152,3 +152,37 @@ async def test_a_write_waits_for_a_busy_file_on_the_writers_thread(tmp_path: Pat
         await writer.close()
     assert put.threads == [put.threads[0]] and put.threads[0] != threading.get_ident()
     assert sorted(rows) == [(1,), (2,)]
+
+
+@pytest.mark.slow
+async def test_the_log_stays_bounded_under_sustained_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PASSIVE checkpoints alone never rewind a log that is written to all the time."""
+    monkeypatch.setattr(sqlite_file, "CHECKPOINT_EVERY", 0.1)
+    monkeypatch.setattr(sqlite_file, "WAL_KEEP_BYTES", 1024 * 1024)
+    path = tmp_path / "videoq.db"
+    writer = sqlite_file.SqliteWriter(path, 2.0)
+    writer.wal_restart_frames = 256
+    await writer.open()
+    wal = Path(f"{path}-wal")
+    blob = b"x" * 3000  # one row per page: a frame or more per commit
+
+    def put() -> None:
+        writer.connection.execute("INSERT INTO t (v) VALUES (?)", (blob,))
+
+    try:
+        await writer.call(
+            lambda: writer.connection.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
+        )
+        commits, largest = 0, 0
+        deadline = asyncio.get_running_loop().time() + 2.0
+        while asyncio.get_running_loop().time() < deadline:
+            await writer.write(put)
+            commits += 1
+            largest = max(largest, wal.stat().st_size)
+    finally:
+        await writer.close()
+    written = commits * 4096
+    assert commits > 2000, "too few writes to tell"
+    assert largest < written / 3, (largest, written)
