@@ -29,6 +29,12 @@ A PASSIVE checkpoint copies the log into the file but never rewinds it while wri
 under sustained load the log would grow for as long as the load lasts (500 MB in three seconds
 of submits). RESTART waits for the write lock, copies what is left and makes the next write
 start the log again; writes wait meanwhile, on the writer's thread, never on the loop's."""
+SLOW_COMMIT = 0.05
+"""Seconds a batch may hold the loop's thread when its writes took over SLOW_WRITE each (a
+slow or stalled disk: a healthy one commits a write in a tenth of a millisecond); such a batch
+sends the batches of the next SLOW_DISK_BACKOFF seconds to the writer's thread."""
+SLOW_WRITE = 0.001
+SLOW_DISK_BACKOFF = 10.0
 WAL_KEEP_BYTES = 64 * 1024 * 1024
 """What a restarted log keeps of its file (`journal_size_limit`); a larger one is cut back."""
 
@@ -120,6 +126,8 @@ class SqliteWriter:
         self._checkpoint_at = 0.0
         self._checkpointing = False
         self.wal_restart_frames = WAL_RESTART_FRAMES
+        # Until then (monotonic seconds) batches commit on the thread: the disk was slow.
+        self._thread_until = 0.0
 
     @property
     def is_open(self) -> bool:
@@ -250,12 +258,15 @@ class SqliteWriter:
             self._flushing = False
             self._fail_waiting()
             return
-        if not self._using.acquire(blocking=False):
-            self._executor.submit(self._flush, loop)  # a `call` is running there
+        if time.monotonic() < self._thread_until or not self._using.acquire(blocking=False):
+            # A slow disk lately, or a `call` running on the thread: the thread commits.
+            self._executor.submit(self._flush, loop)
             return
         batch = self._take_batch()
+        started = time.monotonic()
         try:
             outcomes = self._commit(batch)
+            self._note_duration(time.monotonic() - started, len(batch))
         except Exception as exc:
             if _busy(exc):
                 # Another connection writes: nothing of the batch ran (BEGIN IMMEDIATE failed).
@@ -266,6 +277,14 @@ class SqliteWriter:
         finally:
             self._using.release()
         self._resolve(loop, outcomes)
+
+    def _note_duration(self, seconds: float, writes: int) -> None:
+        """After a batch that held the loop too long, commit on the thread for a while."""
+        if seconds < SLOW_COMMIT or seconds < SLOW_WRITE * writes:
+            return  # quick, or a large batch at a healthy pace
+        self._thread_until = time.monotonic() + SLOW_DISK_BACKOFF
+        log.warning("%s: %d writes took %.0f ms to commit; committing off the event loop for "
+                    "%.0f s", self.path, writes, seconds * 1000, SLOW_DISK_BACKOFF)  # fmt: skip
 
     # -- on the thread ----------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -152,6 +153,27 @@ async def test_a_write_waits_for_a_busy_file_on_the_writers_thread(tmp_path: Pat
         await writer.close()
     assert put.threads == [put.threads[0]] and put.threads[0] != threading.get_ident()
     assert sorted(rows) == [(1,), (2,)]
+
+
+async def test_after_a_slow_commit_the_writers_thread_commits_for_a_while(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A commit that held the loop (a slow or stalled disk) sends the next ones off it."""
+    writer = await _table_writer(tmp_path / "videoq.db")
+    put = Puts(writer)
+
+    def slow_put(key: int) -> int:
+        time.sleep(sqlite_file.SLOW_COMMIT * 1.5)  # as a write stuck on the disk
+        return put(key)
+
+    try:
+        assert await writer.write(slow_put, 1) == 1
+        assert await writer.write(put, 2) == 2
+    finally:
+        await writer.close()
+    here = threading.get_ident()
+    assert put.threads[0] == here and put.threads[1] != here
+    assert "committing off the event loop" in caplog.text
 
 
 @pytest.mark.slow
