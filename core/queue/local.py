@@ -126,6 +126,8 @@ class LocalQueue:
         self._wake = asyncio.Event()
         self._wake_at = NEVER
         self._next_due = 0.0
+        # The earliest due time noted since the dispatcher last asked the file (`_due`).
+        self._noted_due = NEVER
         self._saturated = False
         self._running = False
         self._pruned_at = 0.0
@@ -308,7 +310,9 @@ class LocalQueue:
         self._claims += 1
         token = f"{self._owner}.{self._claims}"
         try:
-            claims, self._next_due = await self._db.claim(token, now, now + self.lease, free)
+            self._noted_due = NEVER
+            claims, due = await self._db.claim(token, now, now + self.lease, free)
+            self._next_due = self._due(due)
         except QueueError as exc:
             log.warning("local queue: could not claim messages, trying again: %s", exc.message)
             self._next_due = now + self.poll_interval
@@ -333,7 +337,8 @@ class LocalQueue:
     async def _refresh(self) -> None:
         self._refresh_at = time.monotonic() + self.poll_interval
         try:
-            self._next_due = await self._db.next_due()
+            self._noted_due = NEVER
+            self._next_due = self._due(await self._db.next_due())
             now = self._clock()
             if now - self._beat_at >= BEAT_EVERY:
                 await self._beat()
@@ -355,8 +360,18 @@ class LocalQueue:
         except QueueError as exc:
             log.warning("local queue: heartbeat not written: %s", exc.message)
 
+    def _due(self, read: float) -> float:
+        """When the next message is due: what the file said, or an earlier one noted meanwhile.
+
+        A read may have run before a publish that this process heard of before the read's
+        answer came back (reads run on the writer's thread, writes mostly on the loop's): taken
+        alone, the read would hide that message until the next refresh.
+        """
+        return min(read, self._noted_due)
+
     def _note_due(self, deliver_at: float) -> None:
         self._next_due = min(self._next_due, deliver_at)
+        self._noted_due = min(self._noted_due, deliver_at)
         if deliver_at < self._wake_at:
             self._wake.set()
 

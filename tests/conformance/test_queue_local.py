@@ -256,6 +256,28 @@ async def test_a_stop_asked_for_in_the_middle_of_a_round_is_not_slept_through(
         await harness.stop()
 
 
+async def test_a_publish_heard_of_while_a_look_is_answered_is_not_hidden_by_its_answer(
+    open_harness: OpenHarness,
+) -> None:
+    # The look at the file ran before the publish, whose notice arrives before the look's
+    # answer: an answer taken alone would hide the message for the (hour-long) poll interval.
+    harness = await open_harness(poll_interval=3600.0, lease=3600.0)
+    db = harness.queue._db
+    next_due = db.next_due
+    published: list[str] = []
+
+    async def publish_while_answering() -> float:
+        answer = await next_due()
+        if not published:
+            published.append(await harness.queue.publish(step(seq=1)))
+        return answer
+
+    db.next_due = publish_while_answering  # type: ignore[method-assign]
+    recorder = await started(harness, Recorder())
+    await wait_until(lambda: bool(published) and recorder.count(published[0]) == 1,
+                     "the message published during the look")  # fmt: skip
+
+
 async def test_a_handler_that_outlives_the_lease_is_abandoned_and_retried(
     open_harness: OpenHarness,
 ) -> None:
