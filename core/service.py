@@ -105,7 +105,8 @@ class TaskService:
         # The queue's id for the step is known only after the publish, which comes after the
         # insert (a failed publish is the reconciler's to mend): the dedup id, known now, makes
         # the insert the submit's one write, so a dashboard sees one change per submit.
-        task.message_id = first_step(task.id, 1).dedup_id
+        first = first_step(task.id, 1)
+        task.message_id = first.dedup_id
         event = TaskEvent(
             task_id=task.id,
             kind="transition",
@@ -114,9 +115,7 @@ class TaskService:
             actor=actor,
             detail=OWN_KEY_NOTE if upstream_api_key else None,
         )
-        task, published = await self.steps.submitted(
-            task, event, request.images, first_step(task.id, 1)
-        )
+        task, published = await self.steps.submitted(task, event, request.images, first)
         log.info(
             "task %s: submitted by %s (%s, %ss, %s)",
             task.id,

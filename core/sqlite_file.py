@@ -125,7 +125,6 @@ class SqliteWriter:
         self._checkpoint_db: sqlite3.Connection | None = None
         self._checkpoint_at = 0.0
         self._checkpointing = False
-        self.wal_restart_frames = WAL_RESTART_FRAMES
         # Until then (monotonic seconds) batches commit on the thread: the disk was slow.
         self._thread_until = 0.0
 
@@ -189,11 +188,10 @@ class SqliteWriter:
         try:
             if self._checkpoint_db is None:
                 self._checkpoint_db = connect(self.path, self.busy_timeout, cached_statements=4)
-                self._checkpoint_db.execute(f"PRAGMA journal_size_limit = {WAL_KEEP_BYTES}")
             db = self._checkpoint_db
             # PASSIVE never waits for (nor holds up) a writer; what it leaves, the next one takes.
             _, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if frames >= self.wal_restart_frames:
+            if frames >= WAL_RESTART_FRAMES:
                 db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
         except sqlite3.Error as exc:
             log.warning("%s: WAL checkpoint failed, will try again: %s", self.path, exc)
@@ -268,7 +266,7 @@ class SqliteWriter:
             outcomes = self._commit(batch)
             self._note_duration(time.monotonic() - started, len(batch))
         except Exception as exc:
-            if _busy(exc):
+            if is_busy(exc):
                 # Another connection writes: nothing of the batch ran (BEGIN IMMEDIATE failed).
                 self._writes.extendleft(reversed(batch))
                 self._executor.submit(self._flush, loop)
@@ -334,7 +332,9 @@ class SqliteWriter:
         try:
             with transaction(self.connection):
                 return [(future, None, fn(*args)) for fn, args, future in batch]
-        except Exception:
+        except Exception as exc:
+            if is_busy(exc):
+                raise  # BEGIN found the file locked: nothing ran, a second pass would wait again
             return self._commit_one_by_one(batch)
 
     def _commit_one_by_one(self, batch: list[_Op]) -> list[_Outcome]:
@@ -377,7 +377,7 @@ class SqliteWriter:
                 future.set_exception(sqlite3.OperationalError("the database connection is closed"))
 
 
-def _busy(exc: BaseException) -> bool:
-    """Whether SQLite refused for a lock another connection holds (SQLITE_BUSY)."""
+def is_busy(exc: BaseException) -> bool:
+    """Whether SQLite refused for a lock another connection holds (SQLITE_BUSY or _LOCKED)."""
     code = getattr(exc, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from core.doctor import Check, CheckResult, Probe, failed, passed
+from core.sqlite_file import is_busy
 
 MIN_FREE_BYTES = 100 * 1024 * 1024
 LOCK_WAIT = 1.0
@@ -60,7 +61,7 @@ def _file(db_path: Path) -> CheckResult:
         connection.execute("begin immediate")  # takes the write lock without writing anything
         connection.execute("rollback")
     except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
+        if is_busy(exc):
             return failed(
                 name,
                 f"{db_path} stayed locked for {LOCK_WAIT:g} s",

@@ -116,7 +116,7 @@ class QueueDb:
             return
         await self.writer.open()
         self._opened = True
-        await self._read(self._create_tables)
+        await self._through(self.writer.call, self._create_tables, ())
 
     async def close(self) -> None:
         """Let go of the connection (the last user of the writer closes it)."""

@@ -557,7 +557,7 @@ class SqliteStore:
         try:
             return await how(*args)
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
+            if sqlite_file.is_busy(exc):
                 raise StoreError(
                     f"the task database {self.path} stayed locked by another process for over "
                     f"{self._busy_timeout:.0f}s"
