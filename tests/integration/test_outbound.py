@@ -128,9 +128,21 @@ async def test_a_silent_server_is_a_read_timeout() -> None:
         quiet.set()
 
 
-async def test_a_closed_client_refuses_to_send(echo: str) -> None:
-    client = outbound.client(base_url=echo, timeout=QUICK)
-    assert (await client.get("/")).status_code == 201
-    await client.aclose()
-    with pytest.raises(RuntimeError):
-        await client.get("/")
+async def test_closing_the_client_closes_its_kept_alive_connections() -> None:
+    hung_up = asyncio.Event()
+
+    async def answer_then_wait(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+        await reader.read()  # until the client closes the connection it kept
+        hung_up.set()
+        writer.close()
+
+    async for url in _serve(answer_then_wait):
+        client = outbound.client(timeout=QUICK)
+        assert (await client.get(url)).json() == {}
+        await asyncio.sleep(0.05)
+        assert not hung_up.is_set()  # kept alive for the next request
+        await client.aclose()
+        await asyncio.wait_for(hung_up.wait(), 5.0)

@@ -185,8 +185,8 @@ async def test_the_log_stays_bounded_under_sustained_writes(
     monkeypatch.setattr(sqlite_file, "CHECKPOINT_EVERY", 0.1)
     monkeypatch.setattr(sqlite_file, "WAL_KEEP_BYTES", 1024 * 1024)
     path = tmp_path / "videoq.db"
+    monkeypatch.setattr(sqlite_file, "WAL_RESTART_FRAMES", 256)
     writer = sqlite_file.SqliteWriter(path, 2.0)
-    writer.wal_restart_frames = 256
     await writer.open()
     wal = Path(f"{path}-wal")
     blob = b"x" * 3000  # one row per page: a frame or more per commit

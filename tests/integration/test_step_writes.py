@@ -110,6 +110,9 @@ async def test_a_submit_stores_its_task_and_first_message_in_one_transaction(
     assert WorkMessage.from_bytes(queued.body) == first_step(task.id, 1)
     assert await runtime.store.get(task.id) == task
     assert task.status is TaskStatus.QUEUED and task.message_id == first_step(task.id, 1).dedup_id
+    with sqlite3.connect(tmp_path / "v.db") as db:  # written with the row, not as a publish
+        assert db.execute("SELECT count(*) FROM queue_dedup").fetchone() == (0,)
+    db.close()
 
 
 async def test_a_submit_whose_message_cannot_be_stored_leaves_no_task(
