@@ -145,6 +145,9 @@ async def run_videoq(tasks: int, workdir: Path, window: Window) -> None:
         stop = asyncio.Event()
         finished = asyncio.create_task(_all_finished(runtime.store, tasks, stop))
         await asyncio.sleep(0)  # the feed subscribes before the first submit
+        # Built before the window, as huey's consumer and arq's worker are: their imports are
+        # start-up, not steps.
+        runtime.worker, runtime.reconciler  # noqa: B018
         window.start()
         for request in demo_requests(tasks):
             await runtime.service.submit(request, actor="bench")

@@ -23,7 +23,7 @@ from core.models import Task, TaskEvent, WorkMessage
 from core.queue.local import LocalQueue
 from core.queue.local_db import insert_row
 from core.steps import NextStep
-from core.store.sqlite import PreparedInsert, PreparedUpdate, SqliteStore
+from core.store.sqlite import PreparedInsert, PreparedUpdate, SqliteStore, Stored
 
 
 class SqliteStepWrites:
@@ -40,9 +40,9 @@ class SqliteStepWrites:
     ) -> tuple[Task, bool]:
         row, _ = self.queue.prepare_publish(message)
         prepared = self.store.prepare_insert(task, event, images)
-        stored_row = await self.store.run_write(self._insert, prepared, row)
+        stored = await self.store.run_write(self._insert, prepared, row)
         self.queue.published(message, row, row[0], stored=True)
-        return self.store.inserted(stored_row), True
+        return self.store.inserted(prepared, stored), True
 
     async def poll_next(self, step: NextStep) -> Task | None:
         return await self._together(step, record_id=True)
@@ -56,23 +56,23 @@ class SqliteStepWrites:
         prepared = self.store.prepare_update(step.task_id, step.expect, changes, step.event)
         if prepared is None:
             return None
-        stored_row = await self.store.run_write(self._write, prepared, row)
-        if stored_row is not None:
+        stored = await self.store.run_write(self._write, prepared, row)
+        if stored is not None:
             self.queue.published(step.message, row, row[0], stored=True)
-        return self.store.updated(step.task_id, stored_row)
+        return self.store.updated(prepared, stored)
 
-    def _write(self, prepared: PreparedUpdate, row: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    def _write(self, prepared: PreparedUpdate, row: tuple[Any, ...]) -> Stored:
         """In the group transaction: the compare-and-set, then its message if it applied."""
-        stored_row = self.store.apply_update(prepared)
-        if stored_row is not None:
+        stored = self.store.apply_update(prepared)
+        if stored is not None:
             insert_row(self.store.writer.connection, row)
-        return stored_row
+        return stored
 
-    def _insert(self, prepared: PreparedInsert, row: tuple[Any, ...]) -> tuple[Any, ...]:
+    def _insert(self, prepared: PreparedInsert, row: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """In the group transaction: the new task, then its first message."""
-        stored_row = self.store.apply_insert(prepared)
+        stored = self.store.apply_insert(prepared)
         insert_row(self.store.writer.connection, row)
-        return stored_row
+        return stored
 
 
 def joined(store: object, queue: object) -> SqliteStepWrites | None:

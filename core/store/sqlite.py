@@ -17,12 +17,14 @@ import logging
 import sqlite3
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec.structs
 from msgspec import Struct, ValidationError
 
 from core import sqlite_file
@@ -52,6 +54,7 @@ from core.store.sqlite_db import (
     encode_time,
     list_sql,
     status_values,
+    stored_as_is,
     update_sql,
 )
 
@@ -62,6 +65,10 @@ _SYNC = TaskChange("SYNC")
 _LIVE = "sqlite: local file"
 _HERE_BUSY_TIMEOUT = 0.01
 """Seconds a read on the loop's thread may wait for a busy file before the reader takes it."""
+Stored = int | tuple[Any, ...] | None
+"""What an update on the writer's thread answers (`apply_update`)."""
+KNOWN_ROWS = 10_000
+"""Rows of unfinished tasks a store keeps as it last wrote them (see `KnownRows`)."""
 
 
 class _Subscriber:
@@ -96,22 +103,64 @@ class _Subscriber:
         return items
 
 
+class KnownRows:
+    """The row of each unfinished task as this store last wrote it, so writes need not read it.
+
+    Every write of a task row bumps its `version`. An update whose new version is one past the
+    known row's changed nothing but what it set, so the new row is the known one with those
+    changes applied: no column needs to come back from the file. Any other version (another
+    process wrote in between) and the row is read back as before. Finished tasks are dropped,
+    and past `limit` the oldest entry goes.
+    """
+
+    def __init__(self, limit: int = KNOWN_ROWS) -> None:
+        self.limit = limit
+        self._rows: OrderedDict[str, Task] = OrderedDict()
+
+    def get(self, task_id: str) -> Task | None:
+        return self._rows.get(task_id)
+
+    def put(self, task: Task) -> None:
+        rows = self._rows
+        if task.status.terminal:
+            rows.pop(task.id, None)
+            return
+        rows[task.id] = task
+        rows.move_to_end(task.id)
+        if len(rows) > self.limit:
+            rows.popitem(last=False)
+
+    def forget(self, task_id: str) -> None:
+        self._rows.pop(task_id, None)
+
+
 class PreparedUpdate(Struct):
-    """One compare-and-set, ready to run on the writer's thread."""
+    """One compare-and-set, ready to run on the writer's thread.
+
+    `known` is the row as this store last wrote it, when the changes are values that read back
+    as themselves (`stored_as_is`); `updated_at` is the time the statement sets.
+    """
 
     task_id: str
     sql: str
     params: builtins.list[Any]
     event: builtins.list[Any] | None
+    changes: dict[str, Any]
+    updated_at: datetime
+    known: Task | None
 
 
 class PreparedInsert(Struct):
-    """One new task's row, first event and images, ready to run on the writer's thread."""
+    """One new task's row, first event and images, ready to run on the writer's thread.
+
+    `task` is set when its every value reads back as itself: the insert then reads nothing back.
+    """
 
     task_id: str
     values: builtins.list[Any]
     events: builtins.list[Any] | None
     images: tuple[str, ...]
+    task: Task | None
 
 
 class SqliteStore:
@@ -145,6 +194,7 @@ class SqliteStore:
         self._subscribers: set[_Subscriber] = set()
         self._tailer: asyncio.Task[None] | None = None
         self._tail_ready: asyncio.Future[None] | None = None
+        self._known = KnownRows()
 
     def describe(self) -> str:
         """`sqlite: <path>` for logs and the dashboard header."""
@@ -210,24 +260,33 @@ class SqliteStore:
     ) -> Task:
         """Store a new task (its first history event and its images) in one transaction."""
         prepared = self.prepare_insert(task, event, images)
-        return self.inserted(await self._write(self.apply_insert, prepared))
+        return self.inserted(prepared, await self._write(self.apply_insert, prepared))
 
     def prepare_insert(
         self, task: Task, event: TaskEvent | None = None, images: Sequence[str] = ()
     ) -> PreparedInsert:
         """The values `insert()` writes, encoded."""
-        values = [encode(name, getattr(task, name)) for name in TASK_COLUMNS]
-        return PreparedInsert(task.id, values, _event_values(event, task.id), tuple(images))
+        as_is = True
+        values = []
+        for name in TASK_COLUMNS:
+            value = getattr(task, name)
+            as_is = as_is and stored_as_is(name, value)
+            values.append(encode(name, value))
+        events = _event_values(event, task.id)
+        return PreparedInsert(task.id, values, events, tuple(images), task if as_is else None)
 
-    def apply_insert(self, prepared: PreparedInsert) -> tuple[Any, ...]:
-        """Run a prepared insert on the writer's thread, inside its group transaction."""
-        return self._open_db.insert(
-            prepared.task_id, prepared.values, prepared.events, prepared.images
-        )
+    def apply_insert(self, prepared: PreparedInsert) -> tuple[Any, ...] | None:
+        """Run a prepared insert on the writer's thread, inside its group transaction; the row
+        as stored, unless the task reads back as itself (None then)."""
+        db = self._open_db
+        db.insert(prepared.task_id, prepared.values, prepared.events, prepared.images)
+        return None if prepared.task is not None else db.get(prepared.task_id)
 
-    def inserted(self, row: tuple[Any, ...]) -> Task:
-        """The committed row of an insert as a Task, told to the feed."""
-        stored = decode_task(row)
+    def inserted(self, prepared: PreparedInsert, row: tuple[Any, ...] | None) -> Task:
+        """The committed new task (from `apply_insert`'s answer), told to the feed."""
+        stored = prepared.task if row is None else decode_task(row)
+        assert stored is not None
+        self._known.put(stored)
         self._publish(TaskChange("INSERT", stored))
         return stored
 
@@ -314,8 +373,7 @@ class SqliteStore:
         prepared = self.prepare_update(task_id, expect, changes, event)
         if prepared is None:
             return None
-        row = await self._write(self.apply_update, prepared)
-        return self.updated(task_id, row)
+        return self.updated(prepared, await self._write(self.apply_update, prepared))
 
     async def claim_step(
         self, task_id: str, expect: Expect, lease_until: datetime, now: datetime
@@ -326,15 +384,16 @@ class SqliteStore:
         prepared = self.prepare_update(task_id, expect, changes, lease_free_at=now)
         if prepared is None:
             return StepClaim(await self.get(task_id), claimed=False)
-        row, claimed = await self._write(self._claim_or_read, prepared)
+        stored, claimed = await self._write(self._claim_or_read, prepared)
         if claimed:
-            return StepClaim(self.updated(task_id, row), claimed=True)
-        return StepClaim(decode_task(row) if row is not None else None, claimed=False)
+            return StepClaim(self.updated(prepared, stored), claimed=True)
+        assert not isinstance(stored, int)
+        return StepClaim(decode_task(stored) if stored is not None else None, claimed=False)
 
-    def _claim_or_read(self, prepared: PreparedUpdate) -> tuple[tuple[Any, ...] | None, bool]:
-        row = self.apply_update(prepared)
-        if row is not None:
-            return row, True
+    def _claim_or_read(self, prepared: PreparedUpdate) -> tuple[Stored, bool]:
+        stored = self.apply_update(prepared)
+        if stored is not None:
+            return stored, True
         return self._open_db.get(prepared.task_id), False
 
     def prepare_update(
@@ -365,24 +424,47 @@ class SqliteStore:
             extra,
             lease_free_at is not None,
         )
-        params = [encode(name, changes[name]) for name in columns]
-        params += [encode_time(datetime.now(UTC)), task_id, *statuses]
+        now = datetime.now(UTC)
+        set_values = {name: changes[name] for name in columns}
+        params = [encode(name, value) for name, value in set_values.items()]
+        params += [encode_time(now), task_id, *statuses]
         params += [value for value in (expect.attempt, expect.polls) if value is not None]
         params += [encode(name, expect.extra[name]) for name in extra]
         if lease_free_at is not None:
             params.append(encode_time(lease_free_at))
-        return PreparedUpdate(task_id, sql, params, _event_values(event, task_id))
+        as_is = all(stored_as_is(name, value) for name, value in set_values.items())
+        known = self._known.get(task_id) if as_is else None
+        event_values = _event_values(event, task_id)
+        return PreparedUpdate(task_id, sql, params, event_values, set_values, now, known)
 
-    def apply_update(self, prepared: PreparedUpdate) -> tuple[Any, ...] | None:
-        """Run a prepared update on the writer's thread, inside its group transaction."""
-        return self._open_db.update(prepared.task_id, prepared.sql, prepared.params, prepared.event)
+    def apply_update(self, prepared: PreparedUpdate) -> Stored:
+        """Run a prepared update on the writer's thread, inside its group transaction.
 
-    def updated(self, task_id: str, row: tuple[Any, ...] | None) -> Task | None:
-        """The committed row of an update as a Task (told to the feed), or None if it missed."""
-        if row is None:
-            logger.debug("task %s: compare-and-set did not apply", task_id)
+        None when the compare-and-set missed; the new version when the known row was the one
+        updated (`KnownRows`); else the row as stored now.
+        """
+        db = self._open_db
+        version = db.update(prepared.task_id, prepared.sql, prepared.params, prepared.event)
+        if version is None:
             return None
-        task = decode_task(row)
+        known = prepared.known
+        if known is not None and version == known.version + 1:
+            return version
+        return db.get(prepared.task_id)
+
+    def updated(self, prepared: PreparedUpdate, stored: Stored) -> Task | None:
+        """The committed row of an update as a Task (told to the feed), or None if it missed."""
+        if stored is None:
+            logger.debug("task %s: compare-and-set did not apply", prepared.task_id)
+            return None
+        if isinstance(stored, int):
+            assert prepared.known is not None
+            task = msgspec.structs.replace(
+                prepared.known, **prepared.changes, updated_at=prepared.updated_at, version=stored
+            )
+        else:
+            task = decode_task(stored)
+        self._known.put(task)
         self._publish(TaskChange("UPDATE", task))
         return task
 

@@ -147,10 +147,7 @@ _MOVE_IMAGES = (
     " WHERE task_id = id)",
     "ALTER TABLE video_tasks DROP COLUMN images",
 )
-_INSERT = (
-    f"INSERT INTO video_tasks ({_SELECT}) VALUES ({', '.join('?' * len(TASK_COLUMNS))})"
-    f" RETURNING {_SELECT}"
-)
+_INSERT = f"INSERT INTO video_tasks ({_SELECT}) VALUES ({', '.join('?' * len(TASK_COLUMNS))})"
 _INSERT_EVENT = (
     f"INSERT INTO task_events ({', '.join(EVENT_COLUMNS)})"
     f" VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
@@ -207,6 +204,22 @@ def encode(name: str, value: Any) -> Any:
 
 
 _TASK_COLUMN_SET = frozenset(TASK_COLUMNS)
+# Each task column's Python type and whether it may be None (`stored_as_is`).
+_NATIVE = {name: _unwrap(_FIELDS[name].type) for name in TASK_COLUMNS}
+
+
+def stored_as_is(name: str, value: Any) -> bool:
+    """Whether `value` of task column `name` reads back from the file as this very value.
+
+    True for the types a Task holds (a datetime only in UTC); a value the encoding would
+    normalise (an ISO string, a naive or non-UTC datetime, an int for a bool) is not.
+    """
+    kind, optional = _NATIVE[name]
+    if value is None:
+        return optional
+    if type(value) is not kind:
+        return False
+    return kind is not datetime or value.tzinfo is UTC
 
 
 def check_columns(names: Collection[str], what: str) -> None:
@@ -242,9 +255,7 @@ def update_sql(
     where += [f"{name} IS ?" for name in extra]  # IS: an expected None matches NULL
     # `not Task.step_claimed(now)` in SQL; fixed-width UTC text sorts in time order.
     where += ["(step_lease_until IS NULL OR step_lease_until <= ?)"] * lease_free
-    return (
-        f"UPDATE video_tasks SET {', '.join(sets)} WHERE {' AND '.join(where)} RETURNING {_SELECT}"
-    )
+    return f"UPDATE video_tasks SET {', '.join(sets)} WHERE {' AND '.join(where)} RETURNING version"
 
 
 def list_sql(
@@ -355,25 +366,26 @@ class Database:
 
     def insert(
         self, task_id: str, values: list[Any], event: list[Any] | None, images: tuple[str, ...]
-    ) -> tuple[Any, ...]:
+    ) -> None:
         try:
-            row = self.db.execute(_INSERT, values).fetchone()
+            self.db.execute(_INSERT, values)
             self.db.executemany(_INSERT_IMAGE, [(task_id, *item) for item in enumerate(images)])
             self._logged(task_id, "INSERT", event)
         except sqlite3.IntegrityError as exc:
             raise StoreError(f"task {task_id}: a task with this id already exists") from exc
-        return row
 
     def images(self, task_id: str) -> tuple[str, ...]:
         return tuple(row[0] for row in self.db.execute(_IMAGES, (task_id,)))
 
     def update(
         self, task_id: str, sql: str, params: list[Any], event: list[Any] | None
-    ) -> tuple[Any, ...] | None:
+    ) -> int | None:
+        """The row's new version, or None when the compare-and-set did not apply."""
         row = self.db.execute(sql, params).fetchone()
-        if row is not None:
-            self._logged(task_id, "UPDATE", event)
-        return row
+        if row is None:
+            return None
+        self._logged(task_id, "UPDATE", event)
+        return int(row[0])
 
     def _logged(self, task_id: str, op: str, event: list[Any] | None) -> None:
         if event is not None:

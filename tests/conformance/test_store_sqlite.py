@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from msgspec.structs import replace
 
 from core.errors import StoreError
 from core.models import TaskStatus
@@ -257,3 +259,87 @@ async def test_a_prune_tells_this_stores_subscribers_to_load_a_fresh_snapshot(
         deleted = await store.prune(datetime.now(UTC), [TaskStatus.FAILED])
         change = await asyncio.wait_for(anext(feed), TIMEOUT)
     assert deleted[TaskStatus.FAILED] == 1 and change.op == "SYNC"
+
+
+# -- rows the store knows: an update reads nothing back when it can tell the row from its own ---
+
+
+async def test_what_an_update_answers_without_reading_back_is_the_row_as_stored(
+    store: SqliteStore,
+) -> None:
+    task = await store.insert(new_task(image_count=1), images=["https://x.test/a.png"])
+    later = datetime(2026, 12, 2, 10, 30, 0, 123456, tzinfo=UTC)
+    steps: list[tuple[Expect, dict[str, Any]]] = [
+        (Expect.of(TaskStatus.QUEUED), {"step_lease_until": later}),
+        (
+            Expect.of(TaskStatus.QUEUED),
+            {"status": TaskStatus.RUNNING, "upstream_task_id": "up-1", "step_lease_until": None},
+        ),
+        (Expect.of(TaskStatus.RUNNING), {"polls": 1, "progress": 33, "last_polled_at": later}),
+        (Expect.of(TaskStatus.RUNNING), {"status": TaskStatus.SUCCEEDED, "video_url": "v.mp4"}),
+    ]
+    answers = [task]
+    for expect, changes in steps:
+        updated = await store.update(task.id, expect, changes)
+        assert updated is not None
+        answers.append(updated)
+        assert updated == await store.get(task.id)
+    assert [answer.version for answer in answers] == [1, 2, 3, 4, 5]
+
+
+async def test_a_row_another_writer_changed_is_read_back_not_guessed(tmp_path: Path) -> None:
+    path = tmp_path / "videoq.db"
+    mine, other = SqliteStore(path), SqliteStore(path)
+    await mine.open()
+    await other.open()
+    try:
+        task = await mine.insert(new_task())
+        # Another process sets a column this store's copy of the row does not have.
+        assert await other.update(task.id, Expect.of(TaskStatus.QUEUED), {"progress": 40})
+        updated = await mine.update(task.id, Expect.of(TaskStatus.QUEUED), {"polls": 2})
+        assert updated is not None
+        assert (updated.progress, updated.polls, updated.version) == (40, 2, 3)
+        assert updated == await mine.get(task.id)
+    finally:
+        await other.close()
+        await mine.close()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"next_poll_at": "2026-12-02T10:30:00+00:00"},  # a string the store parses
+        {"next_poll_at": datetime(2026, 12, 2, 10, 30)},  # naive: taken as UTC
+        {"hd": 1},  # stored as 0/1, read back as a bool
+    ],
+    ids=["iso-text", "naive-time", "int-for-bool"],
+)
+async def test_values_the_encoding_normalises_are_read_back(
+    store: SqliteStore, changes: dict[str, object]
+) -> None:
+    task = await store.insert(new_task())
+    updated = await store.update(task.id, Expect.of(TaskStatus.QUEUED), changes)
+    assert updated is not None
+    assert updated == await store.get(task.id)
+    name = next(iter(changes))
+    assert type(getattr(updated, name)) is type(getattr(await store.get(task.id), name))
+
+
+async def test_a_task_inserted_with_values_to_normalise_answers_them_normalised(
+    store: SqliteStore,
+) -> None:
+    naive = datetime(2026, 12, 2, 9, 0)
+    inserted = await store.insert(new_task(created_at=naive, queued_at=naive))
+    assert inserted == await store.get(inserted.id)
+    assert inserted.created_at.tzinfo is UTC
+
+
+async def test_the_known_rows_keep_only_unfinished_tasks_and_a_bounded_number() -> None:
+    known = sqlite_store.KnownRows(limit=2)
+    first, second, third = new_task(), new_task(), new_task()
+    for task in (first, second, third):
+        known.put(task)
+    assert known.get(first.id) is None  # the oldest went past the limit
+    assert known.get(third.id) is third
+    known.put(replace(second, status=TaskStatus.CANCELLED))
+    assert known.get(second.id) is None
