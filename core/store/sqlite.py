@@ -51,6 +51,8 @@ from core.store.sqlite_db import (
     check_columns,
     decode_task,
     encode,
+    encode_event,
+    encode_task,
     encode_time,
     list_sql,
     status_values,
@@ -266,12 +268,8 @@ class SqliteStore:
         self, task: Task, event: TaskEvent | None = None, images: Sequence[str] = ()
     ) -> PreparedInsert:
         """The values `insert()` writes, encoded."""
-        as_is = True
-        values = []
-        for name in TASK_COLUMNS:
-            value = getattr(task, name)
-            as_is = as_is and stored_as_is(name, value)
-            values.append(encode(name, value))
+        values = encode_task(task)
+        as_is = all(map(stored_as_is, TASK_COLUMNS, msgspec.structs.astuple(task)))
         events = _event_values(event, task.id)
         return PreparedInsert(task.id, values, events, tuple(images), task if as_is else None)
 
@@ -427,12 +425,12 @@ class SqliteStore:
         now = datetime.now(UTC)
         set_values = {name: changes[name] for name in columns}
         params = [encode(name, value) for name, value in set_values.items()]
+        as_is = all(map(stored_as_is, set_values, set_values.values()))
         params += [encode_time(now), task_id, *statuses]
         params += [value for value in (expect.attempt, expect.polls) if value is not None]
         params += [encode(name, expect.extra[name]) for name in extra]
         if lease_free_at is not None:
             params.append(encode_time(lease_free_at))
-        as_is = all(stored_as_is(name, value) for name, value in set_values.items())
         known = self._known.get(task_id) if as_is else None
         event_values = _event_values(event, task_id)
         return PreparedUpdate(task_id, sql, params, event_values, set_values, now, known)
@@ -656,10 +654,12 @@ class SqliteStore:
 def _event_values(event: TaskEvent | None, task_id: str) -> builtins.list[Any] | None:
     if event is None:
         return None
-    return [
-        task_id if name == "task_id" else encode(name, getattr(event, name))
-        for name in EVENT_COLUMNS
-    ]
+    values = encode_event(event)
+    values[_EVENT_TASK_ID] = task_id
+    return values
+
+
+_EVENT_TASK_ID = EVENT_COLUMNS.index("task_id")
 
 
 _PROBLEMS = {
