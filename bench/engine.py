@@ -40,6 +40,7 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core import event_loop  # noqa: E402
 from core.config import Settings  # noqa: E402
 from core.demo import demo_requests  # noqa: E402
 from core.models import TASK_COLUMNS, Task, TaskEvent, TaskStatus, VideoRequest  # noqa: E402
@@ -397,16 +398,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db_path = Path(tmp) / "bench.db"
         if args.workload == "W":
-            result = asyncio.run(
-                workload_w(db_path, args.tasks or 2000, args.concurrency, args.finished)
+            result = event_loop.run(
+                workload_w(db_path, args.tasks or 2000, args.concurrency, args.finished), None
             )
         elif args.workload == "lateness":
-            result = asyncio.run(
-                lateness_run(db_path, args.tasks or 10_000, args.concurrency, args.speed or 1.0)
+            result = event_loop.run(
+                lateness_run(db_path, args.tasks or 10_000, args.concurrency, args.speed or 1.0),
+                None,
             )
         else:
             args.tasks, args.speed = args.tasks or 1000, args.speed or 20000.0
-            result = asyncio.run(run(args, db_path))
+            result = event_loop.run(run(args, db_path), None)
     if args.json:
         print(json.dumps(result))
         return

@@ -51,7 +51,8 @@ STATE_SQL = (
     " polls INTEGER NOT NULL, updated_at REAL NOT NULL)"
 )
 SYSTEMS = {
-    "videoq": "videoq, one process: SQLite store + local queue + simulator, concurrency 32",
+    "videoq": "videoq, one process: SQLite store + local queue + simulator, concurrency 32,"
+    " on the loop `videoq --no-ui` picks (uvloop where installed)",
     "huey-normal": "huey SqliteHuey, 1 thread, WAL, synchronous=NORMAL (state row in its file)",
     "huey-full": "huey SqliteHuey, 1 thread, WAL, its default synchronous=FULL",
     "arq": "arq + Redis (appendonly yes, appendfsync everysec), max_jobs 32, state in a hash",
@@ -337,7 +338,9 @@ def child(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.ERROR)
     workdir, window = Path(args.workdir), Window()
     if args.child == "videoq":
-        asyncio.run(run_videoq(args.tasks, workdir, window))
+        from core import event_loop  # the loop `videoq --no-ui` runs on
+
+        event_loop.run(run_videoq(args.tasks, workdir, window), None)
     elif args.child.startswith("huey"):
         run_huey(args.tasks, workdir, window, normal=args.child == "huey-normal")
     elif args.child == "arq":

@@ -119,6 +119,7 @@ class Settings:
             setattr(self, name, _http_url(name, getattr(self, name)))
         _a_pattern(self.auto_retry_reasons)
         self.log_level = _known_level(self.log_level)
+        self.event_loop = _known_loop(_backend_name(self.event_loop))
 
     db_path: Path = field(default_factory=default_db_path, metadata=_env("VIDEOQ_DB"))
     """SQLite file of the embedded store and queue (default: videoq.db in the user data dir)."""
@@ -297,6 +298,10 @@ class Settings:
     log_level: str = field(default="INFO", metadata=_env("VIDEOQ_LOG_LEVEL"))
     """Log level of the command line: DEBUG, INFO, WARNING or ERROR."""
 
+    event_loop: str | None = field(default=None, metadata=_env("VIDEOQ_EVENT_LOOP"))
+    """Event loop of `videoq --no-ui`, `videoq serve` and the task commands: uvloop or asyncio
+    (default: uvloop where it is installed, else asyncio). The dashboard runs on asyncio."""
+
     @property
     def worker_url(self) -> str:
         """The URL deliveries are addressed (and signed) to."""
@@ -379,6 +384,12 @@ def _known_level(value: str) -> str:
     value = value.upper()
     if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise FieldRefused("log_level", "must be DEBUG, INFO, WARNING or ERROR")
+    return value
+
+
+def _known_loop(value: str | None) -> str | None:
+    if value not in {None, "uvloop", "asyncio"}:
+        raise FieldRefused("event_loop", "must be uvloop or asyncio")
     return value
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from msgspec import ValidationError
 
+from core import event_loop
 from core.config import Settings, settings_problem
 from core.errors import InvalidRequest, VideoqError
 from core.models import ACTIVE, TERMINAL, TaskStatus, VideoRequest, json_dict, utcnow
@@ -205,7 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return _run_guarded(lambda: run_dashboard(settings, demo=args.demo))
     command = COMMANDS[args.command] if args.command else cmd_worker
-    return _run_guarded(lambda: asyncio.run(_with_runtime(settings, command, args)))
+    main = _with_runtime(settings, command, args)
+    return _run_guarded(lambda: event_loop.run(main, settings.event_loop))
 
 
 async def _with_runtime(settings: Settings, command: Command, args: argparse.Namespace) -> int:

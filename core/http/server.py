@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import uvicorn
 
+from core import event_loop
 from core.config import HOOK_PATH, Settings
 from core.errors import VideoqError
 from core.http.app import create_app
@@ -171,7 +172,7 @@ async def run_background(runtime: Runtime, stop: asyncio.Event) -> None:
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> int:
     """Run `videoq serve` until SIGTERM/SIGINT; returns the process exit code."""
     runtime = Runtime.from_settings(settings)
-    return asyncio.run(_serve(runtime, host, port))
+    return event_loop.run(_serve(runtime, host, port), settings.event_loop)
 
 
 async def _serve(runtime: Runtime, host: str, port: int) -> int:

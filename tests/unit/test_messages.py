@@ -100,6 +100,10 @@ def test_every_problem_lists_each_bad_field_once_in_field_order() -> None:
             {"log_level": "loud"},
             "invalid setting VIDEOQ_LOG_LEVEL: must be DEBUG, INFO, WARNING or ERROR",
         ),
+        (
+            {"event_loop": "tokio"},
+            "invalid setting VIDEOQ_EVENT_LOOP: must be uvloop or asyncio",
+        ),
     ],
 )
 def test_a_bad_setting_is_named_by_its_variable(values: dict[str, str], expected: str) -> None:
