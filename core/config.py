@@ -13,6 +13,7 @@ import msgspec
 from msgspec import Meta
 
 from core.errors import FieldRefused
+from core.event_loop import CHOICES as LOOP_CHOICES
 from core.urls import is_private_url
 
 DEFAULT_T8STAR_URL = "https://ai.t8star.cn"
@@ -388,8 +389,8 @@ def _known_level(value: str) -> str:
 
 
 def _known_loop(value: str | None) -> str | None:
-    if value not in {None, "uvloop", "asyncio"}:
-        raise FieldRefused("event_loop", "must be uvloop or asyncio")
+    if value is not None and value not in LOOP_CHOICES:
+        raise FieldRefused("event_loop", f"must be {' or '.join(LOOP_CHOICES)}")
     return value
 
 

@@ -2,8 +2,8 @@
 
 uvloop (libuv under asyncio's API) takes about a tenth less CPU per worker step than the
 standard loop on this project's workload (bench/peers.py), most of it in scheduling callbacks
-and in waking the loop from the store's writer thread. Everything here uses asyncio's public API
-only, so either loop runs it; `VIDEOQ_EVENT_LOOP=asyncio` chooses the standard one.
+and in waking the loop from the store's writer thread. videoq uses asyncio's public API only,
+so either loop runs it; `VIDEOQ_EVENT_LOOP=asyncio` chooses the standard one.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from typing import Any, TypeVar
 from core.errors import ConfigError
 
 T = TypeVar("T")
+
+CHOICES = ("uvloop", "asyncio")
+"""What `VIDEOQ_EVENT_LOOP` may name (unset: uvloop where it is installed)."""
 
 
 def loop_factory(choice: str | None) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -206,8 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return _run_guarded(lambda: run_dashboard(settings, demo=args.demo))
     command = COMMANDS[args.command] if args.command else cmd_worker
-    main = _with_runtime(settings, command, args)
-    return _run_guarded(lambda: event_loop.run(main, settings.event_loop))
+    work = _with_runtime(settings, command, args)
+    return _run_guarded(lambda: event_loop.run(work, settings.event_loop))
 
 
 async def _with_runtime(settings: Settings, command: Command, args: argparse.Namespace) -> int:

@@ -268,8 +268,9 @@ class SqliteStore:
         self, task: Task, event: TaskEvent | None = None, images: Sequence[str] = ()
     ) -> PreparedInsert:
         """The values `insert()` writes, encoded."""
-        values = encode_task(task)
-        as_is = all(map(stored_as_is, TASK_COLUMNS, msgspec.structs.astuple(task)))
+        row = msgspec.structs.astuple(task)
+        values = encode_task(row)
+        as_is = all(map(stored_as_is, TASK_COLUMNS, row))
         events = _event_values(event, task.id)
         return PreparedInsert(task.id, values, events, tuple(images), task if as_is else None)
 
@@ -654,7 +655,7 @@ class SqliteStore:
 def _event_values(event: TaskEvent | None, task_id: str) -> builtins.list[Any] | None:
     if event is None:
         return None
-    values = encode_event(event)
+    values = encode_event(msgspec.structs.astuple(event))
     values[_EVENT_TASK_ID] = task_id
     return values
 

@@ -23,8 +23,6 @@ from types import NoneType, UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
 import msgspec
-from msgspec import Struct
-from msgspec.structs import astuple
 
 from core.errors import StoreError
 from core.models import TASK_COLUMNS, ChangeOp, Task, TaskEvent, TaskStatus
@@ -205,24 +203,25 @@ def encode(name: str, value: Any) -> Any:
     return None if value is None else _ENCODE[name](value)
 
 
-def encode_struct(names: tuple[str, ...]) -> Callable[[Struct], list[Any]]:
-    """A function that encodes a Task or TaskEvent whose fields are `names`, in that order.
+def encode_values(names: tuple[str, ...]) -> Callable[[tuple[Any, ...]], list[Any]]:
+    """A function that encodes the values of the columns `names`, given in that order (a Task's
+    or TaskEvent's `msgspec.structs.astuple()`).
 
-    The hot paths' form of `encode`: one pass over the struct's values, no look-up per column.
+    The hot paths' form of `encode`: one pass over the values, no look-up per column.
     """
     coders = tuple(_ENCODE[name] for name in names)
 
-    def encoded(struct: Struct) -> list[Any]:
+    def encoded(values: tuple[Any, ...]) -> list[Any]:
         return [
             None if value is None else coder(value)
-            for coder, value in zip(coders, astuple(struct), strict=True)
+            for coder, value in zip(coders, values, strict=True)
         ]
 
     return encoded
 
 
-encode_task = encode_struct(TASK_COLUMNS)
-encode_event = encode_struct(EVENT_COLUMNS)
+encode_task = encode_values(TASK_COLUMNS)
+encode_event = encode_values(EVENT_COLUMNS)
 
 
 _TASK_COLUMN_SET = frozenset(TASK_COLUMNS)

@@ -126,6 +126,26 @@ def test_a_bad_setting_is_named(cli: Cli) -> None:
     assert done.returncode != 0 and "VIDEOQ_SIM_SPEED" in done.stderr
 
 
+@pytest.mark.parametrize(
+    "command", [["list"], ["--no-ui", "--until-idle"], ["serve", "--port", "1"]]
+)
+def test_the_commands_run_on_the_event_loop_the_setting_names(
+    cli: Cli, tmp_path: Path, command: list[str]
+) -> None:
+    # A machine without uvloop: a package of that name that cannot be imported comes first.
+    (tmp_path / "hidden" / "uvloop").mkdir(parents=True)
+    (tmp_path / "hidden" / "uvloop" / "__init__.py").write_text("raise ImportError('not here')")
+    cli.env["PYTHONPATH"] = str(tmp_path / "hidden")
+    cli.env["VIDEOQ_EVENT_LOOP"] = "uvloop"
+    refused = cli.run(*command)
+    assert refused.returncode == 1
+    assert "VIDEOQ_EVENT_LOOP=uvloop, but uvloop is not installed" in refused.stderr
+    assert not cli.db_path.exists()  # nothing ran
+    cli.env["VIDEOQ_EVENT_LOOP"] = "asyncio"
+    if command == ["list"]:
+        assert cli.run(*command).returncode == 0
+
+
 def wait_for_line(log: Path, line: str, timeout: float = 30) -> None:
     """Wait until `line` is in the worker's log."""
     wait_until_sync(
