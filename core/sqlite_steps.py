@@ -12,6 +12,10 @@ reconciler, which counts a lost poll as made before it publishes the next seq. A
 first message is inserted with the row that creates the task, so no earlier copy exists; a
 copy the reconciler publishes later (its message seemed lost) is run once by the worker's
 submit claim, as any duplicate submit is.
+
+A step that a local delivery runs also deletes that delivery's message in the same write
+(`LocalQueue.in_hand`): the step's outcome, its next message and the ack commit together, and
+the queue has no ack of its own to write afterwards.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.models import Task, TaskEvent, WorkMessage
-from core.queue.local import LocalQueue
+from core.queue.local import InHand, LocalQueue
 from core.queue.local_db import insert_row
 from core.steps import NextStep
 from core.store.sqlite import PreparedInsert, PreparedUpdate, SqliteStore, Stored
@@ -56,17 +60,26 @@ class SqliteStepWrites:
         prepared = self.store.prepare_update(step.task_id, step.expect, changes, step.event)
         if prepared is None:
             return None
-        stored = await self.store.run_write(self._write, prepared, row)
+        in_hand = self.queue.in_hand(step.task_id)
+        stored, acked = await self.store.run_write(self._write, prepared, row, in_hand)
         if stored is not None:
             self.queue.published(step.message, row, row[0], stored=True)
+        if acked:
+            assert in_hand is not None
+            in_hand.acked = True
         return self.store.updated(prepared, stored)
 
-    def _write(self, prepared: PreparedUpdate, row: tuple[Any, ...]) -> Stored:
-        """In the group transaction: the compare-and-set, then its message if it applied."""
+    def _write(
+        self, prepared: PreparedUpdate, row: tuple[Any, ...], in_hand: InHand | None
+    ) -> tuple[Stored, bool]:
+        """In the group transaction: the compare-and-set, then, if it applied, its message
+        and the ack of the delivery that ran the step (if it is still ours)."""
         stored = self.store.apply_update(prepared)
-        if stored is not None:
-            insert_row(self.store.writer.connection, row)
-        return stored
+        if stored is None:
+            return None, False
+        db = self.store.writer.connection
+        insert_row(db, row)
+        return stored, in_hand is not None and self.queue.ack_with(db, in_hand)
 
     def _insert(self, prepared: PreparedInsert, row: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """In the group transaction: the new task, then its first message."""

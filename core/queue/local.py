@@ -12,17 +12,20 @@ an HTTP status.
 from __future__ import annotations
 
 import asyncio
-import json
+import contextvars
 import logging
 import math
 import random
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+import msgspec.json
 import msgspec.structs
 from msgspec import Struct
 
@@ -66,11 +69,39 @@ class MessageCounts(Struct):
     handed_back: int = 0
 
 
+@dataclass(slots=True)
+class InHand:
+    """The delivery running in this context, which its step may acknowledge as it commits.
+
+    A step on the same file (`core.sqlite_steps`) deletes the message in the transaction that
+    stores the step's outcome and its next message (`LocalQueue.ack_with`): one write fewer per
+    step, and the outcome and the ack commit together. Only the delivery's own task may.
+    """
+
+    claim: Claim
+    task_id: str | None = None
+    acked: bool = False
+
+
+# Set by each delivery in its own task, so it reaches the handler and nothing else.
+_IN_HAND: contextvars.ContextVar[InHand | None] = contextvars.ContextVar(
+    "videoq_local_delivery", default=None
+)
+
+
+class _Addressed(Struct):
+    task_id: str = "?"
+
+
+# Reads the task id alone, whatever else the body holds (unknown fields are skipped).
+_ADDRESSED = msgspec.json.Decoder(_Addressed)
+
+
 def _task_of(body: bytes) -> str:
-    # Only for log lines on the slow paths: the hot path never parses the body.
+    """The task a message body names, or "?" for a body that names none."""
     try:
-        return str(json.loads(body).get("task_id", "?"))
-    except (ValueError, AttributeError):
+        return _ADDRESSED.decode(body).task_id
+    except msgspec.DecodeError:
         return "?"
 
 
@@ -410,6 +441,8 @@ class LocalQueue:
             headers["Upstash-Signature"] = signing.sign(
                 claim.body, self.signing_key, self.destination
             )
+        in_hand = InHand(claim)
+        _IN_HAND.set(in_hand)
         try:
             # Like QStash's response timeout: a later answer would race a redelivery.
             async with asyncio.timeout(self.lease * 0.9):
@@ -423,7 +456,31 @@ class LocalQueue:
                 "task %s: delivery %s crashed the handler", _task_of(claim.body), claim.id
             )
             result = DeliveryResult(500, reason=f"handler raised {type(exc).__name__}")
+        if in_hand.acked:
+            # The step's own transaction deleted the message: what it answered after that
+            # changes nothing (a redelivery would find its step done).
+            self.counts.delivered += 1
+            return
         await self._settle(claim, result)
+
+    def in_hand(self, task_id: str) -> InHand | None:
+        """The delivery this context runs, if it is a message of `task_id` not acked yet."""
+        in_hand = _IN_HAND.get()
+        if in_hand is None or in_hand.acked:
+            return None
+        if in_hand.task_id is None:
+            in_hand.task_id = _task_of(in_hand.claim.body)
+        return in_hand if in_hand.task_id == task_id else None
+
+    @staticmethod
+    def ack_with(db: sqlite3.Connection, in_hand: InHand) -> bool:
+        """In the caller's transaction on the queue's file: delete the delivered message.
+
+        True when it was still ours (our lease); the caller marks `in_hand.acked` once its
+        transaction has committed.
+        """
+        claim = in_hand.claim
+        return db.execute(DONE, (claim.id, claim.token)).rowcount == 1
 
     async def _settle(self, claim: Claim, result: DeliveryResult) -> None:
         now = self._clock()

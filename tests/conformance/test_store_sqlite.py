@@ -7,7 +7,7 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,32 @@ async def test_stored_values_are_plain_text_and_numbers(store: SqliteStore) -> N
     assert created_at.endswith("+00:00")
     assert (image_count, hd, status) == (1, 0, "queued")
     assert stored == [(0, "https://x.test/a.png")]
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 12, 3, 9, 5, 1, 250, tzinfo=UTC),
+        datetime(2026, 12, 3, 9, 5, 1, 0, tzinfo=UTC),  # no microseconds: still six digits
+        datetime(2026, 12, 3, 9, 5, 1, 0),  # naive means UTC
+        datetime(2026, 12, 3, 10, 5, 1, 0, tzinfo=timezone(timedelta(hours=1))),
+        "2026-12-03T09:05:01+00:00",
+    ],
+)
+def test_times_are_stored_as_fixed_width_utc_text(moment: datetime | str) -> None:
+    text = sqlite_db.encode_time(moment)
+
+    assert len(text) == len("2026-12-03T09:05:01.000000+00:00")
+    assert text.startswith("2026-12-03T09:05:01.000") and text.endswith("+00:00")
+
+
+def test_stored_time_text_sorts_in_time_order() -> None:
+    start = datetime(2026, 12, 3, 9, 5, 1, tzinfo=UTC)
+    moments = [start + timedelta(microseconds=n) for n in (999_999, 0, 1, 10, 1_000_000)]
+
+    texts = [sqlite_db.encode_time(moment) for moment in moments]
+
+    assert sorted(texts) == [sqlite_db.encode_time(moment) for moment in sorted(moments)]
 
 
 async def test_the_feed_is_live_while_open(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ transaction when the store and the queue share a file."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from core.config import Settings
 from core.errors import StoreError
 from core.models import Task, TaskEvent, TaskStatus, VideoRequest, WorkMessage
+from core.queue import Delivery, DeliveryResult
 from core.queue.local import LocalQueue
 from core.runtime import Runtime
 from core.service import first_step
@@ -96,6 +98,59 @@ async def test_a_row_write_that_fails_publishes_nothing(runtime: Runtime, tmp_pa
 
     assert queued_ids(tmp_path / "v.db") == []
     assert await runtime.store.get(task.id) == task
+
+
+async def deliver_once(
+    runtime: Runtime, message: WorkMessage, step: NextStep, answer: DeliveryResult
+) -> None:
+    """Deliver `message` through the local queue to a handler that writes `step`, then
+    answers `answer`; stop once it has answered."""
+    queue = runtime.queue
+    assert isinstance(queue, LocalQueue)
+    await queue.publish(message)
+    stop = asyncio.Event()
+
+    async def handler(delivery: Delivery) -> DeliveryResult:
+        assert WorkMessage.from_bytes(delivery.body) == message
+        await runtime.steps.poll_next(step)
+        stop.set()
+        return answer
+
+    await asyncio.wait_for(queue.run(handler, stop), 10)
+
+
+async def test_a_local_delivery_is_acknowledged_by_the_step_it_runs(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """The step's row, its next message and the ack commit together: whatever the handler
+    answers after that, the delivery is done (its step has moved the row on)."""
+    task = await running_task(runtime)
+    expect = Expect(frozenset({RUNNING}), polls=0)
+    step = NextStep(task.id, expect, {"polls": 1}, event(task), poll(task, 2), 60)
+
+    await deliver_once(runtime, poll(task, 1), step, DeliveryResult(503, reason="after the write"))
+
+    written = await runtime.store.get(task.id)
+    assert written is not None and written.polls == 1
+    assert queued_ids(tmp_path / "v.db") == [written.message_id]
+    assert runtime.queue.counts.delivered == 1  # type: ignore[attr-defined]
+    assert runtime.queue.counts.retried == 0  # type: ignore[attr-defined]
+
+
+async def test_a_step_of_another_task_leaves_the_delivery_to_its_answer(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    delivered, other = await running_task(runtime), await running_task(runtime)
+    expect = Expect(frozenset({RUNNING}), polls=0)
+    step = NextStep(other.id, expect, {"polls": 1}, event(other), poll(other, 2), 60)
+
+    await deliver_once(runtime, poll(delivered, 1), step, DeliveryResult(503, reason="later"))
+
+    written = await runtime.store.get(other.id)
+    assert written is not None and written.polls == 1
+    assert len(queued_ids(tmp_path / "v.db")) == 2  # the other's next poll, and this one again
+    assert runtime.queue.counts.delivered == 0  # type: ignore[attr-defined]
+    assert runtime.queue.counts.retried == 1  # type: ignore[attr-defined]
 
 
 async def test_a_submit_stores_its_task_and_first_message_in_one_transaction(
