@@ -1,8 +1,10 @@
-"""core.event_loop: the commands' loop is uvloop where installed, asyncio's own when chosen."""
+"""core.event_loop: the commands' loop is uvloop where installed, asyncio's own when chosen;
+the collector's young threshold is raised while a command runs."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 
 import pytest
@@ -53,3 +55,19 @@ def test_uvloop_chosen_but_missing_is_a_clear_error_and_runs_nothing(
     with pytest.raises(ConfigError, match="VIDEOQ_EVENT_LOOP=uvloop, but uvloop is not installed"):
         event_loop.run(main(), "uvloop")
     assert ran == []
+
+
+def test_a_command_runs_with_rare_young_collections_and_gives_the_default_back() -> None:
+    before = gc.get_threshold()
+
+    async def thresholds() -> tuple[int, ...]:
+        return gc.get_threshold()
+
+    async def fails() -> None:
+        raise RuntimeError("the command failed")
+
+    assert event_loop.run(thresholds(), None) == (event_loop.YOUNG_COLLECTION_EVERY, *before[1:])
+    assert gc.get_threshold() == before
+    with pytest.raises(RuntimeError):
+        event_loop.run(fails(), None)
+    assert gc.get_threshold() == before
