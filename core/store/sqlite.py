@@ -140,7 +140,8 @@ class PreparedUpdate(Struct):
     """One compare-and-set, ready to run on the writer's thread.
 
     `known` is the row as this store last wrote it, when the changes are values that read back
-    as themselves (`stored_as_is`); `updated_at` is the time the statement sets.
+    as themselves (`stored_as_is`); `updated_at` is the time the statement sets. `told`: the
+    change log and the feed hear of it (all but a step's claim, see `claim_step`).
     """
 
     task_id: str
@@ -150,6 +151,7 @@ class PreparedUpdate(Struct):
     changes: dict[str, Any]
     updated_at: datetime
     known: Task | None
+    told: bool = True
 
 
 class PreparedInsert(Struct):
@@ -378,11 +380,17 @@ class SqliteStore:
         self, task_id: str, expect: Expect, lease_until: datetime, now: datetime
     ) -> StepClaim:
         """One compare-and-set that also checks the lease; on a miss, the row read in the
-        same write (one hop to the writer either way)."""
+        same write (one hop to the writer either way).
+
+        The claim is not told to the change log and the feed: it moves only the step's lease,
+        which no view shows, and the step's outcome follows it (one row and one feed event per
+        step fewer).
+        """
         changes = {"step_lease_until": lease_until}
         prepared = self.prepare_update(task_id, expect, changes, lease_free_at=now)
         if prepared is None:
             return StepClaim(await self.get(task_id), claimed=False)
+        prepared.told = False
         stored, claimed = await self._write(self._claim_or_read, prepared)
         if claimed:
             return StepClaim(self.updated(prepared, stored), claimed=True)
@@ -443,7 +451,9 @@ class SqliteStore:
         updated (`KnownRows`); else the row as stored now.
         """
         db = self._open_db
-        version = db.update(prepared.task_id, prepared.sql, prepared.params, prepared.event)
+        version = db.update(
+            prepared.task_id, prepared.sql, prepared.params, prepared.event, told=prepared.told
+        )
         if version is None:
             return None
         known = prepared.known
@@ -464,7 +474,8 @@ class SqliteStore:
         else:
             task = decode_task(stored)
         self._known.put(task)
-        self._publish(TaskChange("UPDATE", task))
+        if prepared.told:
+            self._publish(TaskChange("UPDATE", task))
         return task
 
     async def add_event(self, event: TaskEvent) -> None:

@@ -401,19 +401,23 @@ class Database:
         return tuple(row[0] for row in self.db.execute(_IMAGES, (task_id,)))
 
     def update(
-        self, task_id: str, sql: str, params: list[Any], event: list[Any] | None
+        self, task_id: str, sql: str, params: list[Any], event: list[Any] | None, *, told: bool
     ) -> int | None:
-        """The row's new version, or None when the compare-and-set did not apply."""
+        """The row's new version, or None when the compare-and-set did not apply.
+
+        `told`: a change-log row tells other processes' feeds.
+        """
         row = self.db.execute(sql, params).fetchone()
         if row is None:
             return None
-        self._logged(task_id, "UPDATE", event)
+        self._logged(task_id, "UPDATE", event, told)
         return int(row[0])
 
-    def _logged(self, task_id: str, op: str, event: list[Any] | None) -> None:
+    def _logged(self, task_id: str, op: str, event: list[Any] | None, told: bool = True) -> None:
         if event is not None:
             self.db.execute(_INSERT_EVENT, event)
-        self.db.execute(_LOG, (task_id, op, self.origin, time.time()))
+        if told:
+            self.db.execute(_LOG, (task_id, op, self.origin, time.time()))
 
     def probe_write(self) -> None:
         """One small real write (an update that matches nothing writes no page)."""

@@ -287,6 +287,28 @@ async def test_a_prune_tells_this_stores_subscribers_to_load_a_fresh_snapshot(
     assert deleted[TaskStatus.FAILED] == 1 and change.op == "SYNC"
 
 
+async def test_a_steps_claim_is_not_told_to_the_feed_and_its_outcome_is(
+    store: SqliteStore,
+) -> None:
+    """The claim moves only the step's lease: the change log and the feed hear of the step's
+    outcome, which carries the claim's version on."""
+    task = await store.insert(new_task())
+    now = datetime.now(UTC)
+    logged = _rows(store.path, "change_log")
+    async with aclosing(store.changes()) as feed:
+        assert (await asyncio.wait_for(anext(feed), TIMEOUT)).op == "SYNC"
+        claim = await store.claim_step(
+            task.id, Expect.of(TaskStatus.QUEUED), now + timedelta(seconds=60), now
+        )
+        assert claim.claimed and claim.task is not None and claim.task.version == 2
+        assert _rows(store.path, "change_log") == logged
+        ran = await store.update(task.id, Expect.of(TaskStatus.QUEUED), {"polls": 1})
+        change = await asyncio.wait_for(anext(feed), TIMEOUT)
+    assert ran is not None and change.task == ran and ran.version == 3
+    assert ran.step_lease_until == claim.task.step_lease_until
+    assert _rows(store.path, "change_log") == logged + 1
+
+
 # -- rows the store knows: an update reads nothing back when it can tell the row from its own ---
 
 
