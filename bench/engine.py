@@ -395,20 +395,20 @@ def main() -> None:
     args = parser.parse_args()
     if args.finished < 0 or (args.finished and args.workload != "W"):
         parser.error("--finished takes a count of 0 or more, with --workload W only")
+    loop = Settings(_env_file=None).event_loop  # type: ignore[call-arg]  # as the commands pick it
     with tempfile.TemporaryDirectory() as tmp:
         db_path = Path(tmp) / "bench.db"
         if args.workload == "W":
+            tasks = args.tasks or 2000
             result = event_loop.run(
-                workload_w(db_path, args.tasks or 2000, args.concurrency, args.finished), None
+                workload_w(db_path, tasks, args.concurrency, args.finished), loop
             )
         elif args.workload == "lateness":
-            result = event_loop.run(
-                lateness_run(db_path, args.tasks or 10_000, args.concurrency, args.speed or 1.0),
-                None,
-            )
+            tasks, speed = args.tasks or 10_000, args.speed or 1.0
+            result = event_loop.run(lateness_run(db_path, tasks, args.concurrency, speed), loop)
         else:
             args.tasks, args.speed = args.tasks or 1000, args.speed or 20000.0
-            result = event_loop.run(run(args, db_path), None)
+            result = event_loop.run(run(args, db_path), loop)
     if args.json:
         print(json.dumps(result))
         return

@@ -338,9 +338,12 @@ def child(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.ERROR)
     workdir, window = Path(args.workdir), Window()
     if args.child == "videoq":
-        from core import event_loop  # the loop `videoq --no-ui` runs on
+        from core import event_loop
+        from core.config import Settings
 
-        event_loop.run(run_videoq(args.tasks, workdir, window), None)
+        # The loop `videoq --no-ui` runs on: VIDEOQ_EVENT_LOOP, else uvloop where installed.
+        loop = Settings(_env_file=None).event_loop  # type: ignore[call-arg]
+        event_loop.run(run_videoq(args.tasks, workdir, window), loop)
     elif args.child.startswith("huey"):
         run_huey(args.tasks, workdir, window, normal=args.child == "huey-normal")
     elif args.child == "arq":
