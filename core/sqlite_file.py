@@ -34,8 +34,8 @@ SLOW_COMMIT = 0.05
 slow or stalled disk: a healthy one commits a write in a tenth of a millisecond). The second
 such batch within SLOW_DISK_BACKOFF seconds sends the batches of the next SLOW_DISK_BACKOFF
 seconds to the writer's thread. One alone is a hiccup, not a slow disk: a checkpoint's sync
-stalls a commit now and then (60 ms on this VM's disk under load), and a single hiccup sent a
-whole benchmark run to the thread, at a quarter more CPU per step."""
+stalls a commit now and then (60 ms, measured on a busy 2-core VM), and a single hiccup sent
+a whole benchmark run to the thread, at a quarter more CPU per step."""
 SLOW_WRITE = 0.001
 SLOW_DISK_BACKOFF = 10.0
 WAL_KEEP_BYTES = 64 * 1024 * 1024
