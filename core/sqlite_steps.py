@@ -20,13 +20,14 @@ the queue has no ack of its own to write afterwards.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from core.models import Task, TaskEvent, WorkMessage
 from core.queue.local import InHand, LocalQueue
 from core.queue.local_db import insert_row
 from core.steps import NextStep
+from core.store import Expect
 from core.store.sqlite import PreparedInsert, PreparedUpdate, SqliteStore, Stored
 
 
@@ -54,31 +55,46 @@ class SqliteStepWrites:
     async def started(self, step: NextStep) -> Task | None:
         return await self._together(step, record_id=False)
 
+    async def finished(
+        self, task_id: str, expect: Expect, changes: Mapping[str, Any], event: TaskEvent
+    ) -> Task | None:
+        prepared = self.store.prepare_update(task_id, expect, changes, event)
+        if prepared is None:
+            return None
+        return self.store.updated(prepared, await self._update(prepared, None))
+
     async def _together(self, step: NextStep, *, record_id: bool) -> Task | None:
         row, _ = self.queue.prepare_publish(step.message, step.delay)
         changes = {**step.changes, "message_id": row[0]} if record_id else step.changes
         prepared = self.store.prepare_update(step.task_id, step.expect, changes, step.event)
         if prepared is None:
             return None
-        in_hand = self.queue.in_hand(step.task_id)
-        stored, acked = await self.store.run_write(self._write, prepared, row, in_hand)
+        stored = await self._update(prepared, row)
         if stored is not None:
             self.queue.published(step.message, row, row[0], stored=True)
+        return self.store.updated(prepared, stored)
+
+    async def _update(self, prepared: PreparedUpdate, row: tuple[Any, ...] | None) -> Stored:
+        """Run the update and its message (if any) in one write, which also acks the local
+        delivery running this step, if there is one; marked acked once committed."""
+        in_hand = self.queue.in_hand(prepared.task_id)
+        stored, acked = await self.store.run_write(self._write, prepared, row, in_hand)
         if acked:
             assert in_hand is not None
             in_hand.acked = True
-        return self.store.updated(prepared, stored)
+        return stored
 
     def _write(
-        self, prepared: PreparedUpdate, row: tuple[Any, ...], in_hand: InHand | None
+        self, prepared: PreparedUpdate, row: tuple[Any, ...] | None, in_hand: InHand | None
     ) -> tuple[Stored, bool]:
-        """In the group transaction: the compare-and-set, then, if it applied, its message
-        and the ack of the delivery that ran the step (if it is still ours)."""
+        """In the group transaction: the compare-and-set, then, if it applied, its message (if
+        any) and the ack of the delivery that ran the step (if it is still ours)."""
         stored = self.store.apply_update(prepared)
         if stored is None:
             return None, False
         db = self.store.writer.connection
-        insert_row(db, row)
+        if row is not None:
+            insert_row(db, row)
         return stored, in_hand is not None and self.queue.ack_with(db, in_hand)
 
     def _insert(self, prepared: PreparedInsert, row: tuple[Any, ...]) -> tuple[Any, ...] | None:

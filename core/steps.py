@@ -62,6 +62,15 @@ class StepWrites(Protocol):
         """
         ...
 
+    async def finished(
+        self, task_id: str, expect: Expect, changes: Mapping[str, Any], event: TaskEvent
+    ) -> Task | None:
+        """Apply a step's last changes, which publish no message (the task ends).
+
+        Returns the new row, or None when the row no longer matched `expect`.
+        """
+        ...
+
 
 class SeparateWrites:
     """A store and a queue that share no transaction: two writes, the safe one first."""
@@ -89,3 +98,8 @@ class SeparateWrites:
                 log.warning("task %s: %s not published, the reconciler will: %s",
                             step.task_id, step.message.step, exc.message)  # fmt: skip
         return task
+
+    async def finished(
+        self, task_id: str, expect: Expect, changes: Mapping[str, Any], event: TaskEvent
+    ) -> Task | None:
+        return await self.store.update(task_id, expect, changes, event)

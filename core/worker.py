@@ -539,7 +539,7 @@ class StepWorker:
         event.http_status, event.latency_ms = http_status, latency_ms
         if answer is not None:
             event.upstream_status, event.progress = answer.raw_status, answer.progress
-        ended = await self.store.update(task.id, _expect(task, polls=task.polls), changes, event)
+        ended = await self.steps.finished(task.id, _expect(task, polls=task.polls), changes, event)
         if ended is not None:
             # A failure is something an operator should see even with only warnings shown.
             log.log(

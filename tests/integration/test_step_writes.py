@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -101,10 +101,13 @@ async def test_a_row_write_that_fails_publishes_nothing(runtime: Runtime, tmp_pa
 
 
 async def deliver_once(
-    runtime: Runtime, message: WorkMessage, step: NextStep, answer: DeliveryResult
+    runtime: Runtime,
+    message: WorkMessage,
+    step: NextStep | Callable[[], Awaitable[object]],
+    answer: DeliveryResult,
 ) -> None:
-    """Deliver `message` through the local queue to a handler that writes `step`, then
-    answers `answer`; stop once it has answered."""
+    """Deliver `message` through the local queue to a handler that writes `step` (or runs
+    it), then answers `answer`; stop once it has answered."""
     queue = runtime.queue
     assert isinstance(queue, LocalQueue)
     await queue.publish(message)
@@ -112,7 +115,7 @@ async def deliver_once(
 
     async def handler(delivery: Delivery) -> DeliveryResult:
         assert WorkMessage.from_bytes(delivery.body) == message
-        await runtime.steps.poll_next(step)
+        await (runtime.steps.poll_next(step) if isinstance(step, NextStep) else step())
         stop.set()
         return answer
 
@@ -133,6 +136,25 @@ async def test_a_local_delivery_is_acknowledged_by_the_step_it_runs(
     written = await runtime.store.get(task.id)
     assert written is not None and written.polls == 1
     assert queued_ids(tmp_path / "v.db") == [written.message_id]
+    assert runtime.queue.counts.delivered == 1  # type: ignore[attr-defined]
+    assert runtime.queue.counts.retried == 0  # type: ignore[attr-defined]
+
+
+async def test_a_step_that_ends_its_task_acknowledges_its_delivery_in_the_same_write(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    task = await running_task(runtime)
+    expect = Expect(frozenset({RUNNING}), polls=0)
+    changes = {"status": TaskStatus.SUCCEEDED, "polls": 1, "video_url": "https://x.test/v.mp4"}
+
+    async def finish() -> None:
+        await runtime.steps.finished(task.id, expect, changes, event(task))
+
+    await deliver_once(runtime, poll(task, 1), finish, DeliveryResult(503, reason="later"))
+
+    ended = await runtime.store.get(task.id)
+    assert ended is not None and ended.status is TaskStatus.SUCCEEDED
+    assert queued_ids(tmp_path / "v.db") == []
     assert runtime.queue.counts.delivered == 1  # type: ignore[attr-defined]
     assert runtime.queue.counts.retried == 0  # type: ignore[attr-defined]
 

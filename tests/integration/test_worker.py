@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -426,6 +427,11 @@ class StoreFailsOnce:
 
     async def poll_next(self, step: NextStep) -> Task | None:
         return await self.inner.poll_next(step)
+
+    async def finished(
+        self, task_id: str, expect: Expect, changes: Mapping[str, Any], event: TaskEvent
+    ) -> Task | None:
+        return await self.inner.finished(task_id, expect, changes, event)
 
     async def started(self, step: NextStep) -> Task | None:
         if self.failures == 0:
