@@ -233,11 +233,20 @@ begin
         delete from public.video_task_counts;
         return null;
     end if;
-    if tg_op in ('UPDATE', 'DELETE') then
+    if tg_op = 'UPDATE' then
+        -- Both rows in one statement, in key order: two transitions at once (running to
+        -- failed in one transaction, failed to queued in another) must never lock the two
+        -- rows in opposite orders, which deadlocked.
+        insert into public.video_task_counts as c (user_id, status, tasks)
+        select k.user_id, k.status, k.delta
+          from (values (old.user_id, old.status, -1), (new.user_id, new.status, 1))
+               as k (user_id, status, delta)
+         order by k.user_id, k.status
+        on conflict (user_id, status) do update set tasks = c.tasks + excluded.tasks;
+    elsif tg_op = 'DELETE' then
         update public.video_task_counts set tasks = tasks - 1
          where user_id = old.user_id and status = old.status;
-    end if;
-    if tg_op in ('INSERT', 'UPDATE') then
+    else
         insert into public.video_task_counts as c (user_id, status, tasks)
         values (new.user_id, new.status, 1)
         on conflict (user_id, status) do update set tasks = c.tasks + 1;
