@@ -25,7 +25,7 @@ from typing import Any
 
 from core.models import Task, TaskEvent, WorkMessage
 from core.queue.local import InHand, LocalQueue
-from core.queue.local_db import insert_row
+from core.queue.local_db import ack_row, insert_row
 from core.steps import NextStep
 from core.store import Expect
 from core.store.sqlite import PreparedInsert, PreparedUpdate, SqliteStore, Stored
@@ -95,7 +95,7 @@ class SqliteStepWrites:
         db = self.store.writer.connection
         if row is not None:
             insert_row(db, row)
-        return stored, in_hand is not None and self.queue.ack_with(db, in_hand)
+        return stored, in_hand is not None and ack_row(db, in_hand.claim)
 
     def _insert(self, prepared: PreparedInsert, row: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """In the group transaction: the new task, then its first message."""

@@ -17,7 +17,6 @@ import logging
 import math
 import random
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,8 +73,9 @@ class InHand:
     """The delivery running in this context, which its step may acknowledge as it commits.
 
     A step on the same file (`core.sqlite_steps`) deletes the message in the transaction that
-    stores the step's outcome and its next message (`LocalQueue.ack_with`): one write fewer per
-    step, and the outcome and the ack commit together. Only the delivery's own task may.
+    stores the step's outcome and its next message (`local_db.ack_row`), and sets `acked` once
+    that has committed: one write fewer per step, and the outcome and the ack commit together.
+    Only the delivery's own task may.
     """
 
     claim: Claim
@@ -459,7 +459,7 @@ class LocalQueue:
         if in_hand.acked:
             # The step's own transaction deleted the message: what it answered after that
             # changes nothing (a redelivery would find its step done).
-            self.counts.delivered += 1
+            self._count(claim, DONE, (), "")
             return
         await self._settle(claim, result)
 
@@ -471,16 +471,6 @@ class LocalQueue:
         if in_hand.task_id is None:
             in_hand.task_id = _task_of(in_hand.claim.body)
         return in_hand if in_hand.task_id == task_id else None
-
-    @staticmethod
-    def ack_with(db: sqlite3.Connection, in_hand: InHand) -> bool:
-        """In the caller's transaction on the queue's file: delete the delivered message.
-
-        True when it was still ours (our lease); the caller marks `in_hand.acked` once its
-        transaction has committed.
-        """
-        claim = in_hand.claim
-        return db.execute(DONE, (claim.id, claim.token)).rowcount == 1
 
     async def _settle(self, claim: Claim, result: DeliveryResult) -> None:
         now = self._clock()

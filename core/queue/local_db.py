@@ -227,6 +227,11 @@ def insert_row(db: sqlite3.Connection, row: tuple[Any, ...]) -> None:
     )
 
 
+def ack_row(db: sqlite3.Connection, claim: Claim) -> bool:
+    """Delete a delivered message in the caller's transaction, if `claim` still holds its lease."""
+    return _changed(db, DONE, (claim.id, claim.token))
+
+
 def _fetch_all(db: sqlite3.Connection, sql: str, params: Any) -> list[Any]:
     return db.execute(sql, params).fetchall()
 

@@ -387,10 +387,9 @@ class SqliteStore:
         step fewer).
         """
         changes = {"step_lease_until": lease_until}
-        prepared = self.prepare_update(task_id, expect, changes, lease_free_at=now)
+        prepared = self.prepare_update(task_id, expect, changes, lease_free_at=now, told=False)
         if prepared is None:
             return StepClaim(await self.get(task_id), claimed=False)
-        prepared.told = False
         stored, claimed = await self._write(self._claim_or_read, prepared)
         if claimed:
             return StepClaim(self.updated(prepared, stored), claimed=True)
@@ -411,10 +410,12 @@ class SqliteStore:
         event: TaskEvent | None = None,
         *,
         lease_free_at: datetime | None = None,
+        told: bool = True,
     ) -> PreparedUpdate | None:
         """The statement and values of `update()`; None when `expect` can match no row.
 
-        `lease_free_at`: the row must also hold no step lease live at that moment.
+        `lease_free_at`: the row must also hold no step lease live at that moment. `told`: see
+        `PreparedUpdate`.
         """
         check_columns(changes, "changes")
         check_columns(expect.extra, "expect.extra")
@@ -442,7 +443,7 @@ class SqliteStore:
             params.append(encode_time(lease_free_at))
         known = self._known.get(task_id) if as_is else None
         event_values = _event_values(event, task_id)
-        return PreparedUpdate(task_id, sql, params, event_values, set_values, now, known)
+        return PreparedUpdate(task_id, sql, params, event_values, set_values, now, known, told)
 
     def apply_update(self, prepared: PreparedUpdate) -> Stored:
         """Run a prepared update on the writer's thread, inside its group transaction.

@@ -20,6 +20,7 @@ from core.service import first_step
 from core.sqlite_steps import SqliteStepWrites
 from core.steps import NextStep, SeparateWrites
 from core.store import Expect
+from core.supervisor import supervise
 from tests.conformance.store_contract import new_task
 
 RUNNING = TaskStatus.RUNNING
@@ -103,11 +104,11 @@ async def test_a_row_write_that_fails_publishes_nothing(runtime: Runtime, tmp_pa
 async def deliver_once(
     runtime: Runtime,
     message: WorkMessage,
-    step: NextStep | Callable[[], Awaitable[object]],
+    write: Callable[[], Awaitable[object]],
     answer: DeliveryResult,
 ) -> None:
-    """Deliver `message` through the local queue to a handler that writes `step` (or runs
-    it), then answers `answer`; stop once it has answered."""
+    """Deliver `message` through the local queue to a handler that runs `write`, then answers
+    `answer`; stop once it has answered."""
     queue = runtime.queue
     assert isinstance(queue, LocalQueue)
     await queue.publish(message)
@@ -115,7 +116,7 @@ async def deliver_once(
 
     async def handler(delivery: Delivery) -> DeliveryResult:
         assert WorkMessage.from_bytes(delivery.body) == message
-        await (runtime.steps.poll_next(step) if isinstance(step, NextStep) else step())
+        await write()
         stop.set()
         return answer
 
@@ -131,7 +132,12 @@ async def test_a_local_delivery_is_acknowledged_by_the_step_it_runs(
     expect = Expect(frozenset({RUNNING}), polls=0)
     step = NextStep(task.id, expect, {"polls": 1}, event(task), poll(task, 2), 60)
 
-    await deliver_once(runtime, poll(task, 1), step, DeliveryResult(503, reason="after the write"))
+    await deliver_once(
+        runtime,
+        poll(task, 1),
+        lambda: runtime.steps.poll_next(step),
+        DeliveryResult(503, reason="after the write"),
+    )
 
     written = await runtime.store.get(task.id)
     assert written is not None and written.polls == 1
@@ -147,16 +153,44 @@ async def test_a_step_that_ends_its_task_acknowledges_its_delivery_in_the_same_w
     expect = Expect(frozenset({RUNNING}), polls=0)
     changes = {"status": TaskStatus.SUCCEEDED, "polls": 1, "video_url": "https://x.test/v.mp4"}
 
-    async def finish() -> None:
-        await runtime.steps.finished(task.id, expect, changes, event(task))
-
-    await deliver_once(runtime, poll(task, 1), finish, DeliveryResult(503, reason="later"))
+    await deliver_once(
+        runtime,
+        poll(task, 1),
+        lambda: runtime.steps.finished(task.id, expect, changes, event(task)),
+        DeliveryResult(503, reason="later"),
+    )
 
     ended = await runtime.store.get(task.id)
     assert ended is not None and ended.status is TaskStatus.SUCCEEDED
     assert queued_ids(tmp_path / "v.db") == []
     assert runtime.queue.counts.delivered == 1  # type: ignore[attr-defined]
     assert runtime.queue.counts.retried == 0  # type: ignore[attr-defined]
+
+
+async def test_every_step_of_a_worker_run_acks_its_delivery_in_the_steps_own_write(
+    tmp_path: Path,
+) -> None:
+    """Each delivered message is deleted in the transaction that records its step (the one
+    with the step's history row), the step that ends the task included: no ack of its own."""
+    settings = Settings(_env_file=None, db_path=tmp_path / "v.db", sim_speedup=100_000)  # type: ignore[call-arg]
+    transactions: list[list[str]] = []
+
+    def trace(statement: str) -> None:
+        if statement == "BEGIN IMMEDIATE":
+            transactions.append([])
+        elif transactions:
+            transactions[-1].append(statement)
+
+    async with Runtime.from_settings(settings) as runtime:
+        runtime.store.writer.connection.set_trace_callback(trace)  # type: ignore[attr-defined]
+        task = await runtime.service.submit(VideoRequest.parse({"prompt": "a fox"}))
+        await asyncio.wait_for(supervise(runtime, asyncio.Event(), until_idle=True), 30)
+        ended = await runtime.store.get(task.id)
+
+    acks = [t for t in transactions if any(s.startswith("DELETE FROM queue_messages") for s in t)]
+    assert ended is not None and ended.status.terminal  # the simulator fails one job in ten
+    assert len(acks) >= 2  # the submit, and the poll that ended the task at least
+    assert all(any(s.startswith("INSERT INTO task_events") for s in t) for t in acks)
 
 
 async def test_a_step_of_another_task_leaves_the_delivery_to_its_answer(
@@ -166,7 +200,12 @@ async def test_a_step_of_another_task_leaves_the_delivery_to_its_answer(
     expect = Expect(frozenset({RUNNING}), polls=0)
     step = NextStep(other.id, expect, {"polls": 1}, event(other), poll(other, 2), 60)
 
-    await deliver_once(runtime, poll(delivered, 1), step, DeliveryResult(503, reason="later"))
+    await deliver_once(
+        runtime,
+        poll(delivered, 1),
+        lambda: runtime.steps.poll_next(step),
+        DeliveryResult(503, reason="later"),
+    )
 
     written = await runtime.store.get(other.id)
     assert written is not None and written.polls == 1
