@@ -53,16 +53,19 @@ def event(task: Task) -> TaskEvent:
     return TaskEvent(task_id=task.id, kind="poll", attempt=task.attempt, actor="worker")
 
 
+def first_poll(task: Task, delay: float = 0) -> NextStep:
+    """The step of a running task's first poll: `polls` 0 → 1, poll 2 published."""
+    expect = Expect(frozenset({RUNNING}), polls=0)
+    return NextStep(task.id, expect, {"polls": 1}, event(task), poll(task, 2), delay)
+
+
 async def test_the_embedded_store_and_queue_write_steps_in_one_transaction(
     runtime: Runtime, tmp_path: Path
 ) -> None:
     assert isinstance(runtime.steps, SqliteStepWrites)
     task = await running_task(runtime)
 
-    expect = Expect(frozenset({RUNNING}), polls=0)
-    written = await runtime.steps.poll_next(
-        NextStep(task.id, expect, {"polls": 1}, event(task), poll(task, 2), 0)
-    )
+    written = await runtime.steps.poll_next(first_poll(task))
 
     assert written is not None and written.polls == 1
     assert queued_ids(tmp_path / "v.db") == [written.message_id]
@@ -129,8 +132,7 @@ async def test_a_local_delivery_is_acknowledged_by_the_step_it_runs(
     """The step's row, its next message and the ack commit together: whatever the handler
     answers after that, the delivery is done (its step has moved the row on)."""
     task = await running_task(runtime)
-    expect = Expect(frozenset({RUNNING}), polls=0)
-    step = NextStep(task.id, expect, {"polls": 1}, event(task), poll(task, 2), 60)
+    step = first_poll(task, delay=60)
 
     await deliver_once(
         runtime,
@@ -197,8 +199,7 @@ async def test_a_step_of_another_task_leaves_the_delivery_to_its_answer(
     runtime: Runtime, tmp_path: Path
 ) -> None:
     delivered, other = await running_task(runtime), await running_task(runtime)
-    expect = Expect(frozenset({RUNNING}), polls=0)
-    step = NextStep(other.id, expect, {"polls": 1}, event(other), poll(other, 2), 60)
+    step = first_poll(other, delay=60)
 
     await deliver_once(
         runtime,
