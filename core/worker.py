@@ -29,6 +29,7 @@ from core.steps import NextStep, SeparateWrites, StepWrites
 from core.store import Expect, StepClaim, TaskStore
 from core.text import one_line
 from core.upstream import Upstream, UpstreamState, UpstreamStatus, provider_for
+from core.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,8 @@ class StepWorker:
         # Set when submits ask the upstream to call back (the schedule is then a safety net).
         self.hooks = hooks
         self.stats = WorkerStats()
+        # Bounds each step by `timing.step_timeout` (one timer for all the steps in flight).
+        self._step_limits = Watchdog()
         # What a poll's delay becomes before it is published (the QStash budget stretches it).
         self.pace: Callable[[float], float] = _unpaced
 
@@ -167,7 +170,7 @@ class StepWorker:
         """Run one step within the step timeout; a failed one gives back the poll claim it took."""
         held: list[Task] = []  # the poll claim this step took, released if the step fails
         try:
-            async with asyncio.timeout(self.timing.step_timeout):
+            with self._step_limits.limit(self.timing.step_timeout):
                 return await work(held)
         except VideoqError as exc:
             # Store trouble too: the delivery is not lost, the queue brings it again later.

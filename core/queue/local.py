@@ -47,6 +47,7 @@ from core.queue.local_db import (
 )
 from core.retry import DAY, RetryPolicy
 from core.sqlite_file import SqliteWriter
+from core.watchdog import Watchdog
 
 __all__ = ["LocalQueue", "QueueStats", "QueuedMessage"]
 
@@ -154,6 +155,8 @@ class LocalQueue:
         # Message ids need to be unique, not secret: a seeded PRNG spares a syscall per publish.
         self._ids = random.Random(secrets.randbits(128))
         self._inflight: dict[asyncio.Task[None], Claim] = {}
+        # Cuts a handler still unanswered after 0.9 x the lease (one timer for all of them).
+        self._watchdog = Watchdog()
         self._wake = asyncio.Event()
         self._wake_at = NEVER
         self._next_due = 0.0
@@ -445,7 +448,7 @@ class LocalQueue:
         _IN_HAND.set(in_hand)
         try:
             # Like QStash's response timeout: a later answer would race a redelivery.
-            async with asyncio.timeout(self.lease * 0.9):
+            with self._watchdog.limit(self.lease * 0.9):
                 result = await handler(Delivery(claim.body, headers))
             if not isinstance(result, DeliveryResult):
                 raise TypeError(f"the handler answered {type(result).__name__}")

@@ -297,6 +297,75 @@ async def test_a_handler_that_outlives_the_lease_is_abandoned_and_retried(
     assert (queue.counts.retried, queue.counts.delivered) == (1, 1)
 
 
+async def test_only_the_handler_past_its_answer_by_time_is_cut_and_it_answers_504(
+    open_harness: OpenHarness,
+) -> None:
+    # Answers are due 0.9 s after the claim; the retry waits an hour, so the cut message stays
+    # in the file with what its cut answered.
+    harness = await open_harness(lease=1.0)
+    await harness.slow_backoff()
+    queue = harness.queue
+    cut: list[str] = []
+    delivered: list[str] = []
+
+    async def handle(delivery: Delivery) -> DeliveryResult:
+        task_id = msgspec.json.decode(delivery.body)["task_id"]
+        if task_id == "hangs":
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cut.append(task_id)
+                raise
+        await asyncio.sleep(0.05)  # still in flight when the hanging one is published
+        delivered.append(task_id)
+        return DeliveryResult(200)
+
+    harness.set_handler(handle)
+    await harness.start()
+    hangs = await queue.publish(step(task_id="hangs"))
+    quick = [await queue.publish(step(task_id=f"quick-{n}")) for n in range(5)]
+    for message_id in quick:
+        await wait_gone(harness, message_id)
+    await wait_until(lambda: cut == ["hangs"], "the hanging handler cut")
+    held = await queue.get(hangs)
+    assert held is not None and held.state == "pending" and held.retried == 1
+    assert (held.last_status, held.reason) == (504, "no answer within 0.9s")
+    assert sorted(delivered) == [f"quick-{n}" for n in range(5)]
+    assert (queue.counts.delivered, queue.counts.retried, queue.in_flight) == (5, 1, 0)
+
+
+async def test_a_stop_cancels_a_delivery_the_watchdog_cut_as_well(
+    open_harness: OpenHarness,
+) -> None:
+    # A handler that ignores its cut (at 0.9 s) is still running at the stop it asks for then:
+    # the stop's cancel is not taken for the watchdog's, so the delivery ends and its lease
+    # (1 s, not expired yet) is handed back.
+    harness = await open_harness(lease=1.0, drain_timeout=0.01)
+    queue = harness.queue
+    cuts = 0
+
+    async def stubborn(delivery: Delivery) -> DeliveryResult:
+        nonlocal cuts
+        while True:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cuts += 1
+                if cuts > 1:
+                    raise
+                harness.request_stop()
+
+    harness.set_handler(stubborn)
+    await harness.start()
+    message_id = await queue.publish(step(task_id="stubborn"))
+    await wait_until(lambda: cuts == 1, "the watchdog's cut")
+    await harness.stop()  # times out if the stop's cancel is swallowed
+    assert cuts == 2 and queue.in_flight == 0
+    assert (queue.counts.handed_back, queue.counts.retried) == (1, 0)
+    held = await queue.get(message_id)
+    assert held is not None and held.state == "pending" and held.retried == 0
+
+
 async def test_two_dispatchers_on_one_file_never_deliver_a_message_twice(
     open_harness: OpenHarness,
 ) -> None:
