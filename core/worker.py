@@ -134,28 +134,36 @@ class StepWorker:
             log.warning("refused a delivery: %s", exc.message)
             self.stats.count("unauthorized")
             return DeliveryResult(401, reason=exc.message)
-        return await self.handle_local(delivery)
+        return await self._run_delivery(delivery, sole=False)
 
     async def handle_local(self, delivery: Delivery) -> DeliveryResult:
         """Run the step of a delivery that never left this process (the local queue's).
 
         Nothing to verify: the body comes from our own file, not from a network peer; every
         delivery that arrives over HTTP goes through `handle`, which checks its signature.
+        The queue's lease makes it the only delivery of its message: a poll takes no claim
+        where the store has the row as it last wrote it (`TaskStore.claim_step`, `sole`).
         """
+        return await self._run_delivery(delivery, sole=True)
+
+    async def _run_delivery(self, delivery: Delivery, *, sole: bool) -> DeliveryResult:
         try:
             message = WorkMessage.from_bytes(delivery.body)
         except DecodeError:
             log.warning("refused a malformed message (%d bytes)", len(delivery.body))
             self.stats.count("malformed")
             return DeliveryResult(489, non_retryable=True, reason="malformed message")
-        result = await self.run_step(message)
+        result = await self.run_step(message, sole=sole)
         self.stats.count("ok" if result.ok else "retry")
         return result
 
-    async def run_step(self, message: WorkMessage) -> DeliveryResult:
-        """Run the step `message` names, if the task still wants it."""
+    async def run_step(self, message: WorkMessage, *, sole: bool = False) -> DeliveryResult:
+        """Run the step `message` names, if the task still wants it.
+
+        `sole`: no other delivery of this message runs meanwhile (see `handle_local`).
+        """
         return await self._bounded(
-            message.task_id, message.step, lambda held: self._step(message, held)
+            message.task_id, message.step, lambda held: self._step(message, held, sole)
         )
 
     async def poll_now(self, task: Task) -> DeliveryResult:
@@ -188,11 +196,11 @@ class StepWorker:
             await self._release_poll(claimed)
         return result
 
-    async def _step(self, message: WorkMessage, held: list[Task]) -> DeliveryResult:
+    async def _step(self, message: WorkMessage, held: list[Task], sole: bool) -> DeliveryResult:
         # The common case first: the step is due and free, and its claim is the one write
-        # before the upstream call. A miss brings the row as it is, to say why (stale, in
-        # flight, early) and act on it as below.
-        claim = await self._claim_due(message)
+        # before the upstream call (none for a sole poll). A miss brings the row as it is, to
+        # say why (stale, in flight, early) and act on it as below.
+        claim = await self._claim_due(message, sole)
         task = claim.task
         if claim.claimed:
             assert task is not None
@@ -223,15 +231,19 @@ class StepWorker:
         wait = (task.step_lease_until - now).total_seconds()
         return DeliveryResult(503, retry_after=max(1.0, wait), reason="submit in flight")
 
-    async def _claim_due(self, message: WorkMessage) -> StepClaim:
-        """Claim the step `message` names, if the task waits for exactly that step."""
+    async def _claim_due(self, message: WorkMessage, sole: bool) -> StepClaim:
+        """Claim the step `message` names, if the task waits for exactly that step.
+
+        A submit always writes its claim: two submits make two upstream jobs.
+        """
         if message.step == "submit":
             expect = Expect.of(TaskStatus.QUEUED, attempt=message.attempt)
+            sole = False
         else:
             expect = Expect.of(TaskStatus.RUNNING, attempt=message.attempt, polls=message.seq - 1)
         now = utcnow()
         lease = now + timedelta(seconds=self.timing.step_lease)
-        return await self.store.claim_step(message.task_id, expect, lease, now)
+        return await self.store.claim_step(message.task_id, expect, lease, now, sole=sole)
 
     async def _claim(self, task: Task, polls: int | None = None) -> Task | None:
         """Take the step lease by compare-and-set, so copies of one step call upstream once."""
@@ -259,6 +271,8 @@ class StepWorker:
 
     async def _release_poll(self, claimed: Task) -> None:
         """Let the redelivery of a failed poll take the poll at once instead of at lease expiry."""
+        if claimed.step_lease_until is None:
+            return  # a sole poll took no lease (`_claim_due`)
         try:
             await self.store.update(
                 claimed.id,

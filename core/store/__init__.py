@@ -157,12 +157,23 @@ class TaskStore(Protocol):
         ...
 
     async def claim_step(
-        self, task_id: str, expect: Expect, lease_until: datetime, now: datetime
+        self,
+        task_id: str,
+        expect: Expect,
+        lease_until: datetime,
+        now: datetime,
+        *,
+        sole: bool = False,
     ) -> StepClaim:
         """Take the task's step lease until `lease_until` if the row matches `expect` and no
         live lease is held at `now`. The claimed row; on a miss, the row as it is (or None).
 
         A worker's first write on a delivery: it needs no read before it, nor after a hit.
+
+        `sole`: no other delivery of this step can run meanwhile (a local queue's lease on its
+        message) and the step may run on a row that is out of date (a poll: its outcome is a
+        compare-and-set). A store that keeps the row as it last wrote it may then answer with
+        that row, claimed, when it matches and holds no live lease, and write nothing.
         """
         ...
 

@@ -377,15 +377,27 @@ class SqliteStore:
         return self.updated(prepared, await self._write(self.apply_update, prepared))
 
     async def claim_step(
-        self, task_id: str, expect: Expect, lease_until: datetime, now: datetime
+        self,
+        task_id: str,
+        expect: Expect,
+        lease_until: datetime,
+        now: datetime,
+        *,
+        sole: bool = False,
     ) -> StepClaim:
         """One compare-and-set that also checks the lease; on a miss, the row read in the
         same write (one hop to the writer either way).
 
         The claim is not told to the change log and the feed: it moves only the step's lease,
         which no view shows, and the step's outcome follows it (one row and one feed event per
-        step fewer).
+        step fewer). A `sole` step whose row this store wrote last (`KnownRows`) and which
+        matches takes that row and writes nothing: another process's change since then makes
+        the step's own compare-and-set miss.
         """
+        if sole:
+            known = self._known.get(task_id)
+            if known is not None and expect.matches(known) and not known.step_claimed(now):
+                return StepClaim(known, claimed=True)
         changes = {"step_lease_until": lease_until}
         prepared = self.prepare_update(task_id, expect, changes, lease_free_at=now, told=False)
         if prepared is None:

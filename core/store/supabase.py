@@ -293,9 +293,16 @@ class SupabaseStore:
         return parse_task(response.data[0])
 
     async def claim_step(
-        self, task_id: str, expect: Expect, lease_until: datetime, now: datetime
+        self,
+        task_id: str,
+        expect: Expect,
+        lease_until: datetime,
+        now: datetime,
+        *,
+        sole: bool = False,
     ) -> StepClaim:
-        """A read, then the compare-and-set (the RPC compares values, not "no live lease")."""
+        """A read, then the compare-and-set (the RPC compares values, not "no live lease");
+        `sole` changes nothing: this store keeps no rows of its own."""
         return await claim_by_reading(self, task_id, expect, lease_until, now)
 
     async def add_event(self, event: TaskEvent) -> None:

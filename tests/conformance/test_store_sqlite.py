@@ -309,6 +309,50 @@ async def test_a_steps_claim_is_not_told_to_the_feed_and_its_outcome_is(
     assert _rows(store.path, "change_log") == logged + 1
 
 
+async def test_a_sole_claim_of_a_row_this_store_wrote_writes_nothing(
+    store: SqliteStore,
+) -> None:
+    """A sole step (a local poll) runs on the row as written last; others write their lease."""
+    task = await store.insert(new_task(status=TaskStatus.RUNNING))
+    now = datetime.now(UTC)
+    lease, due = now + timedelta(seconds=60), Expect.of(TaskStatus.RUNNING, polls=0)
+
+    sole = await store.claim_step(task.id, due, lease, now, sole=True)
+    assert sole == type(sole)(task, claimed=True)
+    assert await store.get(task.id) == task  # no lease, no new version in the file
+
+    written = await store.claim_step(task.id, due, lease, now)
+    assert written.claimed and written.task is not None
+    assert (written.task.version, written.task.step_lease_until) == (task.version + 1, lease)
+    # A live lease is the file's to judge: the sole claim misses as a written one would.
+    missed = await store.claim_step(task.id, due, lease, now, sole=True)
+    assert not missed.claimed and missed.task == written.task
+    assert not (await store.claim_step(task.id, Expect.of(TaskStatus.QUEUED), lease, now)).claimed
+
+
+async def test_a_sole_step_on_a_row_another_process_changed_misses_at_its_outcome(
+    store: SqliteStore,
+) -> None:
+    """The row a sole claim hands back may be out of date; the step's compare-and-set says so."""
+    task = await store.insert(new_task(status=TaskStatus.RUNNING))
+    other = SqliteStore(store.path)
+    await other.open()
+    try:
+        cancelled = await other.update(
+            task.id, Expect.of(TaskStatus.RUNNING), {"status": TaskStatus.CANCELLED}
+        )
+    finally:
+        await other.close()
+    assert cancelled is not None
+    now = datetime.now(UTC)
+    due = Expect.of(TaskStatus.RUNNING, attempt=task.attempt, polls=0)
+
+    claim = await store.claim_step(task.id, due, now + timedelta(seconds=60), now, sole=True)
+    assert claim.claimed and claim.task == task  # as this store wrote it: still running
+    assert await store.update(task.id, due, {"polls": 1}) is None
+    assert await store.get(task.id) == cancelled
+
+
 # -- rows the store knows: an update reads nothing back when it can tell the row from its own ---
 
 

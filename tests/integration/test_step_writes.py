@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from core.sqlite_steps import SqliteStepWrites
 from core.steps import NextStep, SeparateWrites
 from core.store import Expect
 from core.supervisor import supervise
+from core.upstream import UpstreamState, UpstreamStatus
 from tests.conformance.store_contract import new_task
 
 RUNNING = TaskStatus.RUNNING
@@ -193,6 +195,47 @@ async def test_every_step_of_a_worker_run_acks_its_delivery_in_the_steps_own_wri
     assert ended is not None and ended.status.terminal  # the simulator fails one job in ten
     assert len(acks) >= 2  # the submit, and the poll that ended the task at least
     assert all(any(s.startswith("INSERT INTO task_events") for s in t) for t in acks)
+
+
+async def test_a_local_worker_run_claims_its_submits_and_none_of_its_polls(
+    tmp_path: Path,
+) -> None:
+    """The queue's lease makes a local poll the only delivery of its step: no claim is written
+    before its upstream call (a submit's is, always)."""
+    settings = Settings(_env_file=None, db_path=tmp_path / "v.db", sim_speedup=100_000)  # type: ignore[call-arg]
+    claims: list[str] = []
+    claim_sql = "UPDATE video_tasks SET step_lease_until = '"
+
+    def trace(statement: str) -> None:
+        if statement.startswith(claim_sql):
+            claims.append(statement)
+
+    async with Runtime.from_settings(settings) as runtime:
+        runtime.store.writer.connection.set_trace_callback(trace)  # type: ignore[attr-defined]
+        tasks = [await runtime.service.submit(VideoRequest.parse({"prompt": "a fox"}))]
+        tasks.append(await runtime.service.submit(VideoRequest.parse({"prompt": "a hen"})))
+        await asyncio.wait_for(supervise(runtime, asyncio.Event(), until_idle=True), 30)
+        ended = [await runtime.store.get(task.id) for task in tasks]
+
+    assert all(task is not None and task.status.terminal and task.polls >= 1 for task in ended)
+    assert len(claims) == 2 and all("AND status IN ('queued')" in claim for claim in claims)
+
+
+async def test_a_poll_run_on_its_own_writes_its_claim(runtime: Runtime) -> None:
+    """Not every caller holds a queue's lease (the fallback runs steps itself): a poll run
+    through `run_step` still claims its step before the upstream call."""
+    task = await running_task(runtime)
+    seen: list[Task | None] = []
+
+    async def status(*args: object) -> UpstreamStatus:
+        seen.append(await runtime.store.get(task.id))
+        return UpstreamStatus(UpstreamState.RUNNING, "IN_PROGRESS", 10)
+
+    upstream = runtime.worker.upstreams[task.provider]
+    upstream.status = status  # type: ignore[method-assign]
+    assert (await runtime.worker.run_step(poll(task, 1))).ok
+    [during] = seen
+    assert during is not None and during.step_claimed(datetime.now(UTC))
 
 
 async def test_a_step_of_another_task_leaves_the_delivery_to_its_answer(
