@@ -232,7 +232,7 @@ async def test_a_poll_run_on_its_own_writes_its_claim(runtime: Runtime) -> None:
         return UpstreamStatus(UpstreamState.RUNNING, "IN_PROGRESS", 10)
 
     upstream = runtime.worker.upstreams[task.provider]
-    upstream.status = status  # type: ignore[method-assign]
+    upstream.status = status  # type: ignore[method-assign,assignment]
     assert (await runtime.worker.run_step(poll(task, 1))).ok
     [during] = seen
     assert during is not None and during.step_claimed(datetime.now(UTC))
