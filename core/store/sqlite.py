@@ -54,6 +54,7 @@ from core.store.sqlite_db import (
     encode_event,
     encode_task,
     encode_time,
+    encode_values,
     list_sql,
     status_values,
     stored_as_is,
@@ -272,7 +273,7 @@ class SqliteStore:
         """The values `insert()` writes, encoded."""
         row = msgspec.structs.astuple(task)
         values = encode_task(row)
-        as_is = all(map(stored_as_is, TASK_COLUMNS, row))
+        as_is = stored_as_is(TASK_COLUMNS, row)
         events = _event_values(event, task.id)
         return PreparedInsert(task.id, values, events, tuple(images), task if as_is else None)
 
@@ -445,9 +446,9 @@ class SqliteStore:
             lease_free_at is not None,
         )
         now = datetime.now(UTC)
-        set_values = {name: changes[name] for name in columns}
-        params = [encode(name, value) for name, value in set_values.items()]
-        as_is = all(map(stored_as_is, set_values, set_values.values()))
+        values = [changes[name] for name in columns]
+        params = encode_values(columns)(values)
+        as_is = stored_as_is(columns, values)
         params += [encode_time(now), task_id, *statuses]
         params += [value for value in (expect.attempt, expect.polls) if value is not None]
         params += [encode(name, expect.extra[name]) for name in extra]
@@ -455,6 +456,7 @@ class SqliteStore:
             params.append(encode_time(lease_free_at))
         known = self._known.get(task_id) if as_is else None
         event_values = _event_values(event, task_id)
+        set_values = dict(zip(columns, values, strict=True))
         return PreparedUpdate(task_id, sql, params, event_values, set_values, now, known, told)
 
     def apply_update(self, prepared: PreparedUpdate) -> Stored:

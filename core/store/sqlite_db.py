@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -197,25 +197,39 @@ def _encode_plain(value: Any) -> Any:
 
 
 _ENCODERS = {"time": encode_time, "json": _encode_json, "bool": _encode_bool}
-_ENCODE = {name: _ENCODERS.get(kind, _encode_plain) for name, kind in _KINDS.items()}
+
+
+def _coder(name: str) -> Callable[[Any], Any] | None:
+    """How column `name`'s values are encoded: None where they are stored as they are."""
+    kind = _KINDS[name]
+    if kind in _ENCODERS:
+        return _ENCODERS[kind]
+    inner, _ = _unwrap(_FIELDS[name].type)
+    return _encode_plain if isinstance(inner, type) and issubclass(inner, Enum) else None
+
+
+_ENCODE = {name: _coder(name) for name in _KINDS}
 
 
 def encode(name: str, value: Any) -> Any:
     """A column value as SQLite stores it."""
-    return None if value is None else _ENCODE[name](value)
+    coder = _ENCODE[name]
+    return value if value is None or coder is None else coder(value)
 
 
-def encode_values(names: tuple[str, ...]) -> Callable[[tuple[Any, ...]], list[Any]]:
+@functools.lru_cache(maxsize=512)
+def encode_values(names: tuple[str, ...]) -> Callable[[Sequence[Any]], list[Any]]:
     """A function that encodes the values of the columns `names`, given in that order (a Task's
-    or TaskEvent's `msgspec.structs.astuple()`).
+    or TaskEvent's `msgspec.structs.astuple()`, or an update's values).
 
-    The hot paths' form of `encode`: one pass over the values, no look-up per column.
+    The hot paths' form of `encode`: one pass over the values, no look-up per column, and no
+    call at all for a column stored as it is (a plain text or number).
     """
     coders = tuple(_ENCODE[name] for name in names)
 
-    def encoded(values: tuple[Any, ...]) -> list[Any]:
+    def encoded(values: Sequence[Any]) -> list[Any]:
         return [
-            None if value is None else coder(value)
+            value if coder is None or value is None else coder(value)
             for coder, value in zip(coders, values, strict=True)
         ]
 
@@ -231,18 +245,24 @@ _TASK_COLUMN_SET = frozenset(TASK_COLUMNS)
 _NATIVE = {name: _unwrap(_FIELDS[name].type) for name in TASK_COLUMNS}
 
 
-def stored_as_is(name: str, value: Any) -> bool:
-    """Whether `value` of task column `name` reads back from the file as this very value.
+def stored_as_is(names: tuple[str, ...], values: Sequence[Any]) -> bool:
+    """Whether the `values` of task columns `names` read back from the file as these very values.
 
     True for the types a Task holds (a datetime only in UTC); a value the encoding would
     normalise (an ISO string, a naive or non-UTC datetime, an int for a bool) is not.
     """
-    kind, optional = _NATIVE[name]
-    if value is None:
-        return optional
-    if type(value) is not kind:
-        return False
-    return kind is not datetime or value.tzinfo is UTC
+    for (kind, optional), value in zip(_natives(names), values, strict=True):
+        if value is None:
+            if not optional:
+                return False
+        elif type(value) is not kind or (kind is datetime and value.tzinfo is not UTC):
+            return False
+    return True
+
+
+@functools.lru_cache(maxsize=512)
+def _natives(names: tuple[str, ...]) -> tuple[tuple[Any, bool], ...]:
+    return tuple(_NATIVE[name] for name in names)
 
 
 def check_columns(names: Collection[str], what: str) -> None:

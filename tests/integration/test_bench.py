@@ -46,10 +46,11 @@ async def test_workload_w_runs_its_tasks_to_the_end(tmp_path: Path) -> None:
     # waited for ever on a worker that had died at its first step.
     engine = _bench_module("engine")
 
-    result = await engine.workload_w(tmp_path / "w.db", tasks=5, concurrency=4)
+    # Enough tasks for the loop's thread to use a clock tick (10 ms) at 0.2 ms of CPU a step.
+    result = await engine.workload_w(tmp_path / "w.db", tasks=60, concurrency=4)
 
-    assert result["succeeded"] == 5
-    assert result["steps"] == 5 * (1 + engine.W_POLLS)
+    assert result["succeeded"] == 60
+    assert result["steps"] == 60 * (1 + engine.W_POLLS)
     # The split by thread is counted in clock ticks, the total exactly: one tick of slack each.
     tick_ms = 1000 / os.sysconf("SC_CLK_TCK") / result["steps"]
     split = result["loop_cpu_ms_per_step"] + result["writer_cpu_ms_per_step"]
