@@ -91,16 +91,17 @@ CREATE INDEX IF NOT EXISTS task_events_task ON task_events (task_id, id);
 CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS task_images (task_id TEXT NOT NULL, position INTEGER NOT NULL,
     data TEXT NOT NULL, PRIMARY KEY (task_id, position));
-CREATE TABLE IF NOT EXISTS change_log (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+CREATE TABLE IF NOT EXISTS change_log (seq INTEGER PRIMARY KEY,
     task_id TEXT NOT NULL, op TEXT NOT NULL, origin TEXT NOT NULL, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS qstash_usage (day TEXT PRIMARY KEY NOT NULL,
     published INTEGER NOT NULL DEFAULT 0, delivered INTEGER NOT NULL DEFAULT 0);
 """  # noqa: E501
 # Write amplification: every step rewrites updated_at, so an index on it (the reconciler's
 # filter, which reads only active tasks through video_tasks_status) cost a B-tree write per step
-# and is dropped; task_events ids need only grow, not AUTOINCREMENT's sqlite_sequence write
-# (files made before keep theirs). change_log keeps AUTOINCREMENT: its tailers must never see
-# a seq used twice, even after a prune emptied it.
+# and is dropped. Neither task_events ids nor change_log seqs need AUTOINCREMENT, whose
+# sqlite_sequence row cost a page write per commit (files made before keep it): a new rowid is
+# one past the largest, and the tailers' "never a seq used twice" holds because `_PRUNE` only
+# deletes rows older than a recent one, so the newest row is never pruned.
 # Tasks per owner and status, kept by triggers in the writing transaction, so counting reads a
 # few rows instead of scanning the table. Made (and filled from the table) once per file.
 _COUNTS = (
