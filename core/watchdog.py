@@ -20,12 +20,16 @@ from types import TracebackType
 
 
 class Watchdog:
-    """Cuts the blocks it limits (`limit`) once their time is up, with one timer for all."""
+    """Cuts the blocks it limits (`limit`) once their time is up, with one timer for all.
+
+    It serves one event loop at a time: used on another, it forgets the blocks of the last.
+    """
 
     def __init__(self) -> None:
         self._running: dict[Limit, None] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def limit(self, seconds: float) -> Limit:
         """`with watchdog.limit(s):` around awaits in a task: TimeoutError after `s` seconds."""
@@ -36,13 +40,30 @@ class Watchdog:
         """How many blocks are inside their limit now."""
         return len(self._running)
 
+    def _current(self) -> tuple[asyncio.Task[object], asyncio.AbstractEventLoop]:
+        """The task running now, and its loop (the loop of the last call, most often: asking
+        for it by name spares Python 3.11 a getpid() per call)."""
+        loop = self._loop
+        task = asyncio.current_task(loop) if loop is not None else None
+        if task is None:
+            task = asyncio.current_task()
+            if task is None:
+                raise RuntimeError("a time limit needs to run inside a task")
+            loop = task.get_loop()
+            if loop is not self._loop:
+                # A loop of its own (a new test's, a new command's): what was armed on the
+                # last one will never fire here, and its blocks are not ours to cut.
+                self._loop, self._running = loop, {}
+                self._timer, self._timer_at = None, math.inf
+        return task, loop
+
     def _start(self, limit: Limit, loop: asyncio.AbstractEventLoop) -> None:
         self._running[limit] = None
         if limit.due < self._timer_at:
             self._arm(loop, limit.due)
 
     def _end(self, limit: Limit) -> None:
-        del self._running[limit]
+        self._running.pop(limit, None)  # gone already if the block began on an earlier loop
         # The timer stays armed: firing for no one costs less than disarming each time.
 
     def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
@@ -77,10 +98,7 @@ class Limit:
         self.cut = False
 
     def __enter__(self) -> Limit:
-        task = asyncio.current_task()
-        if task is None:
-            raise RuntimeError("a time limit needs to run inside a task")
-        loop = task.get_loop()
+        task, loop = self.watchdog._current()
         self.task = task
         self.due = loop.time() + self.seconds
         self._cancelling = task.cancelling()

@@ -81,3 +81,21 @@ async def test_a_block_that_ends_in_time_is_not_cancelled_later() -> None:
     await asyncio.sleep(0.05)  # the timer fires for no one
     assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
     assert await _sleep_within(watchdog, 0.02, 0.001) == "done"
+
+
+def test_a_watchdog_moved_to_a_new_loop_still_cuts_there() -> None:
+    # The first loop ends with the timer armed for its block, which never fires: a block on
+    # the next loop with a later limit must arm a timer of its own.
+    watchdog = Watchdog()
+
+    async def leave_one_running() -> None:
+        asyncio.create_task(_sleep_within(watchdog, 0.05, 3600))
+        await asyncio.sleep(0)
+
+    asyncio.run(leave_one_running())
+
+    async def cut_quickly() -> str:
+        return await asyncio.wait_for(_sleep_within(watchdog, 0.2, 3600), TIMEOUT)
+
+    assert asyncio.run(cut_quickly()) == "cut"
+    assert watchdog.running == 0
