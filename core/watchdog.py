@@ -45,16 +45,17 @@ class Watchdog:
         for it by name spares Python 3.11 a getpid() per call)."""
         loop = self._loop
         task = asyncio.current_task(loop) if loop is not None else None
+        if task is not None and loop is not None:
+            return task, loop
+        task = asyncio.current_task()
         if task is None:
-            task = asyncio.current_task()
-            if task is None:
-                raise RuntimeError("a time limit needs to run inside a task")
-            loop = task.get_loop()
-            if loop is not self._loop:
-                # A loop of its own (a new test's, a new command's): what was armed on the
-                # last one will never fire here, and its blocks are not ours to cut.
-                self._loop, self._running = loop, {}
-                self._timer, self._timer_at = None, math.inf
+            raise RuntimeError("a time limit needs to run inside a task")
+        loop = task.get_loop()
+        if loop is not self._loop:
+            # A loop of its own (a new test's, a new command's): what was armed on the last
+            # one will never fire here, and its blocks are not ours to cut.
+            self._loop, self._running = loop, {}
+            self._timer, self._timer_at = None, math.inf
         return task, loop
 
     def _start(self, limit: Limit, loop: asyncio.AbstractEventLoop) -> None:
