@@ -191,9 +191,12 @@ async def test_an_abandoned_iterator_unsubscribes(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_old_change_log_rows_are_pruned(
+async def test_old_change_log_rows_are_pruned_but_never_the_newest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A prune deletes only rows older than a recent one, so the newest row always stays and
+    the next seq is a new one (new files' change_log has no AUTOINCREMENT, and a tailer at the
+    old end must see the next change)."""
     monkeypatch.setattr(sqlite_db, "PRUNE_EVERY", 0.0)  # prune after every write
     path = tmp_path / "videoq.db"
     store = await opened(path)
@@ -205,46 +208,20 @@ async def test_old_change_log_rows_are_pruned(
                 [(old,)] * 3,
             )
         db.close()
-
-        task = await store.insert(new_task())
-
-        with sqlite3.connect(path) as db:
-            left = db.execute("SELECT task_id, op FROM change_log").fetchall()
-        db.close()
-        assert left == [(task.id, "INSERT")]
-    finally:
-        await store.close()
-
-
-async def test_a_prune_keeps_the_newest_change_so_no_seq_is_used_twice(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Every row past its retention: a prune deletes only rows older than a recent one, so the
-    newest always stays and the next seq is a new one (the table has no AUTOINCREMENT, and a
-    tailer at the old end must see the next change)."""
-    monkeypatch.setattr(sqlite_db, "PRUNE_EVERY", 0.0)
-    path = tmp_path / "videoq.db"
-    store = await opened(path)
-    try:
-        old = time.time() - 2 * sqlite_db.CHANGE_LOG_RETENTION
-        with sqlite3.connect(path) as db:
-            db.executemany(
-                "INSERT INTO change_log (task_id, op, origin, at) VALUES ('t', 'UPDATE', 'x', ?)",
-                [(old,)] * 3,
-            )
-            newest = db.execute("SELECT max(seq) FROM change_log").fetchone()[0]
-        db.close()
         store.writer.connection.execute("BEGIN")
         store._open_db.prune()
         store.writer.connection.execute("COMMIT")
-
         with sqlite3.connect(path) as db:  # no recent row: nothing goes
-            assert db.execute("SELECT seq FROM change_log").fetchall() == [(1,), (2,), (newest,)]
+            assert db.execute("SELECT seq FROM change_log").fetchall() == [(1,), (2,), (3,)]
+            [(sql,)] = db.execute("SELECT sql FROM sqlite_master WHERE name = 'change_log'")
         db.close()
+        assert "AUTOINCREMENT" not in sql
+
         task = await store.insert(new_task())
+
         with sqlite3.connect(path) as db:
-            left = db.execute("SELECT seq, task_id FROM change_log").fetchall()
+            left = db.execute("SELECT seq, task_id, op FROM change_log").fetchall()
         db.close()
-        assert left == [(newest + 1, task.id)]
+        assert left == [(4, task.id, "INSERT")]
     finally:
         await store.close()
