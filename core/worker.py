@@ -299,7 +299,9 @@ class StepWorker:
         """Submit `task` upstream (its claim taken) and record what came of it."""
         try:
             upstream = self._upstream(task)
-            request = task.request(await self.store.images(task.id))
+            # Most tasks carry no image: no read for them (a round trip on Supabase).
+            images = await self.store.images(task.id) if task.image_count else ()
+            request = task.request(images)
             hook = self.hooks.url(task.id, task.attempt) if self.hooks else None
             upstream_id = await self._call(
                 upstream.submit(request, self._api_key(task), notify_hook=hook)

@@ -412,6 +412,27 @@ async def test_the_submit_and_a_retry_send_the_stored_images(
     assert sent == [images, images]
 
 
+async def test_a_submit_without_images_reads_none(
+    engine: Engine, fake: FakeT8Star, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[str] = []
+    read = engine.store.images
+
+    async def images(task_id: str) -> tuple[str, ...]:
+        reads.append(task_id)
+        return await read(task_id)
+
+    monkeypatch.setattr(engine.store, "images", images)
+    plain, pictured = await engine.submit(), await engine.submit(images=["https://x.test/a.png"])
+    await engine.drain()
+    assert reads == [pictured.id]
+    assert [call.body.get("images") for call in fake.submits()] in (
+        [None, ["https://x.test/a.png"]],
+        [["https://x.test/a.png"], None],
+    )
+    assert (await engine.task(plain.id)).status is TaskStatus.SUCCEEDED
+
+
 class StoreFailsOnce:
     """StepWrites whose first `started` fails at the store: before it writes, or after it
     wrote the row (the answer lost, as a request that times out on its way back)."""
