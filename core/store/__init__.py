@@ -173,7 +173,8 @@ class TaskStore(Protocol):
         `sole`: no other delivery of this step can run meanwhile (a local queue's lease on its
         message) and the step may run on a row that is out of date (a poll: its outcome is a
         compare-and-set). A store that keeps the row as it last wrote it may then answer with
-        that row, claimed, when it matches and holds no live lease, and write nothing.
+        that row, claimed, when the file still holds it, it matches and holds no live lease,
+        and write nothing.
         """
         ...
 

@@ -391,13 +391,18 @@ class SqliteStore:
 
         The claim is not told to the change log and the feed: it moves only the step's lease,
         which no view shows, and the step's outcome follows it (one row and one feed event per
-        step fewer). A `sole` step whose row this store wrote last (`KnownRows`) and which
-        matches takes that row and writes nothing: another process's change since then makes
-        the step's own compare-and-set miss.
+        step fewer). A `sole` step whose row is still in the file as this store last wrote it
+        (`KnownRows`, the same version: one read of the key's index) and matches takes that
+        row and writes nothing; a row changed since, by anyone, is claimed as any other.
         """
         if sole:
             known = self._known.get(task_id)
-            if known is not None and expect.matches(known) and not known.step_claimed(now):
+            if (
+                known is not None
+                and expect.matches(known)
+                and not known.step_claimed(now)
+                and await self._read_here(Database.version, task_id) == known.version
+            ):
                 return StepClaim(known, claimed=True)
         changes = {"step_lease_until": lease_until}
         prepared = self.prepare_update(task_id, expect, changes, lease_free_at=now, told=False)

@@ -156,6 +156,7 @@ _INSERT_EVENT = (
 _INSERT_IMAGE = "INSERT INTO task_images (task_id, position, data) VALUES (?, ?, ?)"
 _IMAGES = "SELECT data FROM task_images WHERE task_id = ? ORDER BY position"
 GET = f"SELECT {_SELECT} FROM video_tasks WHERE id = ?"
+_VERSION = "SELECT version FROM video_tasks WHERE id = ?"
 # Walks the video_tasks_user index only (it holds created_at): no row is read.
 NEWEST_CREATED = """SELECT created_at FROM video_tasks WHERE user_id = ?
 ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET ?"""
@@ -452,6 +453,11 @@ class Database:
 
     def get(self, task_id: str) -> tuple[Any, ...] | None:
         return self.db.execute(GET, (task_id,)).fetchone()
+
+    def version(self, task_id: str) -> int | None:
+        """The row's version alone (None: no such task)."""
+        row = self.db.execute(_VERSION, (task_id,)).fetchone()
+        return None if row is None else int(row[0])
 
     def select(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         return self.db.execute(sql, params).fetchall()

@@ -330,27 +330,33 @@ async def test_a_sole_claim_of_a_row_this_store_wrote_writes_nothing(
     assert not (await store.claim_step(task.id, Expect.of(TaskStatus.QUEUED), lease, now)).claimed
 
 
-async def test_a_sole_step_on_a_row_another_process_changed_misses_at_its_outcome(
+async def test_a_sole_step_on_a_row_another_process_changed_claims_it_from_the_file(
     store: SqliteStore,
 ) -> None:
-    """The row a sole claim hands back may be out of date; the step's compare-and-set says so."""
+    """A row changed since this store wrote it, even in a column the compare does not look
+    at, is claimed as any other: the step runs on the row as it is now."""
     task = await store.insert(new_task(status=TaskStatus.RUNNING))
     other = SqliteStore(store.path)
     await other.open()
     try:
+        moved = await other.update(task.id, Expect.of(TaskStatus.RUNNING), {"progress": 40})
+        assert moved is not None
+        now = datetime.now(UTC)
+        lease, due = now + timedelta(seconds=60), Expect.of(TaskStatus.RUNNING, polls=0)
+
+        claim = await store.claim_step(task.id, due, lease, now, sole=True)
+        assert claim.claimed and claim.task is not None
+        assert (claim.task.progress, claim.task.version) == (40, moved.version + 1)
+        assert claim.task.step_lease_until == lease
+
         cancelled = await other.update(
             task.id, Expect.of(TaskStatus.RUNNING), {"status": TaskStatus.CANCELLED}
         )
     finally:
         await other.close()
-    assert cancelled is not None
-    now = datetime.now(UTC)
-    due = Expect.of(TaskStatus.RUNNING, attempt=task.attempt, polls=0)
-
-    claim = await store.claim_step(task.id, due, now + timedelta(seconds=60), now, sole=True)
-    assert claim.claimed and claim.task == task  # as this store wrote it: still running
-    assert await store.update(task.id, due, {"polls": 1}) is None
-    assert await store.get(task.id) == cancelled
+    later = now + timedelta(seconds=120)  # past the lease just taken
+    missed = await store.claim_step(task.id, due, later, later, sole=True)
+    assert not missed.claimed and missed.task == cancelled
 
 
 # -- rows the store knows: an update reads nothing back when it can tell the row from its own ---
