@@ -17,9 +17,12 @@ async def log_operator_actions(store: TaskStore) -> None:
         task = change.task
         if task is None:
             continue
-        status, attempt = seen.get(task.id, (None, 1))
+        known = seen.get(task.id)
+        status, attempt = known or (None, 1)
         seen[task.id] = (task.status, task.attempt)
         if task.status is TaskStatus.CANCELLED and status is not TaskStatus.CANCELLED:
             log.info("task %s: %s -> cancelled (by another process)", task.id, status or "active")
-        elif task.status is TaskStatus.QUEUED and task.attempt > attempt:
+        elif task.attempt > attempt and (known is not None or task.status is TaskStatus.QUEUED):
+            # The feed may skip the queued row: this worker can take the retried task up (its
+            # own write, told at once) before the tail reads the other process's change.
             log.info("task %s: queued again by another process (attempt %d)", task.id, task.attempt)
