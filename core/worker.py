@@ -271,8 +271,8 @@ class StepWorker:
 
     async def _release_poll(self, claimed: Task) -> None:
         """Let the redelivery of a failed poll take the poll at once instead of at lease expiry."""
-        if claimed.step_lease_until is None:
-            return  # a sole poll took no lease (`_claim_due`)
+        if not claimed.step_claimed(utcnow()):
+            return  # no live lease to give back (a sole poll takes none: `_claim_due`)
         try:
             await self.store.update(
                 claimed.id,

@@ -290,6 +290,12 @@ class LocalQueue:
         return QueueStats(messages=msgspec.structs.asdict(self.counts), pending=pending)
 
     @property
+    def answer_within(self) -> float:
+        """Seconds a handler has to answer a delivery: 0.9 x the lease, as QStash's response
+        timeout leaves room before a redelivery."""
+        return self.lease * 0.9
+
+    @property
     def in_flight(self) -> int:
         return len(self._inflight)
 
@@ -448,12 +454,12 @@ class LocalQueue:
         _IN_HAND.set(in_hand)
         try:
             # Like QStash's response timeout: a later answer would race a redelivery.
-            with self._watchdog.limit(self.lease * 0.9):
+            with self._watchdog.limit(self.answer_within):
                 result = await handler(Delivery(claim.body, headers))
             if not isinstance(result, DeliveryResult):
                 raise TypeError(f"the handler answered {type(result).__name__}")
         except TimeoutError:
-            result = DeliveryResult(504, reason=f"no answer within {self.lease * 0.9:.1f}s")
+            result = DeliveryResult(504, reason=f"no answer within {self.answer_within:.1f}s")
         except Exception as exc:
             log.exception(
                 "task %s: delivery %s crashed the handler", _task_of(claim.body), claim.id

@@ -72,6 +72,11 @@ class Expect(Struct, frozen=True):
             and all(getattr(task, name) == value for name, value in self.extra.items())
         )
 
+    def claimable(self, task: Task, now: datetime) -> bool:
+        """Whether a step claim at `now` may take `task`: it matches and holds no live lease
+        (`update_sql(..., lease_free=True)` says the same in SQL)."""
+        return self.matches(task) and not task.step_claimed(now)
+
 
 class StepClaim(Struct, frozen=True):
     """What `TaskStore.claim_step` found: the row it claimed, or the row as it stands."""
@@ -219,7 +224,7 @@ async def claim_by_reading(
     """`claim_step` for a store whose compare-and-set cannot say "no live lease": read the
     row, check it, then compare-and-set on the lease value read."""
     task = await store.get(task_id)
-    if task is None or task.step_claimed(now) or not expect.matches(task):
+    if task is None or not expect.claimable(task, now):
         return StepClaim(task, claimed=False)
     extra = {**expect.extra, "step_lease_until": task.step_lease_until}
     held = Expect(expect.statuses, expect.attempt, expect.polls, extra)

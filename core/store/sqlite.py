@@ -399,8 +399,7 @@ class SqliteStore:
             known = self._known.get(task_id)
             if (
                 known is not None
-                and expect.matches(known)
-                and not known.step_claimed(now)
+                and expect.claimable(known, now)
                 and await self._read_here(Database.version, task_id) == known.version
             ):
                 return StepClaim(known, claimed=True)
