@@ -392,7 +392,7 @@ class SqliteStore:
         The claim is not told to the change log and the feed: it moves only the step's lease,
         which no view shows, and the step's outcome follows it (one row and one feed event per
         step fewer). A `sole` step whose row is still in the file as this store last wrote it
-        (`KnownRows`, the same version: one read of the key's index) and matches takes that
+        (`KnownRows`, the same version: one read by key) and matches takes that
         row and writes nothing; a row changed since, by anyone, is claimed as any other.
         """
         if sole:
