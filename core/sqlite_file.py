@@ -235,6 +235,21 @@ class SqliteWriter:
         which the loop should not wait for."""
         return await self.call(self._transacted, fn, args)
 
+    def read_here(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run the read `fn(*args)` on the connection, on the caller's thread, at once.
+
+        Outside any transaction (a batch on this thread has always committed by now), so
+        the read sees the file as it is. Raises `sqlite3.OperationalError` when the
+        connection is in use on the writer's thread, or closed: then the caller reads on a
+        connection of its own. A short read only: the writer's thread waits meanwhile.
+        """
+        if self._db is None or not self._using.acquire(blocking=False):
+            raise sqlite3.OperationalError("the writer's connection is in use")
+        try:
+            return fn(*args)
+        finally:
+            self._using.release()
+
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` inside the next group transaction; its committed result."""
         if self._executor is None:

@@ -129,6 +129,41 @@ async def test_writes_commit_on_the_loops_thread_while_the_file_is_free(tmp_path
     assert put.threads[2] != here  # a bulk write never runs on the loop's thread
 
 
+async def test_a_read_here_sees_the_file_now_and_refuses_while_the_thread_holds_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "videoq.db"
+    writer = await _table_writer(path)
+    other = sqlite_file.connect(path, 1.0)
+    holding, release = threading.Event(), threading.Event()
+
+    def count() -> tuple[int, int]:
+        rows = writer.connection.execute("SELECT count(*) FROM t").fetchone()[0]
+        return rows, threading.get_ident()
+
+    def hold() -> None:
+        holding.set()
+        release.wait(5.0)
+
+    try:
+        await writer.write(Puts(writer), 1)
+        other.execute("INSERT INTO t VALUES (2)")  # another connection's commit is seen too
+        assert writer.read_here(count) == (2, threading.get_ident())
+        held = asyncio.ensure_future(writer.call(hold))
+        assert await asyncio.to_thread(holding.wait, 5.0)
+        with pytest.raises(sqlite3.OperationalError, match="in use"):
+            writer.read_here(count)
+        release.set()
+        await held
+        assert writer.read_here(count)[0] == 2
+    finally:
+        release.set()
+        other.close()
+        await writer.close()
+    with pytest.raises(sqlite3.OperationalError):
+        writer.read_here(count)
+
+
 async def test_a_write_waits_for_a_busy_file_on_the_writers_thread(tmp_path: Path) -> None:
     """While another connection holds the write lock, the loop runs on; the write commits once
     the lock is free, within the busy timeout."""
