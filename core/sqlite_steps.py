@@ -13,9 +13,11 @@ first message is inserted with the row that creates the task, so no earlier copy
 copy the reconciler publishes later (its message seemed lost) is run once by the worker's
 submit claim, as any duplicate submit is.
 
-A step that a local delivery runs also deletes that delivery's message in the same write
+A step that a local delivery runs also acks that delivery's message in the same write
 (`LocalQueue.in_hand`): the step's outcome, its next message and the ack commit together, and
-the queue has no ack of its own to write afterwards.
+the queue has no ack of its own to write afterwards. With a next message, the ack and the
+insert are one statement: the delivered row is rewritten as the next message
+(`local_db.replace_row`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 from core.models import Task, TaskEvent, WorkMessage
 from core.queue.local import InHand, LocalQueue
-from core.queue.local_db import ack_row, insert_row
+from core.queue.local_db import ack_row, insert_row, replace_row
 from core.steps import NextStep
 from core.store import Expect
 from core.store.sqlite import PreparedInsert, PreparedUpdate, SqliteStore, Stored
@@ -93,9 +95,12 @@ class SqliteStepWrites:
         if stored is None:
             return None, False
         db = self.store.writer.connection
-        if row is not None:
-            insert_row(db, row)
-        return stored, in_hand is not None and ack_row(db, in_hand.claim)
+        if row is None:
+            return stored, in_hand is not None and ack_row(db, in_hand.claim)
+        if in_hand is not None and replace_row(db, in_hand.claim, row):
+            return stored, True  # the delivered message's row is the next message now
+        insert_row(db, row)  # no delivery runs this step, or it lost its lease: no ack
+        return stored, False
 
     def _insert(self, prepared: PreparedInsert, row: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """In the group transaction: the new task, then its first message."""

@@ -64,6 +64,10 @@ RETURNING id, body, retried
 """
 _NEXT_DUE = "SELECT min(deliver_at) FROM queue_messages WHERE state = 'pending'"
 DONE = "DELETE FROM queue_messages WHERE id = ? AND lease = ?"
+# DONE and an insert in one: the delivered row becomes the next message (`replace_row`).
+_REPLACE = """UPDATE queue_messages SET id = ?, dedup_id = ?, body = ?, deliver_at = ?,
+    published_at = ?, state = 'pending', retried = 0, lease = NULL, last_status = NULL,
+    reason = NULL WHERE id = ? AND lease = ?"""
 RETRY = """UPDATE queue_messages SET retried = retried + 1, deliver_at = ?, lease = NULL,
     last_status = ?, reason = ? WHERE id = ? AND lease = ?"""
 DEAD = """UPDATE queue_messages SET state = 'dead', deliver_at = ?, lease = NULL,
@@ -230,6 +234,14 @@ def insert_row(db: sqlite3.Connection, row: tuple[Any, ...]) -> None:
 def ack_row(db: sqlite3.Connection, claim: Claim) -> bool:
     """Delete a delivered message in the caller's transaction, if `claim` still holds its lease."""
     return _changed(db, DONE, (claim.id, claim.token))
+
+
+def replace_row(db: sqlite3.Connection, claim: Claim, row: tuple[Any, ...]) -> bool:
+    """`ack_row(claim)` and `insert_row(row)` in the caller's transaction, as one statement:
+    the delivered message's row is rewritten as the new one (one row changed instead of one
+    deleted and one added). False, with nothing written, when `claim` lost its lease: the
+    caller inserts `row` then."""
+    return _changed(db, _REPLACE, (*row, claim.id, claim.token))
 
 
 def _fetch_all(db: sqlite3.Connection, sql: str, params: Any) -> list[Any]:

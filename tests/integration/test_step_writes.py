@@ -150,6 +150,32 @@ async def test_a_local_delivery_is_acknowledged_by_the_step_it_runs(
     assert runtime.queue.counts.retried == 0  # type: ignore[attr-defined]
 
 
+async def test_a_step_whose_delivery_lost_its_lease_adds_its_message_and_acks_nothing(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """The delivered row is rewritten as the next message only while the delivery holds its
+    lease; once another dispatcher took the message over, the row stays theirs."""
+    task = await running_task(runtime)
+    step = first_poll(task, delay=60)
+
+    async def taken_over_then_written() -> None:
+        with sqlite3.connect(tmp_path / "v.db") as other:
+            other.execute("UPDATE queue_messages SET lease = 'another-dispatcher'")
+        other.close()
+        await runtime.steps.poll_next(step)
+
+    await deliver_once(runtime, poll(task, 1), taken_over_then_written, DeliveryResult(200))
+
+    written = await runtime.store.get(task.id)
+    assert written is not None and written.polls == 1
+    with sqlite3.connect(tmp_path / "v.db") as db:
+        leases = dict(db.execute("SELECT id, lease FROM queue_messages").fetchall())
+    db.close()
+    assert leases[written.message_id] is None  # the next poll, pending
+    assert len(leases) == 2 and set(leases.values()) == {"another-dispatcher", None}
+    assert runtime.queue.counts.delivered == 0  # type: ignore[attr-defined]
+
+
 async def test_a_step_that_ends_its_task_acknowledges_its_delivery_in_the_same_write(
     runtime: Runtime, tmp_path: Path
 ) -> None:
@@ -174,8 +200,9 @@ async def test_a_step_that_ends_its_task_acknowledges_its_delivery_in_the_same_w
 async def test_every_step_of_a_worker_run_acks_its_delivery_in_the_steps_own_write(
     tmp_path: Path,
 ) -> None:
-    """Each delivered message is deleted in the transaction that records its step (the one
-    with the step's history row), the step that ends the task included: no ack of its own."""
+    """Each delivered message is acked in the transaction that records its step (the one with
+    the step's history row), the step that ends the task included: no ack of its own. A step
+    with a next message rewrites the delivered row as that message, in one statement."""
     settings = Settings(_env_file=None, db_path=tmp_path / "v.db", sim_speedup=100_000)  # type: ignore[call-arg]
     transactions: list[list[str]] = []
 
@@ -191,10 +218,16 @@ async def test_every_step_of_a_worker_run_acks_its_delivery_in_the_steps_own_wri
         await asyncio.wait_for(supervise(runtime, asyncio.Event(), until_idle=True), 30)
         ended = await runtime.store.get(task.id)
 
-    acks = [t for t in transactions if any(s.startswith("DELETE FROM queue_messages") for s in t)]
+    def has(transaction: list[str], start: str) -> bool:
+        return any(statement.startswith(start) for statement in transaction)
+
+    deleted = [t for t in transactions if has(t, "DELETE FROM queue_messages")]
+    replaced = [t for t in transactions if has(t, "UPDATE queue_messages SET id =")]
     assert ended is not None and ended.status.terminal  # the simulator fails one job in ten
-    assert len(acks) >= 2  # the submit, and the poll that ended the task at least
-    assert all(any(s.startswith("INSERT INTO task_events") for s in t) for t in acks)
+    assert len(deleted) == 1  # the step that ended the task: no next message
+    assert len(replaced) >= 1  # the submit, then each poll but the last
+    assert all(has(t, "INSERT INTO task_events") for t in deleted + replaced)
+    assert not any(has(t, "INSERT INTO queue_messages") for t in deleted + replaced)
 
 
 async def test_a_local_worker_run_claims_its_submits_and_none_of_its_polls(
