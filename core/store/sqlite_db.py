@@ -173,12 +173,16 @@ _PRUNE = """DELETE FROM change_log
 WHERE seq < (SELECT seq FROM change_log WHERE at >= ? ORDER BY seq LIMIT 1)"""
 
 
+_RFC3339 = msgspec.json.Encoder().encode
+
+
 def encode_time(moment: datetime | str) -> str:
     """Fixed-width ISO-8601 UTC text, so text order is time order (naive means UTC)."""
     if type(moment) is datetime and moment.tzinfo is UTC and moment.microsecond:
-        # What every step writes. With microseconds the plain isoformat() has the fixed
-        # width already, at half the cost of asking for it by keyword (2.4 µs vs 5.9).
-        return moment.isoformat()
+        # What every step writes, about six times a step. With microseconds the RFC 3339 text
+        # has the fixed width already: msgspec writes it as isoformat() would, but for "Z" in
+        # place of "+00:00", in a seventh of the time (0.17 µs vs 1.3).
+        return _RFC3339(moment)[1:-2].decode() + "+00:00"
     if isinstance(moment, str):
         moment = datetime.fromisoformat(moment)
     if moment.tzinfo is None:

@@ -98,6 +98,16 @@ def test_times_are_stored_as_fixed_width_utc_text(moment: datetime | str) -> Non
     assert text.startswith("2026-12-03T09:05:01.000") and text.endswith("+00:00")
 
 
+def test_a_utc_time_is_stored_as_its_isoformat_to_the_microsecond() -> None:
+    start = datetime(2026, 12, 3, 23, 59, 59, 999_999, tzinfo=UTC)
+    steps = (1, 7, 999, 86_400_000_001, 31_622_400_000_000)  # up to a leap year on
+    moments = [start + timedelta(microseconds=n * k) for n in steps for k in range(1, 40)]
+    moments += [datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC), datetime.max.replace(tzinfo=UTC)]
+
+    expected = [m.isoformat(timespec="microseconds") for m in moments]
+    assert [sqlite_db.encode_time(m) for m in moments] == expected
+
+
 def test_stored_time_text_sorts_in_time_order() -> None:
     start = datetime(2026, 12, 3, 9, 5, 1, tzinfo=UTC)
     moments = [start + timedelta(microseconds=n) for n in (999_999, 0, 1, 10, 1_000_000)]
