@@ -12,12 +12,20 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import NoneType
 from typing import Any, TypeVar
 
 from core.errors import StoreError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+# The sqlite3 module binds a None as NULL only after looking for its adapter the slow way: two
+# failed attribute look-ups, each raising and clearing an AttributeError (0.6 µs a parameter,
+# about eight a step). A registered adapter is found at once: an empty set's `discard` does
+# nothing and answers None, from C. Process-wide, and every connection binds the same NULL as
+# before: only the way to it is shorter.
+sqlite3.register_adapter(NoneType, set().discard)
 
 CHECKPOINT_EVERY = 1.0
 """Seconds between WAL checkpoints of a busy writer (SQLite's own would run on every ~1,000th
