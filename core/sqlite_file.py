@@ -20,12 +20,14 @@ from core.errors import StoreError
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-# The sqlite3 module binds a None as NULL only after looking for its adapter the slow way: two
-# failed attribute look-ups, each raising and clearing an AttributeError (0.6 µs a parameter,
-# about eight a step). A registered adapter is found at once: an empty set's `discard` does
-# nothing and answers None, from C. Process-wide, and every connection binds the same NULL as
-# before: only the way to it is shorter.
+# The sqlite3 module binds a None, or bytes, only after looking for its adapter the slow way:
+# two failed attribute look-ups, each raising and clearing an AttributeError (0.6 µs a None,
+# about eight a step, and 0.4 µs more for a message's body than a registered adapter). A
+# registered adapter is found at once: an empty set's `discard` does nothing and answers None,
+# and `bytes.__bytes__` answers the very bytes, both from C. Process-wide, and every connection
+# binds the same NULL and BLOB as before: only the way to them is shorter.
 sqlite3.register_adapter(NoneType, set().discard)
+sqlite3.register_adapter(bytes, bytes.__bytes__)
 
 CHECKPOINT_EVERY = 1.0
 """Seconds between WAL checkpoints of a busy writer (SQLite's own would run on every ~1,000th

@@ -48,16 +48,19 @@ async def test_the_store_and_the_queue_open_the_file_the_same_way(tmp_path: Path
     assert from_store == from_queue == ("wal", 1, 3000)
 
 
-def test_a_none_binds_as_null_through_the_registered_adapter(tmp_path: Path) -> None:
+def test_none_and_bytes_bind_as_null_and_blob_through_registered_adapters(
+    tmp_path: Path,
+) -> None:
     db = sqlite_file.connect(tmp_path / "videoq.db", 1.0)
     try:
         db.execute("CREATE TABLE t (v)")
-        db.execute("INSERT INTO t VALUES (?)", (None,))
-        stored = db.execute("SELECT typeof(v), v IS NULL FROM t").fetchall()
+        db.executemany("INSERT INTO t VALUES (?)", [(None,), (b"\x00body",)])
+        stored = db.execute("SELECT typeof(v), v FROM t ORDER BY rowid").fetchall()
     finally:
         db.close()
-    assert (type(None), sqlite3.PrepareProtocol) in sqlite3.adapters  # the short way to NULL
-    assert stored == [("null", 1)]
+    for kind in (type(None), bytes):  # the short way to each
+        assert (kind, sqlite3.PrepareProtocol) in sqlite3.adapters
+    assert stored == [("null", None), ("blob", b"\x00body")]
 
 
 def test_an_unopenable_path_fails_without_leaving_a_connection(tmp_path: Path) -> None:
