@@ -64,10 +64,14 @@ RETURNING id, body, retried
 """
 _NEXT_DUE = "SELECT min(deliver_at) FROM queue_messages WHERE state = 'pending'"
 DONE = "DELETE FROM queue_messages WHERE id = ? AND lease = ?"
+# What a publish writes of a message (`prepare_publish`'s row, in this order); the other
+# columns start as the schema's defaults leave them, which _REPLACE sets over an old row.
+_PUBLISHED = ("id", "dedup_id", "body", "deliver_at", "published_at")
+_INSERT = f"INSERT INTO queue_messages ({', '.join(_PUBLISHED)}) VALUES (?, ?, ?, ?, ?)"
+_FRESH = "state = 'pending', retried = 0, lease = NULL, last_status = NULL, reason = NULL"
 # DONE and an insert in one: the delivered row becomes the next message (`replace_row`).
-_REPLACE = """UPDATE queue_messages SET id = ?, dedup_id = ?, body = ?, deliver_at = ?,
-    published_at = ?, state = 'pending', retried = 0, lease = NULL, last_status = NULL,
-    reason = NULL WHERE id = ? AND lease = ?"""
+_REPLACE = f"""UPDATE queue_messages SET {", ".join(f"{name} = ?" for name in _PUBLISHED)},
+    {_FRESH} WHERE id = ? AND lease = ?"""
 RETRY = """UPDATE queue_messages SET retried = retried + 1, deliver_at = ?, lease = NULL,
     last_status = ?, reason = ? WHERE id = ? AND lease = ?"""
 DEAD = """UPDATE queue_messages SET state = 'dead', deliver_at = ?, lease = NULL,
@@ -224,11 +228,7 @@ def publish_row(db: sqlite3.Connection, row: tuple[Any, ...], cutoff: float) -> 
 
 def insert_row(db: sqlite3.Connection, row: tuple[Any, ...]) -> None:
     """Store a message whose dedup id no other publish can have (no dedup look-up)."""
-    db.execute(
-        "INSERT INTO queue_messages (id, dedup_id, body, deliver_at, published_at)"
-        " VALUES (?, ?, ?, ?, ?)",
-        row,
-    )
+    db.execute(_INSERT, row)
 
 
 def ack_row(db: sqlite3.Connection, claim: Claim) -> bool:

@@ -305,9 +305,9 @@ class SqliteStore:
         Under WAL a read takes no lock a writer holds, and these look at a few cached pages:
         cheaper than the two thread hops of the reader. It never waits long for a busy file.
         The writer's connection first, whose cache holds what this process wrote: another
-        connection's cache is stale after every commit here and reads its pages again (a
-        version read 10 µs instead of 21, docs/benchmarks.md). Then, while a batch or call
-        holds that connection on its thread, a connection of the loop's own.
+        connection's cache is stale after every commit here and reads its pages again
+        (docs/benchmarks.md, eighth pass). Then, while a batch or call holds that connection
+        on its thread, a connection of the loop's own.
         """
         try:
             return self.writer.read_here(read, self._open_db, key)

@@ -77,6 +77,25 @@ async def test_get_tasks_answers_while_another_process_holds_the_write_lock(
     assert updated is not None and updated.progress == 5
 
 
+async def test_a_read_by_key_runs_on_the_writers_connection_while_it_is_free(
+    tmp_path: Path,
+) -> None:
+    """Its cache holds what this process wrote; the loop's own connection would read the
+    pages again after every commit (docs/benchmarks.md, eighth pass)."""
+    store = SqliteStore(tmp_path / "videoq.db")
+    await store.open()
+    try:
+        task = await store.insert(Task.new(VideoRequest(prompt="a fox in the snow")))
+        traced: list[str] = []
+        store.writer.connection.set_trace_callback(traced.append)
+        got = await store.get(task.id)
+        store.writer.connection.set_trace_callback(None)
+    finally:
+        await store.close()
+    assert got is not None and got.id == task.id
+    assert [s for s in traced if s.startswith("SELECT") and "FROM video_tasks" in s]
+
+
 @contextlib.contextmanager
 def _holding_the_lock(path: Path) -> Iterator[Callable[[], None]]:
     """Another process holds the write lock of `path` until the yielded function is called."""

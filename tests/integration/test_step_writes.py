@@ -176,6 +176,33 @@ async def test_a_step_whose_delivery_lost_its_lease_adds_its_message_and_acks_no
     assert runtime.queue.counts.delivered == 0  # type: ignore[attr-defined]
 
 
+async def test_the_row_a_step_rewrites_starts_afresh_as_its_next_message(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """The delivered row keeps none of its own delivery's history: a retried delivery with a
+    failure on record becomes a next message as a publish would store it."""
+    task = await running_task(runtime)
+    step = first_poll(task, delay=60)
+
+    async def retried_then_written() -> None:
+        with sqlite3.connect(tmp_path / "v.db") as other:
+            other.execute("UPDATE queue_messages SET retried = 2, last_status = 503, reason = 'x'")
+        other.close()
+        await runtime.steps.poll_next(step)
+
+    await deliver_once(runtime, poll(task, 1), retried_then_written, DeliveryResult(200))
+
+    written = await runtime.store.get(task.id)
+    assert written is not None and written.message_id is not None
+    with sqlite3.connect(tmp_path / "v.db") as db:
+        rows = db.execute(
+            "SELECT id, dedup_id, state, retried, lease, last_status, reason FROM queue_messages"
+        ).fetchall()
+    db.close()
+    next_poll = poll(task, 2).dedup_id
+    assert rows == [(written.message_id, next_poll, "pending", 0, None, None, None)]
+
+
 async def test_a_step_that_ends_its_task_acknowledges_its_delivery_in_the_same_write(
     runtime: Runtime, tmp_path: Path
 ) -> None:
