@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -128,6 +129,30 @@ async def deliver_once(
     await asyncio.wait_for(queue.run(handler, stop), 10)
 
 
+async def first_poll_delivered_after(runtime: Runtime, tmp_path: Path, sql: str) -> Task:
+    """A running task's first poll, run by a local delivery whose message row another
+    connection changes by `sql` just before the step's write; the task as written."""
+    task = await running_task(runtime)
+
+    async def changed_then_written() -> None:
+        with sqlite3.connect(tmp_path / "v.db") as other:
+            other.execute(sql)
+        other.close()
+        await runtime.steps.poll_next(first_poll(task, delay=60))
+
+    await deliver_once(runtime, poll(task, 1), changed_then_written, DeliveryResult(200))
+    written = await runtime.store.get(task.id)
+    assert written is not None
+    return written
+
+
+def queue_rows(path: Path, columns: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute(f"SELECT {columns} FROM queue_messages").fetchall()
+    db.close()
+    return rows
+
+
 async def test_a_local_delivery_is_acknowledged_by_the_step_it_runs(
     runtime: Runtime, tmp_path: Path
 ) -> None:
@@ -155,22 +180,12 @@ async def test_a_step_whose_delivery_lost_its_lease_adds_its_message_and_acks_no
 ) -> None:
     """The delivered row is rewritten as the next message only while the delivery holds its
     lease; once another dispatcher took the message over, the row stays theirs."""
-    task = await running_task(runtime)
-    step = first_poll(task, delay=60)
+    written = await first_poll_delivered_after(
+        runtime, tmp_path, "UPDATE queue_messages SET lease = 'another-dispatcher'"
+    )
 
-    async def taken_over_then_written() -> None:
-        with sqlite3.connect(tmp_path / "v.db") as other:
-            other.execute("UPDATE queue_messages SET lease = 'another-dispatcher'")
-        other.close()
-        await runtime.steps.poll_next(step)
-
-    await deliver_once(runtime, poll(task, 1), taken_over_then_written, DeliveryResult(200))
-
-    written = await runtime.store.get(task.id)
-    assert written is not None and written.polls == 1
-    with sqlite3.connect(tmp_path / "v.db") as db:
-        leases = dict(db.execute("SELECT id, lease FROM queue_messages").fetchall())
-    db.close()
+    assert written.polls == 1
+    leases = dict(queue_rows(tmp_path / "v.db", "id, lease"))
     assert leases[written.message_id] is None  # the next poll, pending
     assert len(leases) == 2 and set(leases.values()) == {"another-dispatcher", None}
     assert runtime.queue.counts.delivered == 0  # type: ignore[attr-defined]
@@ -181,25 +196,12 @@ async def test_the_row_a_step_rewrites_starts_afresh_as_its_next_message(
 ) -> None:
     """The delivered row keeps none of its own delivery's history: a retried delivery with a
     failure on record becomes a next message as a publish would store it."""
-    task = await running_task(runtime)
-    step = first_poll(task, delay=60)
+    written = await first_poll_delivered_after(
+        runtime, tmp_path, "UPDATE queue_messages SET retried = 2, last_status = 503, reason = 'x'"
+    )
 
-    async def retried_then_written() -> None:
-        with sqlite3.connect(tmp_path / "v.db") as other:
-            other.execute("UPDATE queue_messages SET retried = 2, last_status = 503, reason = 'x'")
-        other.close()
-        await runtime.steps.poll_next(step)
-
-    await deliver_once(runtime, poll(task, 1), retried_then_written, DeliveryResult(200))
-
-    written = await runtime.store.get(task.id)
-    assert written is not None and written.message_id is not None
-    with sqlite3.connect(tmp_path / "v.db") as db:
-        rows = db.execute(
-            "SELECT id, dedup_id, state, retried, lease, last_status, reason FROM queue_messages"
-        ).fetchall()
-    db.close()
-    next_poll = poll(task, 2).dedup_id
+    rows = queue_rows(tmp_path / "v.db", "id, dedup_id, state, retried, lease, last_status, reason")
+    next_poll = poll(written, 2).dedup_id
     assert rows == [(written.message_id, next_poll, "pending", 0, None, None, None)]
 
 
